@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need into .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NATIVE_SRC := $(shell find native -path native/target -prune -o \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print 2>/dev/null)
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-native test-python bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(NATIVE_SRC)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/agentctl demo
+
+test: setup test-native test-python
+
+test-native:
+	cargo test -q --manifest-path native/Cargo.toml -p agent-native-core
+
+test-python: setup
+	$(PY) -m pytest
+
+bench: setup
+	@set -e; for b in bench/*.py; do echo "== $$b" >&2; $(PY) $$b; done
+
+lint: setup
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) native/target
