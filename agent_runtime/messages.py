@@ -1,0 +1,89 @@
+"""Canonical conversation types, provider-neutral.
+
+The loop builds prompts from these; provider adapters translate them to and from each wire format.
+Plain frozen dataclasses with slots: they sit on the hot path of every turn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+StopReason = Literal["end_turn", "tool_use", "max_tokens", "content_filter", "interrupted", "error"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool invocation the model asked for."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ToolCall:
+        return cls(id=d["id"], name=d["name"], arguments=d.get("arguments") or {})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The outcome of one tool call, as the model will see it."""
+
+    tool_call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tool_call_id": self.tool_call_id,
+            "name": self.name,
+            "content": self.content,
+            "is_error": self.is_error,
+            "duration_ms": round(self.duration_ms, 3),
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserMessage:
+    text: str
+    role: Literal["user"] = "user"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AssistantMessage:
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    stop_reason: StopReason = "end_turn"
+    role: Literal["assistant"] = "assistant"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolResultMessage:
+    result: ToolResult
+    role: Literal["tool"] = "tool"
+
+
+Message = UserMessage | AssistantMessage | ToolResultMessage
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one model call, as the provider reported it."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+        }
