@@ -2,3 +2,4 @@
 //! (`native/python`) only converts arguments and releases the GIL.
 
 pub mod tokens;
+pub mod sse;
