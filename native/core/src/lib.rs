@@ -3,3 +3,4 @@
 
 pub mod tokens;
 pub mod sse;
+pub mod partial_json;
