@@ -4,3 +4,5 @@
 pub mod tokens;
 pub mod sse;
 pub mod partial_json;
+pub mod textdiff;
+pub mod merge;
