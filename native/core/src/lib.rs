@@ -6,3 +6,4 @@ pub mod sse;
 pub mod partial_json;
 pub mod textdiff;
 pub mod merge;
+pub mod history;
