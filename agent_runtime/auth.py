@@ -1,0 +1,134 @@
+"""Bearer tokens: who may watch, talk to, or administer which agents.
+
+A token is scoped to one agent (`namespace/name`), to one namespace, or to everything (admin) and
+grants a role: `viewer` (watch), `operator` (also send, interrupt, approve) or `admin` (operator
+everywhere, plus creating agents and tokens). Only SHA-256 digests are stored
+(`<data_dir>/tokens.json`); the plaintext is shown once, at creation. The standalone server
+creates an admin token on first start in `<data_dir>/admin.token` (mode 0600).
+
+Refusals have distinct codes: `unauthenticated` (no or unknown token, HTTP 401), `forbidden`
+(a valid token for another agent or namespace, HTTP 403), `permission_denied` (the role may not do
+this: a viewer that sends).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+class AuthError(Exception):
+    """A refused request; `code` is the protocol error code, `status` the HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Grant:
+    """What a token allows: `role` on `namespace` (None: all) / `agent` (None: all in namespace)."""
+
+    role: Role
+    namespace: str | None = None
+    agent: str | None = None
+
+    def covers(self, namespace: str, name: str | None = None) -> bool:
+        if self.namespace is not None and self.namespace != namespace:
+            return False
+        return self.agent is None or name is None or self.agent == name
+
+    def at_least(self, role: Role) -> bool:
+        return RANK[self.role] >= RANK[role]
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"role": self.role.value, "namespace": self.namespace, "agent": self.agent}
+
+
+OPEN_GRANT = Grant(Role.ADMIN)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Token digests → grants, persisted as JSON. `enabled=False` lets everyone in as admin."""
+
+    def __init__(self, path: Path | None, enabled: bool = True) -> None:
+        self.path = path
+        self.enabled = enabled
+        self._grants: dict[str, Grant] = {}
+        if path is not None and path.exists():
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            for digest, g in raw.items():
+                self._grants[digest] = Grant(Role(g["role"]), g.get("namespace"), g.get("agent"))
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({d: g.to_dict() for d, g in self._grants.items()}, indent=1), encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def create(self, grant: Grant) -> str:
+        """A new token for `grant`; the plaintext is returned once and never stored."""
+        if grant.agent is not None and grant.namespace is None:
+            raise ValueError("an agent-scoped token needs its namespace")
+        token = "art_" + secrets.token_urlsafe(32)
+        self._grants[_digest(token)] = grant
+        self._save()
+        return token
+
+    def ensure_admin_token(self, token_file: Path) -> str:
+        """The admin token in `token_file`, created (0600) if missing or unknown."""
+        if token_file.exists():
+            token = token_file.read_text(encoding="utf-8").strip()
+            if _digest(token) in self._grants:
+                return token
+        token = self.create(Grant(Role.ADMIN))
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+        return token
+
+    def authenticate(self, authorization: str | None) -> Grant:
+        """The grant of an `Authorization: Bearer …` header, or `AuthError(unauthenticated)`."""
+        if not self.enabled:
+            return OPEN_GRANT
+        if not authorization:
+            raise AuthError("unauthenticated", "missing 'Authorization: Bearer <token>' header", 401)
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("unauthenticated", "the Authorization header must be 'Bearer <token>'", 401)
+        grant = self._grants.get(_digest(token.strip()))
+        if grant is None:
+            raise AuthError("unauthenticated", "unknown token", 401)
+        return grant
+
+    @staticmethod
+    def authorize(grant: Grant, namespace: str, name: str | None, role: Role) -> None:
+        """Raise `forbidden` if the grant does not cover the target, `permission_denied` if its role is too low."""
+        if not grant.covers(namespace, name):
+            target = f"{namespace}/{name}" if name else f"namespace {namespace}"
+            raise AuthError("forbidden", f"this token does not grant access to {target}", 403)
+        if not grant.at_least(role):
+            raise AuthError("permission_denied", f"role {grant.role.value!r} may not do this (needs {role.value!r})", 403)

@@ -1,0 +1,1 @@
+"""agentctl: the command-line client and the demo entry point."""

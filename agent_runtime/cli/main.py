@@ -1,0 +1,238 @@
+"""`agentctl`: serve, apply, get, attach, send, logs, token, demo.
+
+Client commands talk to a running server over its HTTP/WebSocket API; `serve` and `demo` run one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+
+from agent_runtime.actor import ActorConfig
+from agent_runtime.cli.client import DEFAULT_SERVER, ApiError, Client, default_data_dir, find_token
+from agent_runtime.cli.render import render_event
+
+
+def _client(args: argparse.Namespace) -> Client:
+    import os
+
+    server = args.server or os.environ.get("AGENTCTL_SERVER") or DEFAULT_SERVER
+    return Client(server, find_token(args.token))
+
+
+def _key(value: str) -> str:
+    if value.count("/") == 0:
+        return f"default/{value}"
+    if value.count("/") != 1:
+        raise argparse.ArgumentTypeError("expected NAMESPACE/NAME (or NAME for namespace 'default')")
+    return value
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    from agent_runtime.standalone import ServerConfig, serve_forever
+
+    config = ServerConfig(
+        data_dir=Path(args.data_dir), host=args.host, port=args.port,
+        manifests=Path(args.manifests) if args.manifests else None, auth=not args.insecure_no_auth,
+        actor=ActorConfig(idle_timeout_s=args.idle_timeout),
+    )
+    await serve_forever(config)
+    return 0
+
+
+async def cmd_apply(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    async with _client(args) as client:
+        result = await client.apply(text)
+    for item in result["applied"]:
+        print(f"agent/{item['agent']} {'created' if item['created'] else 'configured'}")
+    return 0
+
+
+async def cmd_get(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        agents = await client.agents()
+    if args.output == "json":
+        print(orjson.dumps(agents, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"{'NAMESPACE':<12} {'NAME':<24} {'PHASE':<11} {'TURNS':>6} {'EVENTS':>7} {'TOKENS IN':>10} {'TOKENS OUT':>10}")
+    for a in agents:
+        tokens = a.get("tokens") or {}
+        print(f"{a['namespace']:<12} {a['name']:<24} {a['phase']:<11} {a.get('turns', '-'):>6} {a.get('seq', '-'):>7} "
+              f"{tokens.get('input', '-'):>10} {tokens.get('output', '-'):>10}")
+    return 0
+
+
+async def cmd_send(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        result = await client.send(args.agent, args.id or uuid.uuid4().hex, args.text)
+    print(f"acknowledged at seq {result['seq']}{' (duplicate)' if result['duplicate'] else ''}")
+    return 0
+
+
+async def cmd_logs(args: argparse.Namespace) -> int:
+    color = sys.stdout.isatty() and not args.no_color
+    async with _client(args) as client:
+        after = args.after
+        while True:
+            page = await client.events(args.agent, after=after, limit=min(args.limit, 1000))
+            for frame in page["events"]:
+                if args.output == "json":
+                    print(orjson.dumps(frame).decode())
+                else:
+                    line = render_event(frame, color)
+                    if line:
+                        print(line)
+                after = frame["seq"]
+            if not page["events"] or after >= page["head"] or (args.limit and after - args.after >= args.limit):
+                return 0
+
+
+async def cmd_attach(args: argparse.Namespace) -> int:
+    """Live view; each stdin line is sent as a user message. Ctrl-C (or EOF) leaves; the agent keeps running."""
+    color = sys.stdout.isatty() and not args.no_color
+    async with _client(args) as client:
+        ws = await client.connect(args.agent)
+        await ws.send_str(orjson.dumps({"type": "hello", "cursor": args.cursor}).decode())
+        streaming: str | None = None
+
+        async def read_stdin() -> None:
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+            while line := await reader.readline():
+                text = line.decode().rstrip("\n")
+                if text == "/interrupt":
+                    await ws.send_str('{"type":"interrupt"}')
+                elif text:
+                    await ws.send_str(orjson.dumps({"type": "user_message", "id": uuid.uuid4().hex, "text": text}).decode())
+
+        stdin_task = asyncio.create_task(read_stdin()) if not args.no_input else None
+        try:
+            async for msg in ws:
+                frame = orjson.loads(msg.data)
+                t = frame.get("type")
+                if t == "welcome":
+                    print(f"attached to {frame['agent']} as {frame['role']} (head {frame['head']}); "
+                          "type to send, /interrupt to stop the turn, Ctrl-C to leave", flush=True)
+                elif t == "delta":
+                    if streaming != frame["message_id"]:
+                        streaming = frame["message_id"]
+                        print("        agent ", end="")
+                    print(frame["text"], end="", flush=True)
+                elif t == "event":
+                    was_streaming = streaming is not None and frame["kind"] == "assistant_message"
+                    if streaming is not None:
+                        print()
+                        streaming = None
+                    line = render_event(frame, color, streamed=was_streaming)
+                    if line:
+                        print(line, flush=True)
+                elif t == "error":
+                    print(f"error {frame['code']}: {frame['message']}", file=sys.stderr, flush=True)
+        finally:
+            if stdin_task is not None:
+                stdin_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stdin_task
+            await ws.close()
+    return 0
+
+
+async def cmd_token(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        result = await client.create_token(args.role, args.namespace, args.agent)
+    print(result["token"])
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from agent_runtime.demo import DemoConfig, run_demo
+
+    return await run_demo(DemoConfig(agents=args.agents, duration_s=args.duration,
+                                     data_dir=Path(args.data_dir) if args.data_dir else None))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agentctl", description="Run and talk to LLM agents.")
+    p.add_argument("--server", help=f"runtime URL (default $AGENTCTL_SERVER or {DEFAULT_SERVER})")
+    p.add_argument("--token", help="bearer token (default $AGENTCTL_TOKEN or the local admin token)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the standalone server")
+    s.add_argument("--data-dir", default=str(default_data_dir()))
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8470)
+    s.add_argument("--manifests", help="folder of Agent manifests to load at start")
+    s.add_argument("--idle-timeout", type=float, default=30.0, help="seconds before an idle agent hibernates")
+    s.add_argument("--insecure-no-auth", action="store_true", help="turn authentication OFF (anyone is admin)")
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("apply", help="create or update agents from a manifest file")
+    s.add_argument("-f", "--file", required=True, help="YAML file ('-' for stdin)")
+    s.set_defaults(fn=cmd_apply)
+
+    s = sub.add_parser("get", help="list agents")
+    s.add_argument("what", choices=["agents"])
+    s.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    s.set_defaults(fn=cmd_get)
+
+    s = sub.add_parser("attach", help="live view of an agent; type to send")
+    s.add_argument("agent", type=_key, help="NAMESPACE/NAME")
+    s.add_argument("--cursor", type=int, default=0, help="replay events after this seq")
+    s.add_argument("--no-input", action="store_true", help="watch only")
+    s.add_argument("--no-color", action="store_true")
+    s.set_defaults(fn=cmd_attach)
+
+    s = sub.add_parser("send", help="send one user message")
+    s.add_argument("agent", type=_key)
+    s.add_argument("text")
+    s.add_argument("--id", help="client message id (idempotency key; default random)")
+    s.set_defaults(fn=cmd_send)
+
+    s = sub.add_parser("logs", help="print an agent's events by range")
+    s.add_argument("agent", type=_key)
+    s.add_argument("--after", type=int, default=0)
+    s.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    s.add_argument("--no-color", action="store_true")
+    s.set_defaults(fn=cmd_logs)
+
+    s = sub.add_parser("token", help="create a token (admin)")
+    s.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
+    s.add_argument("--namespace")
+    s.add_argument("--agent", help="agent name (needs --namespace)")
+    s.set_defaults(fn=cmd_token)
+
+    s = sub.add_parser("demo", help="run many agents on the simulated model with a live view")
+    s.add_argument("--agents", type=int, default=200)
+    s.add_argument("--duration", type=float, default=60.0, help="seconds")
+    s.add_argument("--data-dir", help="where to keep the demo's agents (default: a new folder under ./var)")
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(args.fn(args))
+    except KeyboardInterrupt:
+        return 130
+    except ApiError as exc:
+        print(f"agentctl: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"agentctl: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

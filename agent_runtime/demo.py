@@ -1,0 +1,262 @@
+"""`agentctl demo`: hundreds of agents doing small coding tasks on one machine, with a live view.
+
+It starts the standalone server (auth on, SQLite logs under the demo's data folder, the simulated
+model streaming at a realistic rate) on a free port, creates the agents through the HTTP API and
+drives them like real users through the WebSocket protocol: two thirds stay attached and send a
+new task when the last one finishes; one third drop their connection after each task, stay away
+long enough for the agent to hibernate, then reconnect with their cursor (catching up only what
+they missed) and wake it with the next task. It ends by itself and prints a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agent_runtime.actor import ActorConfig
+from agent_runtime.cli.client import Client
+from agent_runtime.manifest import API_VERSION
+from agent_runtime.metrics import rss_bytes, thread_count
+from agent_runtime.providers.simulated import PROGRAMS, SimulatedModelConfig
+from agent_runtime.standalone import Running, ServerConfig, serve
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DemoConfig:
+    agents: int = 200
+    duration_s: float = 60.0
+    data_dir: Path | None = None
+    seed: int = 7
+    tokens_per_s: float = 120.0
+    ttft_s: float = 0.25
+    idle_timeout_s: float = 4.0
+    think_s: tuple[float, float] = (0.5, 3.0)
+    away_s: tuple[float, float] = (6.0, 12.0)
+
+
+@dataclasses.dataclass(slots=True)
+class DriverStats:
+    tasks_sent: int = 0
+    tasks_done: int = 0
+    reconnects: int = 0
+    events_seen: int = 0
+    catch_up_events: int = 0
+    errors: int = 0
+
+
+def manifests_yaml(n: int) -> str:
+    docs = []
+    for i in range(n):
+        docs.append(
+            f"apiVersion: {API_VERSION}\nkind: Agent\nmetadata:\n  name: agent-{i:03d}\n  namespace: default\n"
+            "spec:\n  model: {provider: simulated, name: sim-coder-1}\n"
+            "  systemPrompt: You are a careful coding agent. Work in your workspace.\n"
+            "  limits: {maxTurns: 12, tokenBudget: 400000}\n"
+        )
+    return "---\n".join(docs)
+
+
+TASKS = [f"task: write {name}.py and check that it works" for name in PROGRAMS] + [
+    "What is in the workspace now?",
+    "task: improve the fib program",
+]
+
+
+async def _wait_idle(ws: Any, after_seq: int, stats: DriverStats) -> int:
+    """Read frames until the turn started at `after_seq` is idle; returns the last seq seen."""
+    last = after_seq
+    async for msg in ws:
+        frame = orjson.loads(msg.data)
+        if frame.get("type") == "event":
+            stats.events_seen += 1
+            last = frame["seq"]
+            if frame["kind"] == "status" and frame["data"].get("state") == "idle" and frame["seq"] > after_seq:
+                return last
+    raise ConnectionError("connection closed")
+
+
+async def _hello(ws: Any, cursor: int, stats: DriverStats) -> int:
+    await ws.send_str(orjson.dumps({"type": "hello", "cursor": cursor}).decode())
+    async for msg in ws:
+        frame = orjson.loads(msg.data)
+        if frame.get("type") == "welcome":
+            stats.catch_up_events += frame["head"] - cursor
+            return int(frame["head"])
+    raise ConnectionError("closed before welcome")
+
+
+async def _send(ws: Any, text: str, stats: DriverStats) -> int:
+    client_id = uuid.uuid4().hex
+    await ws.send_str(orjson.dumps({"type": "user_message", "id": client_id, "text": text}).decode())
+    stats.tasks_sent += 1
+    async for msg in ws:
+        frame = orjson.loads(msg.data)
+        if frame.get("type") == "ack" and frame["id"] == client_id:
+            return int(frame["seq"])
+        if frame.get("type") == "event":
+            stats.events_seen += 1
+    raise ConnectionError("closed before ack")
+
+
+async def drive(client: Client, key: str, bursty: bool, rng: random.Random, cfg: DemoConfig, stats: DriverStats) -> None:
+    """One simulated user of one agent."""
+    cursor = 0
+    await asyncio.sleep(rng.uniform(0, 2.0))  # stagger the start
+    ws = await client.connect(key)
+    try:
+        cursor = await _hello(ws, cursor, stats)
+        while True:
+            seq = await _send(ws, rng.choice(TASKS), stats)
+            if bursty:
+                # Leave while the agent works; the loop does not wait for us. Come back later,
+                # catch up by cursor (only what we missed), and find the turn finished.
+                await ws.close()
+                await asyncio.sleep(rng.uniform(*cfg.away_s))
+                ws = await client.connect(key)
+                stats.reconnects += 1
+                await _hello(ws, cursor, stats)
+            cursor = await _wait_idle(ws, seq, stats)
+            stats.tasks_done += 1
+            await asyncio.sleep(rng.uniform(*cfg.think_s))
+    finally:
+        await ws.close()
+
+
+class View:
+    """The live terminal view: one frame per second."""
+
+    def __init__(self, running: Running, stats: DriverStats, cfg: DemoConfig) -> None:
+        self.running = running
+        self.stats = stats
+        self.cfg = cfg
+        self.tty = sys.stdout.isatty()
+        self.started = time.monotonic()
+        self.threads_at_start = thread_count()
+        self.samples: list[tuple[float, int, int]] = []  # (t, turns, events)
+        self.peak_rss = 0
+
+    def rates(self) -> tuple[float, float]:
+        m = self.running.host.metrics
+        now = time.monotonic()
+        self.samples.append((now, m.turns_completed, m.events_appended))
+        window = [s for s in self.samples if now - s[0] <= 6.0]
+        self.samples = window
+        t0, turns0, events0 = window[0]
+        dt = max(now - t0, 1e-6)
+        return (m.turns_completed - turns0) / dt, (m.events_appended - events0) / dt
+
+    def frame(self) -> str:
+        host = self.running.host
+        m = host.metrics
+        phases = host.counts_by_phase()
+        turns_s, events_s = self.rates()
+        rss = rss_bytes()
+        self.peak_rss = max(self.peak_rss, rss)
+        elapsed = time.monotonic() - self.started
+        bar = "█" * int(30 * min(1.0, elapsed / self.cfg.duration_s))
+        lines = [
+            f"agent runtime demo — {len(host.handles)} agents on the simulated model   "
+            f"[{bar:<30}] {elapsed:5.1f}/{self.cfg.duration_s:.0f}s",
+            f"  agents    running {phases['running']:>4}   idle {phases['idle']:>4}   hibernated {phases['hibernated']:>4}"
+            f"   clients {m.clients_connected:>4}",
+            f"  rates     turns/s {turns_s:7.1f}   events/s {events_s:8.1f}   tool runs {m.tool_runs:>7}",
+            f"  totals    turns {m.turns_completed:>7}   events {m.events_appended:>8}   reconnects {self.stats.reconnects:>5}"
+            f"   caught-up events {self.stats.catch_up_events:>6}",
+            f"  process   RSS {rss / 2**20:7.1f} MiB   threads {thread_count():>3} (at start {self.threads_at_start})"
+            f"   turn overhead p50 {m.overhead_ms(0.5):6.2f} ms  p99 {m.overhead_ms(0.99):6.2f} ms",
+        ]
+        return "\n".join(lines)
+
+    async def run(self) -> None:
+        drawn = 0
+        while True:
+            text = self.frame()
+            if self.tty:
+                if drawn:
+                    sys.stdout.write(f"\033[{drawn}F\033[J")
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
+                drawn = text.count("\n") + 1
+                await asyncio.sleep(1.0)
+            else:
+                print(text, flush=True)
+                print(flush=True)
+                await asyncio.sleep(5.0)
+
+
+def summary(running: Running, stats: DriverStats, view: View, cfg: DemoConfig, data_dir: Path, elapsed: float) -> str:
+    host = running.host
+    m = host.metrics
+    wakes = sum(h.wakes for h in host.handles.values())
+    rows = [
+        ("agents", f"{len(host.handles)}"),
+        ("duration", f"{elapsed:.1f} s"),
+        ("tasks sent / finished", f"{stats.tasks_sent} / {stats.tasks_done}"),
+        ("turns completed", f"{m.turns_completed} ({m.turns_completed / elapsed:.1f}/s)"),
+        ("events committed", f"{m.events_appended} ({m.events_appended / elapsed:.0f}/s)"),
+        ("tool runs (real subprocesses and files)", f"{m.tool_runs}"),
+        ("agent wakes (incl. after hibernation)", f"{wakes}"),
+        ("client reconnects / events caught up by cursor", f"{stats.reconnects} / {stats.catch_up_events}"),
+        ("slow clients dropped", f"{m.clients_dropped_slow}"),
+        ("turn overhead p50 / p99", f"{m.overhead_ms(0.5):.2f} ms / {m.overhead_ms(0.99):.2f} ms"),
+        ("peak RSS", f"{view.peak_rss / 2**20:.1f} MiB ({view.peak_rss / max(1, len(host.handles)) / 1024:.0f} KiB per agent)"),
+        ("threads at start / end", f"{view.threads_at_start} / {thread_count()}"),
+        ("driver errors", f"{stats.errors}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    out = ["", "Summary", "-" * (width + 30)]
+    out += [f"{k:<{width}}  {v}" for k, v in rows]
+    out += [
+        "",
+        f"The agents, their SQLite logs and workspaces are in {data_dir}. To look at one:",
+        f"  .venv/bin/agentctl serve --data-dir {data_dir} &",
+        f"  .venv/bin/agentctl --token $(cat {data_dir}/admin.token) attach default/agent-007",
+        f"  .venv/bin/agentctl --token $(cat {data_dir}/admin.token) logs default/agent-007",
+    ]
+    return "\n".join(out)
+
+
+async def run_demo(cfg: DemoConfig) -> int:
+    data_dir = cfg.data_dir or Path("var") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    server_config = ServerConfig(
+        data_dir=data_dir,
+        port=0,
+        actor=ActorConfig(idle_timeout_s=cfg.idle_timeout_s),
+        model=SimulatedModelConfig(seed=cfg.seed, tokens_per_s=cfg.tokens_per_s, ttft_s=cfg.ttft_s),
+    )
+    stats = DriverStats()
+    async with serve(server_config) as running:
+        print(f"server on {running.url}; data in {data_dir}; creating {cfg.agents} agents…", flush=True)
+        async with Client(running.url, running.admin_token) as client:
+            await client.apply(manifests_yaml(cfg.agents))
+            view = View(running, stats, cfg)
+            rng = random.Random(cfg.seed)
+            started = time.monotonic()
+
+            async def guarded(key: str, bursty: bool, seed: int) -> None:
+                try:
+                    await drive(client, key, bursty, random.Random(seed), cfg, stats)
+                except (ConnectionError, OSError):
+                    stats.errors += 1
+
+            tasks: list[asyncio.Task[None]] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(cfg.duration_s), asyncio.TaskGroup() as tg:
+                    tasks.append(tg.create_task(view.run()))
+                    for i in range(cfg.agents):
+                        tasks.append(tg.create_task(guarded(f"default/agent-{i:03d}", i % 3 == 2, rng.randrange(2**32))))
+            elapsed = time.monotonic() - started
+            if view.tty:
+                sys.stdout.write(view.frame() + "\n")
+            print(summary(running, stats, view, cfg, data_dir, elapsed), flush=True)
+    return 0 if stats.tasks_done > 0 else 1

@@ -1,0 +1,295 @@
+"""The host: every agent of one shard (one process), by key, awake or hibernated.
+
+It maps `namespace/name` to an `AgentHandle` (a small stub: manifest, hub, a summary) and starts
+the `AgentActor` on demand. Actor tasks belong to the host's `TaskGroup`; an actor that returns
+has hibernated (snapshot written, log closed) and is woken again by the next message, client
+or read. At boot the host finds every agent on disk and wakes those whose last turn a crash cut
+short, so they finish by themselves.
+
+Files: `<data_dir>/agents/<namespace>/<name>/{manifest.yaml, events.db, workspace/}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UserMail
+from agent_runtime.eventlog.executor import SqliteExecutor
+from agent_runtime.eventlog.sqlite import SqliteEventLog
+from agent_runtime.events import Event, EventKind
+from agent_runtime.hub import Hub, Subscriber
+from agent_runtime.manifest import AgentManifest, load_manifests_text
+from agent_runtime.metrics import Metrics
+from agent_runtime.providers.base import Provider
+from agent_runtime.tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+
+class AgentNotFound(KeyError):
+    """No agent with this key on this host."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"no agent {self.key!r}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostConfig:
+    data_dir: Path
+    actor: ActorConfig = ActorConfig()
+    max_running_tools: int = 32
+    sqlite_threads: int = 2
+
+
+@dataclasses.dataclass(slots=True)
+class AgentHandle:
+    """What the host keeps for every agent, awake or not."""
+
+    manifest: AgentManifest
+    folder: Path
+    hub: Hub = dataclasses.field(default_factory=Hub)
+    actor: AgentActor | None = None
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    wakes: int = 0
+
+    @property
+    def key(self) -> str:
+        return self.manifest.key
+
+    def phase(self) -> str:
+        actor = self.actor
+        if actor is None or actor.closing:
+            return "hibernated"
+        return "running" if actor.state.running else "idle"
+
+
+class Host:
+    """All agents of one process. Use as `async with Host(...) as host:`."""
+
+    def __init__(self, config: HostConfig, provider: Provider, tools: ToolRegistry, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.provider = provider
+        self.tools = tools
+        self.metrics = metrics or Metrics()
+        self.handles: dict[str, AgentHandle] = {}
+        self.executor = SqliteExecutor(max_workers=config.sqlite_threads)
+        self.tool_slots = asyncio.Semaphore(config.max_running_tools)
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Host:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        assert self._tg is not None
+        try:
+            await self._tg.__aexit__(None, None, None)
+        finally:
+            self._tg = None
+            self.executor.close()
+            await self.provider.aclose()
+
+    # -- agents ---------------------------------------------------------------------------------
+
+    def folder_of(self, namespace: str, name: str) -> Path:
+        return self.config.data_dir / "agents" / namespace / name
+
+    def get(self, key: str) -> AgentHandle:
+        handle = self.handles.get(key)
+        if handle is None:
+            raise AgentNotFound(key)
+        return handle
+
+    async def apply(self, manifest: AgentManifest) -> tuple[AgentHandle, bool]:
+        """Create or update an agent from its manifest. Returns (handle, created)."""
+        folder = self.folder_of(manifest.metadata.namespace, manifest.metadata.name)
+        text = yaml.safe_dump(manifest.to_dict(), sort_keys=False)
+        await self.executor.run(lambda: _write_manifest(folder, text))
+        handle = self.handles.get(manifest.key)
+        if handle is None:
+            handle = AgentHandle(manifest=manifest, folder=folder)
+            self.handles[manifest.key] = handle
+            return handle, True
+        handle.manifest = manifest
+        if handle.actor is not None and not handle.actor.closing:
+            handle.actor.update_manifest(manifest)
+        return handle, False
+
+    async def delete(self, key: str) -> None:
+        """Stop the agent and remove its files."""
+        handle = self.get(key)
+        async with handle.lock:
+            actor = handle.actor
+            if actor is not None:
+                for task in list(self._tasks):
+                    if task.get_name() == f"actor:{key}":
+                        task.cancel()
+                await actor.closed.wait()
+            del self.handles[key]
+            shutil.rmtree(handle.folder, ignore_errors=True)
+
+    async def boot(self) -> int:
+        """Register every agent found on disk; wake those a crash left mid-turn. Returns how many woke."""
+        root = self.config.data_dir / "agents"
+        woken = 0
+        for manifest_path in sorted(root.glob("*/*/manifest.yaml")):
+            for manifest in load_manifests_text(manifest_path.read_text(encoding="utf-8"), str(manifest_path)):
+                if manifest.key not in self.handles:
+                    self.handles[manifest.key] = AgentHandle(manifest=manifest, folder=manifest_path.parent)
+        for handle in list(self.handles.values()):
+            if (handle.folder / "events.db").exists() and await self._was_running(handle):
+                await self.wake(handle.key)
+                woken += 1
+        return woken
+
+    async def _was_running(self, handle: AgentHandle) -> bool:
+        probe = SqliteEventLog(handle.folder / "events.db", self.executor)
+        await probe.open()
+        try:
+            last = await probe.last_of_kind(EventKind.STATUS)
+        finally:
+            await probe.close()
+        return last is not None and last.data.get("state") != "idle"
+
+    async def wake(self, key: str) -> AgentActor:
+        """The awake actor of `key`, starting it if needed. No await follows the closing check,
+        so the caller may `submit` to the returned actor before it can start hibernating."""
+        handle = self.get(key)
+        while True:
+            actor = handle.actor
+            if actor is not None and actor.closing:
+                await actor.closed.wait()
+                continue
+            if actor is not None:
+                return actor
+            async with handle.lock:
+                if handle.actor is None:
+                    await self._start_actor(handle)
+            # loop: re-check after the last await
+
+    async def _start_actor(self, handle: AgentHandle) -> None:
+        assert self._tg is not None, "host is not running"
+        handle.folder.mkdir(parents=True, exist_ok=True)
+        workspace = handle.folder / "workspace"
+        workspace.mkdir(exist_ok=True)
+        actor = AgentActor(
+            manifest=handle.manifest,
+            log_=SqliteEventLog(handle.folder / "events.db", self.executor),
+            workspace=workspace,
+            hub=handle.hub,
+            provider=self.provider,
+            tools=self.tools,
+            tool_slots=self.tool_slots,
+            metrics=self.metrics,
+            config=self.config.actor,
+        )
+        await actor.start()
+        handle.actor = actor
+        handle.wakes += 1
+        task = self._tg.create_task(self._run_actor(handle, actor), name=f"actor:{handle.key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_actor(self, handle: AgentHandle, actor: AgentActor) -> None:
+        try:
+            await actor.run()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("agent %s crashed; it will be woken again by its next message", handle.key)
+        finally:
+            handle.summary = summarize(actor)
+            if handle.actor is actor:
+                handle.actor = None
+
+    # -- operations -----------------------------------------------------------------------------
+
+    async def user_message(self, key: str, client_id: str, text: str) -> tuple[int, bool]:
+        """Append a user message (idempotent by `client_id`); returns (seq, duplicate)."""
+        self.metrics.messages_received += 1
+        actor = await self.wake(key)
+        reply: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+        actor.submit(UserMail(client_id, text, reply))
+        return await reply
+
+    async def interrupt(self, key: str) -> bool:
+        actor = await self.wake(key)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        actor.submit(InterruptMail(done))
+        return await done
+
+    async def read_events(self, key: str, after: int, limit: int | None = None) -> list[Event]:
+        actor = await self.wake(key)
+        return await actor.log.read(after=after, limit=limit)
+
+    def subscribe(self, key: str, sub: Subscriber) -> Hub:
+        hub = self.get(key).hub
+        hub.subscribe(sub)
+        return hub
+
+    def unsubscribe(self, key: str, sub: Subscriber) -> None:
+        handle = self.handles.get(key)
+        if handle is not None:
+            handle.hub.unsubscribe(sub)
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def describe(self, handle: AgentHandle) -> dict[str, Any]:
+        summary = summarize(handle.actor) if handle.actor is not None else dict(handle.summary)
+        return {"namespace": handle.manifest.metadata.namespace, "name": handle.manifest.metadata.name,
+                "phase": handle.phase(), "model": handle.manifest.spec.model.name, **summary}
+
+    def counts_by_phase(self) -> dict[str, int]:
+        counts = {"running": 0, "idle": 0, "hibernated": 0}
+        for handle in self.handles.values():
+            counts[handle.phase()] += 1
+        return counts
+
+    def gauges(self) -> dict[str, float]:
+        out: dict[str, float] = {f'agent_runtime_agents{{phase="{p}"}}': n for p, n in self.counts_by_phase().items()}
+        return out
+
+
+def summarize(actor: AgentActor | None) -> dict[str, Any]:
+    if actor is None:
+        return {}
+    s = actor.state
+    return {
+        "seq": s.seq,
+        "turns": s.turns,
+        "model_calls": s.model_calls,
+        "tool_calls": s.tool_calls,
+        "errors": s.errors,
+        "tokens": {"input": s.input_tokens, "output": s.output_tokens, "cache_read": s.cache_read_tokens,
+                   "cache_write": s.cache_write_tokens},
+        "context_tokens": actor.machine.context_tokens(),
+        "last_activity": s.last_activity,
+    }
+
+
+def _write_manifest(folder: Path, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, folder / "manifest.yaml")
+

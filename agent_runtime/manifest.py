@@ -1,0 +1,142 @@
+"""`Agent` manifests: the same apiVersion/kind/metadata/spec shape as the Kubernetes CRD.
+
+The standalone server loads them from a folder or the HTTP API; the operator (later) generates the
+CRD schema from these models. Field names are camelCase on the wire, snake_case in Python. A bad
+manifest raises `ManifestError` whose message names the offending field.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "agentruntime.dev"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+BUILTIN_TOOLS = ("shell", "read_file", "write_file", "list_dir")
+
+
+class ManifestError(ValueError):
+    """An invalid manifest. `field` is the dotted path of the first bad field (or "")."""
+
+    def __init__(self, message: str, field: str = "", source: str = "") -> None:
+        where = f"{source}: " if source else ""
+        at = f"{field}: " if field else ""
+        super().__init__(f"{where}{at}{message}")
+        self.field = field
+        self.source = source
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ModelRef(_Model):
+    provider: Literal["simulated", "anthropic", "openai", "gemini"] = "simulated"
+    name: str = Field(default="sim-coder-1", min_length=1, max_length=200)
+    region: str | None = Field(default=None, max_length=63)
+
+
+class Limits(_Model):
+    max_turns: int = Field(default=24, ge=1, le=1000, description="Model calls allowed per user message.")
+    token_budget: int = Field(
+        default=200_000, ge=256, description="Most prompt tokens one model call may carry."
+    )
+    max_output_tokens: int = Field(default=4096, ge=1, le=200_000)
+    tool_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    tool_output_cap: int = Field(default=64_000, ge=256, le=16_000_000)
+
+
+class AgentSpec(_Model):
+    model: ModelRef = ModelRef()
+    system_prompt: str = Field(default="You are a careful coding agent.", max_length=200_000)
+    tools: tuple[str, ...] = BUILTIN_TOOLS
+    limits: Limits = Limits()
+    runtime_pool: str | None = Field(default=None, max_length=63)
+
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [t for t in v if t not in BUILTIN_TOOLS]
+        if unknown:
+            raise ValueError(f"unknown tool(s) {unknown}; available: {list(BUILTIN_TOOLS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("tools must not repeat")
+        return v
+
+
+class Metadata(_Model):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+    name: str
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if not DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a DNS-1123 label (lowercase letters, digits, '-', at most 63)")
+        return v
+
+
+class AgentManifest(_Model):
+    api_version: Literal["agentruntime.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Agent"]
+    metadata: Metadata
+    spec: AgentSpec = AgentSpec()
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def parse_manifest(data: Any, source: str = "") -> AgentManifest:
+    """Validate one manifest document; raise `ManifestError` naming the bad field."""
+    if not isinstance(data, dict):
+        raise ManifestError("a manifest must be a mapping with apiVersion, kind, metadata, spec", source=source)
+    try:
+        return AgentManifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ManifestError(first["msg"], field=_field_path(tuple(first["loc"])), source=source) from None
+
+
+def load_manifests_text(text: str, source: str = "") -> list[AgentManifest]:
+    """All `Agent` documents of a YAML stream."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"invalid YAML: {exc}", source=source) from None
+    return [parse_manifest(d, source=source) for d in docs]
+
+
+def load_manifest_dir(folder: Path) -> list[AgentManifest]:
+    """Every manifest in `*.yaml`/`*.yml` files of `folder`, sorted by file name."""
+    out: list[AgentManifest] = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        out.extend(load_manifests_text(path.read_text(encoding="utf-8"), source=str(path)))
+    return out
+
+
+def make_manifest(name: str, namespace: str = "default", **spec: Any) -> AgentManifest:
+    """A manifest built in code (the demo and tests)."""
+    return parse_manifest(
+        {"apiVersion": API_VERSION, "kind": "Agent", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    )

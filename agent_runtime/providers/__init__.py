@@ -1,0 +1,1 @@
+"""Model providers behind one streaming interface (`base`); the simulated model (`simulated`)."""

@@ -1,0 +1,86 @@
+"""The provider interface: one canonical request in, one canonical event stream out.
+
+Adapters (Anthropic, OpenAI, Gemini, the in-process simulated model) translate to and from their
+wire formats; the loop (`agent_runtime.actor`) only ever sees these types. Text deltas are live and
+not durable; the loop makes the completed message durable.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+from agent_runtime.messages import Message, StopReason, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from agent_runtime.tools.base import ToolSpec
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """What one model call sends. `messages` is shared with the agent state, never copied."""
+
+    model: str
+    system: str
+    messages: Sequence[Message]
+    tools: Sequence[ToolSpec]
+    max_tokens: int
+    agent_key: str
+    context_tokens: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    index: int
+    id: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallArgsDelta:
+    index: int
+    fragment: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallCompleted:
+    index: int
+    call: ToolCall
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageCompleted:
+    stop_reason: StopReason
+    usage: Usage
+
+
+StreamEvent = TextDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | MessageCompleted
+
+
+class ProviderError(Exception):
+    """A model call failed. `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, code: str = "provider_error") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+
+
+class Provider(abc.ABC):
+    """A streaming model endpoint."""
+
+    name: str
+
+    @abc.abstractmethod
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        """Stream one model response; the last event is `MessageCompleted`."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections."""

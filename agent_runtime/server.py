@@ -1,0 +1,373 @@
+"""The aiohttp shell: WebSocket and HTTP in front of the host.
+
+The WebSocket handler only moves frames: the protocol logic is `agent_runtime.protocol.session`
+(sans-IO). Each connection has a bounded send queue fed by the agent's hub without waiting; a
+client whose queue is full is closed with code 1013 and catches up by cursor when it reconnects.
+One writer task per connection is the only sender, so catch-up, live events, deltas, acks and
+errors go out in one order.
+
+HTTP: `GET /healthz`, `GET /metrics`, `GET|POST /v1/agents`, `GET|DELETE /v1/agents/{ns}/{name}`,
+`GET /v1/agents/{ns}/{name}/events?after=N&limit=M`, `POST /v1/agents/{ns}/{name}/messages`,
+`POST /v1/agents/{ns}/{name}/interrupt`, `POST /v1/tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from agent_runtime.actor import AgentBusy
+from agent_runtime.auth import AuthError, Grant, Role, TokenStore
+from agent_runtime.events import Event
+from agent_runtime.host import AgentNotFound, Host
+from agent_runtime.manifest import ManifestError, load_manifests_text, parse_manifest
+from agent_runtime.protocol import frames
+from agent_runtime.protocol.session import (
+    ClientSession,
+    CursorAheadError,
+    GapError,
+    Hello,
+    SendApproval,
+    SendInterrupt,
+    SendUserMessage,
+)
+
+log = logging.getLogger(__name__)
+
+HOST_KEY: web.AppKey[Host] = web.AppKey("host", Host)
+TOKENS_KEY: web.AppKey[TokenStore] = web.AppKey("tokens", TokenStore)
+SEND_QUEUE = 1024
+CATCH_UP_PAGE = 500
+CLOSE_SLOW = 1013  # "try again later": the client reconnects with its cursor
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(code: str, message: str, status: int, **extra: Any) -> web.Response:
+    return _json({"type": "error", "code": code, "message": message, **extra}, status)
+
+
+def _grant(request: web.Request) -> Grant:
+    return request.app[TOKENS_KEY].authenticate(request.headers.get("Authorization"))
+
+
+def _target(request: web.Request) -> tuple[str, str, str]:
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    return ns, name, f"{ns}/{name}"
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AuthError as exc:
+        return _error(exc.code, str(exc), exc.status)
+    except AgentNotFound as exc:
+        return _error("agent_not_found", str(exc), 404)
+    except ManifestError as exc:
+        return _error("invalid_manifest", str(exc), 422, field=exc.field)
+    except AgentBusy as exc:
+        return _error("busy", str(exc), 429)
+
+
+# -- the WebSocket connection ---------------------------------------------------------------------
+
+
+class Connection:
+    """One attached client: the hub's `Subscriber` and the single writer of its socket."""
+
+    def __init__(self, ws: web.WebSocketResponse, session: ClientSession, host: Host, key: str) -> None:
+        self.ws = ws
+        self.session = session
+        self.host = host
+        self.key = key
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(SEND_QUEUE)
+        self.slow = False
+
+    # Subscriber protocol (called by the hub; never waits)
+    def offer_event(self, event: Event) -> bool:
+        return self._offer(("event", event))
+
+    def offer_delta(self, message_id: str, text: str, offset: int) -> bool:
+        return self._offer(("delta", (message_id, text, offset)))
+
+    def overflowed(self) -> None:
+        self.slow = True
+        self.host.metrics.clients_dropped_slow += 1
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(("close", None))
+        asyncio.get_running_loop().create_task(self.ws.close(code=CLOSE_SLOW, message=b"send queue full"))
+
+    def _offer(self, item: tuple[str, Any]) -> bool:
+        if self.slow:
+            return False
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def send_frame(self, frame: frames.ServerFrame) -> None:
+        if not self._offer(("frame", frame)) and not self.slow:
+            self.overflowed()
+
+    async def writer(self, hello: asyncio.Future[int]) -> None:
+        """Catch up from the log after `hello`, then forward the live stream."""
+        cursor = await hello
+        handle = self.host.get(self.key)
+        self.host.subscribe(self.key, self)  # before reading, so nothing falls between
+        try:
+            actor = await self.host.wake(self.key)
+            head = actor.state.seq
+            try:
+                await self.ws.send_str(frames.encode_frame(self.session.welcome(head, self.key)))
+            except CursorAheadError as exc:
+                await self.ws.send_str(frames.encode_frame(frames.error_frame(
+                    frames.ErrorCode.BAD_FRAME, str(exc), field="cursor")))
+                await self.ws.close()
+                return
+            await self._catch_up()
+            live = handle.hub.live_so_far()
+            if live is not None:
+                await self._send_delta(*live, 0)
+            while True:
+                kind, payload = await self.queue.get()
+                if kind == "close":
+                    return
+                if kind == "event":
+                    await self._send_event(payload)
+                elif kind == "delta":
+                    await self._send_delta(*payload)
+                else:
+                    await self.ws.send_str(frames.encode_frame(payload))
+        finally:
+            self.host.unsubscribe(self.key, self)
+
+    async def _catch_up(self) -> None:
+        while True:
+            batch = await self.host.read_events(self.key, self.session.cursor, CATCH_UP_PAGE)
+            for event in batch:
+                frame = self.session.event(event)
+                if frame is not None:
+                    await self.ws.send_str(frames.encode_frame(frame))
+            if len(batch) < CATCH_UP_PAGE:
+                return
+
+    async def _send_event(self, event: Event) -> None:
+        try:
+            frame = self.session.event(event)
+        except GapError:
+            await self._catch_up()
+            frame = self.session.event(event)
+        if frame is not None:
+            await self.ws.send_str(frames.encode_frame(frame))
+
+    async def _send_delta(self, message_id: str, text: str, offset: int) -> None:
+        try:
+            frame = self.session.delta(message_id, text, offset)
+        except GapError:
+            return  # deltas are not durable; the assistant_message event carries the full text
+        if frame is not None:
+            await self.ws.send_str(frames.encode_frame(frame))
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    ns, name, key = _target(request)
+    host = request.app[HOST_KEY]
+    grant = _grant(request)
+    TokenStore.authorize(grant, ns, name, Role.VIEWER)
+    host.get(key)
+    role: frames.Role = "operator" if grant.at_least(Role.OPERATOR) else "viewer"
+    ws = web.WebSocketResponse(max_msg_size=frames.MAX_FRAME_BYTES * 2, heartbeat=30.0)
+    await ws.prepare(request)
+    session = ClientSession(role)
+    conn = Connection(ws, session, host, key)
+    hello: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    host.metrics.clients_connected += 1
+    try:
+        async with asyncio.TaskGroup() as tg:
+            writer = tg.create_task(conn.writer(hello))
+            try:
+                async for msg in ws:
+                    if msg.type == WSMsgType.TEXT or msg.type == WSMsgType.BINARY:
+                        await _on_frame(conn, msg.data, hello)
+                    if writer.done():
+                        break
+            finally:
+                if not hello.done():
+                    hello.cancel()
+                writer.cancel()
+    except* (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        host.metrics.clients_connected -= 1
+        await ws.close()
+    return ws
+
+
+async def _on_frame(conn: Connection, data: str | bytes, hello: asyncio.Future[int]) -> None:
+    host = conn.host
+    for out in conn.session.receive(data):
+        if isinstance(out, dict):
+            host.metrics.frames_rejected += out.get("type") == "error"
+            if conn.session.cursor == 0 and not hello.done():
+                await conn.ws.send_str(frames.encode_frame(out))  # before hello: no writer yet
+            else:
+                conn.send_frame(out)
+        elif isinstance(out, Hello):
+            hello.set_result(out.cursor)
+        elif isinstance(out, SendUserMessage):
+            try:
+                seq, duplicate = await host.user_message(conn.key, out.client_id, out.text)
+            except AgentBusy as exc:
+                conn.send_frame({"type": "error", "code": "busy", "message": str(exc), "id": out.client_id})
+                continue
+            conn.send_frame(conn.session.ack(out.client_id, seq, duplicate))
+        elif isinstance(out, SendInterrupt):
+            await host.interrupt(conn.key)
+        elif isinstance(out, SendApproval):
+            conn.send_frame({"type": "error", "code": "unknown_tool_call",
+                             "message": f"no approval is pending for tool call {out.tool_call_id!r}"})
+
+
+# -- HTTP -------------------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok", "agents": len(request.app[HOST_KEY].handles)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    host = request.app[HOST_KEY]
+    text = host.metrics.render(host.gauges())
+    return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus": "0.0.4"})
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    grant = _grant(request)
+    host = request.app[HOST_KEY]
+    items = [host.describe(h) for h in host.handles.values() if grant.covers(h.manifest.metadata.namespace, h.manifest.metadata.name)]
+    items.sort(key=lambda d: (d["namespace"], d["name"]))
+    return _json({"agents": items})
+
+
+async def create_agents(request: web.Request) -> web.Response:
+    grant = _grant(request)
+    host = request.app[HOST_KEY]
+    body = await request.text()
+    if request.content_type == "application/json":
+        try:
+            docs = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error("bad_json", str(exc), 400)
+        manifests = [parse_manifest(d) for d in (docs if isinstance(docs, list) else [docs])]
+    else:
+        manifests = load_manifests_text(body)
+    if not manifests:
+        return _error("invalid_manifest", "no Agent document in the request body", 422)
+    for m in manifests:
+        TokenStore.authorize(grant, m.metadata.namespace, None, Role.OPERATOR)
+    out = []
+    for m in manifests:
+        _, created = await host.apply(m)
+        out.append({"agent": m.key, "created": created})
+    return _json({"applied": out}, 201 if any(o["created"] for o in out) else 200)
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    ns, name, key = _target(request)
+    TokenStore.authorize(_grant(request), ns, name, Role.VIEWER)
+    host = request.app[HOST_KEY]
+    handle = host.get(key)
+    return _json({**host.describe(handle), "manifest": handle.manifest.to_dict()})
+
+
+async def delete_agent(request: web.Request) -> web.Response:
+    ns, name, key = _target(request)
+    TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
+    await request.app[HOST_KEY].delete(key)
+    return _json({"deleted": key})
+
+
+def _int_param(request: web.Request, name: str, default: int | None, low: int = 0, high: int = 10**12) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=orjson.dumps({"type": "error", "code": "bad_request", "message": f"{name} must be an integer"}).decode(), content_type="application/json") from None
+    if not low <= value <= high:
+        raise web.HTTPBadRequest(text=orjson.dumps({"type": "error", "code": "bad_request", "message": f"{name} must be in [{low}, {high}]"}).decode(), content_type="application/json")
+    return value
+
+
+async def read_events(request: web.Request) -> web.Response:
+    ns, name, key = _target(request)
+    TokenStore.authorize(_grant(request), ns, name, Role.VIEWER)
+    after = _int_param(request, "after", 0) or 0
+    limit = _int_param(request, "limit", 1000, 1, 10_000)
+    host = request.app[HOST_KEY]
+    events = await host.read_events(key, after, limit)
+    actor = await host.wake(key)
+    return _json({"events": [e.to_frame() for e in events], "head": actor.state.seq})
+
+
+async def post_message(request: web.Request) -> web.Response:
+    ns, name, key = _target(request)
+    TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        return _error("bad_json", str(exc), 400)
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not isinstance(body.get("text"), str) \
+            or not body["id"] or len(body["id"]) > frames.MAX_ID_CHARS or len(body["text"]) > frames.MAX_MESSAGE_CHARS:
+        return _error("bad_frame", "body must be {\"id\": non-empty str (≤128), \"text\": str}", 400)
+    seq, duplicate = await request.app[HOST_KEY].user_message(key, body["id"], body["text"])
+    return _json({"id": body["id"], "seq": seq, "duplicate": duplicate})
+
+
+async def post_interrupt(request: web.Request) -> web.Response:
+    ns, name, key = _target(request)
+    TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
+    stopped = await request.app[HOST_KEY].interrupt(key)
+    return _json({"interrupted": stopped})
+
+
+async def create_token(request: web.Request) -> web.Response:
+    grant = _grant(request)
+    if not grant.at_least(Role.ADMIN):
+        return _error("permission_denied", "only an admin token may create tokens", 403)
+    try:
+        body = orjson.loads(await request.read())
+        new = Grant(Role(body["role"]), body.get("namespace"), body.get("agent"))
+        token = request.app[TOKENS_KEY].create(new)
+    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+        return _error("bad_request", f"body must be {{role, namespace?, agent?}}: {exc}", 400)
+    return _json({"token": token, **new.to_dict()}, 201)
+
+
+def make_app(host: Host, tokens: TokenStore) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
+    app[HOST_KEY] = host
+    app[TOKENS_KEY] = tokens
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/agents", list_agents)
+    app.router.add_post("/v1/agents", create_agents)
+    app.router.add_get("/v1/agents/{namespace}/{name}", get_agent)
+    app.router.add_delete("/v1/agents/{namespace}/{name}", delete_agent)
+    app.router.add_get("/v1/agents/{namespace}/{name}/events", read_events)
+    app.router.add_post("/v1/agents/{namespace}/{name}/messages", post_message)
+    app.router.add_post("/v1/agents/{namespace}/{name}/interrupt", post_interrupt)
+    app.router.add_get("/v1/agents/{namespace}/{name}/ws", ws_handler)
+    app.router.add_post("/v1/tokens", create_token)
+    return app
+

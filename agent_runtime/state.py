@@ -1,0 +1,210 @@
+"""An agent's derived state: everything the loop needs, rebuilt from its events.
+
+`AgentState.apply(event)` is the only way state changes, live and on replay alike, so a restarted
+agent is exactly the agent that was killed. Two parts:
+
+- the conversation (`messages`, what the next prompt carries): rebuilt from the message events;
+- the counters (turns, usage, status): the snapshot holds them, so startup is the latest snapshot
+  plus the events after it (`AgentState.restore`).
+
+Snapshots deliberately leave the messages out: a snapshot then costs the same at turn 5 and turn 500.
+
+A user message that arrives while a turn is running is `deferred`: it waits in `pending` and joins
+the conversation at the next point where the provider formats allow a user message (after a
+complete set of tool results, or after the model's final answer), which the loop then answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_runtime.events import Event, EventKind
+from agent_runtime.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolResult,
+    ToolResultMessage,
+    UserMessage,
+)
+
+MESSAGE_KINDS = (EventKind.USER_MESSAGE.value, EventKind.ASSISTANT_MESSAGE.value, EventKind.TOOL_RESULT.value)
+COUNTER_FIELDS = (
+    "seq",
+    "running",
+    "turns",
+    "model_calls",
+    "turn_model_calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "tool_calls",
+    "errors",
+    "last_activity",
+    "status_reason",
+)
+
+
+class AgentState:
+    """Derived state of one agent. Mutated only by `apply`."""
+
+    __slots__ = (
+        "seq",
+        "messages",
+        "message_tokens",
+        "pending",
+        "pending_tokens",
+        "context_tokens",
+        "open_call_ids",
+        "running",
+        "turns",
+        "model_calls",
+        "turn_model_calls",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "tool_calls",
+        "errors",
+        "last_activity",
+        "status_reason",
+    )
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.messages: list[Message] = []
+        self.message_tokens: list[int] = []
+        self.pending: list[UserMessage] = []
+        self.pending_tokens: list[int] = []
+        self.context_tokens = 0
+        self.open_call_ids: list[str] = []
+        self.running = False
+        self.turns = 0
+        self.model_calls = 0
+        self.turn_model_calls = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.tool_calls = 0
+        self.errors = 0
+        self.last_activity = 0.0
+        self.status_reason = ""
+
+    # -- the conversation ---------------------------------------------------------------------
+
+    def _add_message(self, message: Message, tokens: int) -> None:
+        self.messages.append(message)
+        self.message_tokens.append(tokens)
+        self.context_tokens += tokens
+
+    def _flush_pending(self) -> None:
+        for message, tokens in zip(self.pending, self.pending_tokens, strict=True):
+            self._add_message(message, tokens)
+        self.pending.clear()
+        self.pending_tokens.clear()
+
+    def open_calls(self) -> list[ToolCall]:
+        """Tool calls of the last assistant message that have no result yet, in call order."""
+        if not self.open_call_ids or not self.messages:
+            return []
+        for m in reversed(self.messages):
+            if isinstance(m, AssistantMessage):
+                wanted = set(self.open_call_ids)
+                return [c for c in m.tool_calls if c.id in wanted]
+        return []
+
+    def _apply_message(self, event: Event) -> None:
+        data = event.data
+        tokens = int(data.get("tokens", 0))
+        if event.kind == EventKind.USER_MESSAGE:
+            message = UserMessage(data["text"])
+            if data.get("deferred") and (self.open_call_ids or self._awaiting_model()):
+                self.pending.append(message)
+                self.pending_tokens.append(tokens)
+            else:
+                self._add_message(message, tokens)
+        elif event.kind == EventKind.ASSISTANT_MESSAGE:
+            calls = tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ()))
+            self._add_message(AssistantMessage(data.get("text", ""), calls, data.get("stop_reason", "end_turn")), tokens)
+            self.open_call_ids = [c.id for c in calls]
+            if not calls:
+                self._flush_pending()
+        elif event.kind == EventKind.TOOL_RESULT:
+            result = ToolResult(
+                tool_call_id=data["tool_call_id"],
+                name=data.get("name", ""),
+                content=data.get("content", ""),
+                is_error=bool(data.get("is_error", False)),
+                duration_ms=float(data.get("duration_ms", 0.0)),
+            )
+            self._add_message(ToolResultMessage(result), tokens)
+            if result.tool_call_id in self.open_call_ids:
+                self.open_call_ids.remove(result.tool_call_id)
+            if not self.open_call_ids:
+                self._flush_pending()
+
+    def _awaiting_model(self) -> bool:
+        """The last message is a user message or complete tool results: the model is (to be) asked."""
+        return bool(self.messages) and not isinstance(self.messages[-1], AssistantMessage)
+
+    # -- counters -----------------------------------------------------------------------------
+
+    def _apply_counters(self, event: Event) -> None:
+        data = event.data
+        kind = event.kind
+        self.last_activity = event.ts
+        if kind == EventKind.STATUS:
+            state = data.get("state")
+            if state == "running":
+                self.running = True
+                self.turn_model_calls = 0
+            elif state == "idle":
+                if self.running:
+                    self.turns += 1
+                self.running = False
+            self.status_reason = str(data.get("reason", ""))
+        elif kind == EventKind.ASSISTANT_MESSAGE:
+            self.model_calls += 1
+            self.turn_model_calls += 1
+        elif kind == EventKind.USAGE:
+            self.input_tokens += int(data.get("input_tokens", 0))
+            self.output_tokens += int(data.get("output_tokens", 0))
+            self.cache_read_tokens += int(data.get("cache_read_tokens", 0))
+            self.cache_write_tokens += int(data.get("cache_write_tokens", 0))
+        elif kind == EventKind.TOOL_CALL:
+            self.tool_calls += 1
+        elif kind == EventKind.ERROR:
+            self.errors += 1
+
+    def apply(self, event: Event) -> None:
+        """Apply one committed event (live or replayed). Events must come in `seq` order."""
+        if event.seq <= self.seq:
+            raise ValueError(f"event seq {event.seq} applied after seq {self.seq}")
+        if event.kind in MESSAGE_KINDS:
+            self._apply_message(event)
+        self._apply_counters(event)
+        self.seq = event.seq
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as of `seq` (messages are rebuilt from the log; see module docstring)."""
+        return {name: getattr(self, name) for name in COUNTER_FIELDS}
+
+    @classmethod
+    def restore(cls, snapshot: tuple[int, dict[str, Any]] | None, message_events: list[Event], tail: list[Event]) -> AgentState:
+        """Startup: counters from `snapshot`, conversation from `message_events` (seq ≤ the
+        snapshot's), then every event after the snapshot applied in full (`tail`)."""
+        state = cls()
+        if snapshot is not None:
+            _, counters = snapshot
+            for name in COUNTER_FIELDS:
+                if name in counters:
+                    setattr(state, name, counters[name])
+        for event in message_events:
+            state._apply_message(event)
+        for event in tail:
+            state.apply(event)
+        return state
