@@ -1,0 +1,506 @@
+"""The four built-in tools: `shell`, `read_file`, `write_file`, `list_dir`.
+
+Each is confined to the agent's workspace folder (`ToolContext.workspace`):
+
+* file tools resolve every path with `agent_runtime.tools.workspace.resolve_in_workspace` first;
+* `shell` runs `/bin/sh -c COMMAND` with the workspace as cwd and HOME, a scrubbed environment
+  (PATH, HOME, LANG only: no secret of the runtime is inherited), stdin from /dev/null, stdout and
+  stderr merged into one pipe, in a new session (its own process group).
+
+Why the shell is not spawned with `asyncio.create_subprocess_exec`: on Python 3.11 asyncio's
+default child watcher starts one thread per child to `waitpid` it, and `Process.wait()` does not
+return while a background grandchild still holds the output pipe. With thousands of agents per
+machine we want neither. So the shell is started with `subprocess.Popen` (the same fork/exec asyncio
+uses underneath), its exit is watched through a pidfd registered with the event loop (no thread),
+and the output pipe is read by a loop pipe transport straight into a bounded `HeadTail` buffer
+(`agent_runtime.tools.output`). When the shell exits, the rest of its process group (background
+jobs) is killed before the shell is reaped, so the pgid cannot be recycled under us. On timeout or
+cancellation the whole group is killed with SIGKILL and reaped before the call returns or
+re-raises.
+
+File IO is small and bounded (reads stop at the output cap, directory listings at a fixed count),
+so it runs inline unless the context provides a small shared executor.
+
+The registry (`agent_runtime.tools.registry`) validates arguments against each `spec.input_schema`
+before `run` is called, and turns outputs and `ToolError`s into `ToolResult`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import stat
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent_runtime.tools.base import (
+    Tool,
+    ToolArgumentsInvalid,
+    ToolContext,
+    ToolError,
+    ToolOutput,
+    ToolSpec,
+    ToolTimeout,
+)
+from agent_runtime.tools.output import HeadTail, cap_text, trim_incomplete_end
+from agent_runtime.tools.workspace import display_path, resolve_in_workspace
+
+__all__ = ["BUILTIN_TOOLS", "ListDirTool", "ReadFileTool", "ShellTool", "WriteFileTool", "scrubbed_env"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Seconds to wait for a SIGKILLed process group leader to be reaped before giving up on waiting
+# (the pidfd watcher still reaps it later).
+_REAP_WAIT_S = 5.0
+# Upper bound of bytes `read_file` scans to reach `offset` (inline / with an executor).
+_SCAN_INLINE = 4 * 1024 * 1024
+_SCAN_EXECUTOR = 64 * 1024 * 1024
+_LIST_MAX_ENTRIES = 1000
+_LIST_MAX_SCAN = 100_000
+
+
+def scrubbed_env(workspace: Path) -> dict[str, str]:
+    """The whole environment of a shell call: PATH, HOME=workspace, LANG. Nothing else leaks."""
+    return {
+        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+        "HOME": str(workspace),
+        "LANG": "C.UTF-8",
+    }
+
+
+def _os_error(exc: OSError, shown: str) -> ToolError:
+    """A model-readable ToolError for a filesystem error on `shown`."""
+    if isinstance(exc, FileNotFoundError):
+        return ToolError(f"{shown}: no such file or directory", code="not_found")
+    if isinstance(exc, IsADirectoryError):
+        return ToolError(f"{shown}: is a directory", code="is_a_directory")
+    if isinstance(exc, NotADirectoryError):
+        return ToolError(f"{shown}: not a directory (a component of the path is a file)", code="not_a_directory")
+    if isinstance(exc, PermissionError):
+        return ToolError(f"{shown}: permission denied", code="permission_denied")
+    return ToolError(f"{shown}: {exc.strerror or exc}", code="io_error")
+
+
+async def _run_io(ctx: ToolContext, fn: Callable[[], T]) -> T:
+    """Run bounded blocking file IO: on the context's executor if it has one, else inline."""
+    if ctx.executor is None:
+        return fn()
+    return await asyncio.get_running_loop().run_in_executor(ctx.executor, fn)
+
+
+# --------------------------------------------------------------------------------------------
+# shell
+
+
+class _PipeSink(asyncio.Protocol):
+    """Feeds everything read from the output pipe into a HeadTail; resolves `closed` at the end."""
+
+    def __init__(self, capture: HeadTail, closed: asyncio.Future[None]) -> None:
+        self._capture = capture
+        self._closed = closed
+
+    def data_received(self, data: bytes) -> None:
+        self._capture.feed(data)
+
+    def eof_received(self) -> bool:
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+
+class _ProcessGroup:
+    """A child started with start_new_session=True: leader pid == pgid. Exit watched via pidfd."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self.proc = proc
+        self.pgid = proc.pid
+        self._loop = loop
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self._pidfd: int | None = None
+        self._poller: asyncio.Task[None] | None = None
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # not Linux >= 5.3: poll without reaping instead
+            self._poller = loop.create_task(self._poll_exit())
+        else:
+            loop.add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        # The leader has exited but is not reaped yet: it is a zombie that still owns the pgid, so
+        # killing the group now cannot hit a recycled pgid. Background jobs die with it.
+        self.kill()
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        rc = self.proc.poll()  # reaps the leader
+        if rc is None:  # cannot happen after an exit notification; be defensive
+            rc = self.proc.wait()
+        if not self.exited.done():
+            self.exited.set_result(rc)
+
+    async def _poll_exit(self) -> None:
+        delay = 0.005
+        while True:
+            try:
+                exited = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            except ChildProcessError:
+                exited = True  # reaped elsewhere; poll() below copes
+            if exited:
+                self._on_exit()
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group, unless the leader is already reaped (the pgid may be reused)."""
+        if self.exited.done():
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, signal.SIGKILL)
+
+    async def kill_and_reap(self) -> None:
+        """Kill the group and wait (bounded, shielded) for the leader to be reaped."""
+        self.kill()
+        if self.exited.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.exited), _REAP_WAIT_S)
+        except TimeoutError:
+            log.warning("shell process group %d did not exit %.0fs after SIGKILL", self.pgid, _REAP_WAIT_S)
+
+
+def _exit_note(rc: int) -> str:
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return f"[exit code {rc} (killed by {name})]"
+    return f"[exit code {rc}]"
+
+
+class ShellTool(Tool):
+    """`/bin/sh -c COMMAND` in the workspace, output capped, wall-clock limited, group-killed."""
+
+    spec = ToolSpec(
+        name="shell",
+        description=(
+            "Run a shell command with /bin/sh -c in the workspace folder (also HOME). stdout and "
+            "stderr are merged; long output keeps its head and tail. The exit code is appended; a "
+            "nonzero exit is an error. Background processes do not outlive the call. The environment "
+            "holds only PATH, HOME and LANG; stdin is empty."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "minLength": 1, "description": "The command line for /bin/sh -c."},
+                "timeout_s": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Wall-clock limit in seconds; the agent's own limit caps it.",
+                },
+            },
+            "required": ["command"],
+            "additionalProperties": False,
+        },
+        read_only=False,
+        idempotent=False,
+    )
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        command: str = args["command"]
+        timeout = min(float(args.get("timeout_s", ctx.timeout_s)), ctx.timeout_s)
+        loop = asyncio.get_running_loop()
+        workspace = Path(os.path.realpath(ctx.workspace))
+        if not workspace.is_dir():
+            raise ToolError(f"the workspace folder {str(workspace)!r} does not exist", code="workspace_missing")
+
+        capture = HeadTail(ctx.output_cap)
+        rfd, wfd = os.pipe()  # both ends close-on-exec: no other agent's shell inherits them
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=wfd,
+                stderr=subprocess.STDOUT,
+                cwd=workspace,
+                env=scrubbed_env(workspace),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except ValueError as exc:  # e.g. an embedded NUL byte
+            os.close(rfd)
+            raise ToolArgumentsInvalid(f"command cannot be run: {exc}") from None
+        except OSError as exc:
+            os.close(rfd)
+            raise ToolError(f"could not start /bin/sh: {exc}", code="spawn_failed") from None
+        finally:
+            os.close(wfd)
+
+        group = _ProcessGroup(proc, loop)
+        pipe_closed: asyncio.Future[None] = loop.create_future()
+        transport: asyncio.BaseTransport | None = None
+        timed_out = False
+        detached_holder = False
+        try:
+            pipe = open(rfd, "rb", buffering=0)  # noqa: SIM115 - owned by the transport below
+            try:
+                transport, _ = await loop.connect_read_pipe(lambda: _PipeSink(capture, pipe_closed), pipe)
+            except BaseException:
+                pipe.close()
+                raise
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(group.exited)
+                    # The group is dead now; drain what is left in the pipe until EOF.
+                    await asyncio.shield(pipe_closed)
+            except TimeoutError:
+                if group.exited.done():
+                    detached_holder = True  # a process outside the group still holds the pipe
+                else:
+                    timed_out = True
+        finally:
+            # Runs on success, timeout and cancellation alike: nothing of the call survives it.
+            if transport is not None:
+                transport.close()
+            await group.kill_and_reap()
+            if transport is not None and not pipe_closed.done():
+                await asyncio.wait([pipe_closed], timeout=1.0)  # let the transport release the fd
+
+        text = capture.render()
+        if timed_out:
+            so_far = f"Output so far:\n{text}" if text else "It printed nothing."
+            raise ToolTimeout(f"command timed out after {timeout:g} s; its process group was killed. {so_far}")
+        rc = group.exited.result()
+        parts = [text]
+        if text and not text.endswith("\n"):
+            parts.append("\n")
+        if detached_holder:
+            parts.append("[output stopped at the time limit: a process outside the group kept the pipe open]\n")
+        parts.append(_exit_note(rc))
+        return ToolOutput("".join(parts), is_error=rc != 0)
+
+
+# --------------------------------------------------------------------------------------------
+# read_file
+
+
+def _read_text(path: Path, shown: str, offset: int, limit: int | None, cap: int, scan_cap: int) -> str:
+    """Lines [offset, offset+limit) of a text file, at most `cap` bytes; notes say how to go on."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise _os_error(exc, shown) from None
+    with f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ToolError(f"{shown}: not a regular file", code="not_a_file")
+        line_no = 1
+        scanned = 0
+        while line_no < offset:
+            line = f.readline(64 * 1024)
+            if not line:
+                return f"[{shown} has {line_no - 1} lines; offset {offset} is past the end]"
+            scanned += len(line)
+            if line.endswith(b"\n"):
+                line_no += 1
+            if scanned > scan_cap:
+                raise ToolError(
+                    f"{shown}: offset {offset} lies more than {scan_cap} bytes into the file; "
+                    "use the shell tool (e.g. sed -n) for such files",
+                    code="file_too_large",
+                )
+        out = bytearray()
+        n_lines = 0
+        truncated = False
+        while limit is None or n_lines < limit:
+            room = cap - len(out)
+            line = f.readline(room + 1)
+            if not line:
+                break
+            if len(line) > room:
+                out += line[:room]
+                truncated = True
+                break
+            out += line
+            if line.endswith(b"\n"):
+                n_lines += 1
+        more = truncated or bool(f.read(1))
+    if b"\x00" in out[:8192]:
+        raise ToolError(f"{shown}: looks like a binary file ({st.st_size} bytes); not shown", code="binary_file")
+    raw = bytes(out)
+    if truncated:
+        raw = trim_incomplete_end(raw)
+    text = raw.decode("utf-8", errors="replace")
+    if more:
+        next_line = offset + n_lines
+        why = f"output cap of {cap} bytes reached" if truncated else f"limit of {limit} lines reached"
+        sep = "" if text.endswith("\n") or not text else "\n"
+        text += f"{sep}[... {why}; file is {st.st_size} bytes; continue with offset={next_line} ...]"
+    return text
+
+
+class ReadFileTool(Tool):
+    """Read a text file of the workspace, by lines, capped at the output cap."""
+
+    spec = ToolSpec(
+        name="read_file",
+        description=(
+            "Read a UTF-8 text file in the workspace. `offset` is the 1-based line to start at, `limit` "
+            "the number of lines. Output is capped; a trailing note then gives the offset to continue."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "minLength": 1, "description": "File path, relative to the workspace."},
+                "offset": {"type": "integer", "minimum": 1, "description": "First line to return (1-based)."},
+                "limit": {"type": "integer", "minimum": 1, "description": "Maximum number of lines to return."},
+            },
+            "required": ["path"],
+            "additionalProperties": False,
+        },
+        read_only=True,
+        idempotent=True,
+    )
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        path = resolve_in_workspace(ctx.workspace, args["path"])
+        shown = display_path(ctx.workspace, path)
+        offset = int(args.get("offset", 1))
+        limit = int(args["limit"]) if "limit" in args else None
+        scan_cap = _SCAN_INLINE if ctx.executor is None else _SCAN_EXECUTOR
+        text = await _run_io(ctx, lambda: _read_text(path, shown, offset, limit, ctx.output_cap, scan_cap))
+        return ToolOutput(text)
+
+
+# --------------------------------------------------------------------------------------------
+# write_file
+
+
+def _write_atomic(path: Path, shown: str, data: bytes) -> None:
+    if path.is_dir():
+        raise ToolError(f"{shown}: is a directory", code="is_a_directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o644
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with open(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)  # atomic; replaces a symlink itself, never follows it
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise _os_error(exc, shown) from None
+
+
+class WriteFileTool(Tool):
+    """Write a whole text file of the workspace atomically, creating parent folders."""
+
+    spec = ToolSpec(
+        name="write_file",
+        description=(
+            "Create or overwrite a UTF-8 text file in the workspace with `content`, atomically. Parent "
+            "folders are created. Returns the number of bytes written."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "minLength": 1, "description": "File path, relative to the workspace."},
+                "content": {"type": "string", "description": "The complete new content of the file."},
+            },
+            "required": ["path", "content"],
+            "additionalProperties": False,
+        },
+        read_only=False,
+        idempotent=True,
+    )
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        path = resolve_in_workspace(ctx.workspace, args["path"])
+        shown = display_path(ctx.workspace, path)
+        if shown == ".":
+            raise ToolError("cannot write to the workspace folder itself; name a file", code="is_a_directory")
+        data = args["content"].encode("utf-8", errors="replace")
+        await _run_io(ctx, lambda: _write_atomic(path, shown, data))
+        return ToolOutput(f"wrote {len(data)} bytes to {shown}")
+
+
+# --------------------------------------------------------------------------------------------
+# list_dir
+
+
+def _list(path: Path, shown: str) -> tuple[list[str], bool]:
+    names: list[str] = []
+    complete = True
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                if len(names) >= _LIST_MAX_SCAN:
+                    complete = False
+                    break
+                try:
+                    is_dir = entry.is_dir()  # a symlink to a folder lists as a folder
+                except OSError:
+                    is_dir = False
+                names.append(entry.name + "/" if is_dir else entry.name)
+    except OSError as exc:
+        raise _os_error(exc, shown) from None
+    names.sort()
+    return names, complete
+
+
+class ListDirTool(Tool):
+    """List a workspace folder: sorted names, `/` after folders, capped count."""
+
+    spec = ToolSpec(
+        name="list_dir",
+        description=(
+            f"List a folder of the workspace: one entry per line, sorted, folders end with '/'. At most "
+            f"{_LIST_MAX_ENTRIES} entries are shown."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "default": ".", "description": "Folder path, relative to the workspace."},
+            },
+            "additionalProperties": False,
+        },
+        read_only=True,
+        idempotent=True,
+    )
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        path = resolve_in_workspace(ctx.workspace, args.get("path", "."))
+        shown = display_path(ctx.workspace, path)
+        names, complete = await _run_io(ctx, lambda: _list(path, shown))
+        if not names:
+            return ToolOutput(f"[{shown} is empty]")
+        lines = names[:_LIST_MAX_ENTRIES]
+        hidden = len(names) - len(lines)
+        text = "\n".join(lines)
+        if hidden or not complete:
+            more = f"{hidden}{'' if complete else '+'}"
+            text += f"\n[... {more} more entries not shown; use the shell tool (ls, find) to filter ...]"
+        return ToolOutput(cap_text(text, ctx.output_cap))
+
+
+BUILTIN_TOOLS: tuple[type[Tool], ...] = (ShellTool, ReadFileTool, WriteFileTool, ListDirTool)
