@@ -22,7 +22,7 @@ from agent_runtime.manifest import load_manifest_dir
 from agent_runtime.providers.base import Provider
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
 from agent_runtime.server import make_app
-from agent_runtime.tools.registry import default_registry
+from agent_runtime.tools.registry import ToolRegistry, default_registry
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,11 @@ class Running:
 
 
 @asynccontextmanager
-async def serve(config: ServerConfig, provider: Provider | None = None) -> AsyncIterator[Running]:
-    """Run the standalone server until the context exits."""
+async def serve(
+    config: ServerConfig, provider: Provider | None = None, tools: ToolRegistry | None = None
+) -> AsyncIterator[Running]:
+    """Run the standalone server until the context exits (the simulated model and the built-in
+    tools unless others are given)."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     tokens = TokenStore(data_dir / "tokens.json", enabled=config.auth)
@@ -63,7 +66,7 @@ async def serve(config: ServerConfig, provider: Provider | None = None) -> Async
         data_dir=data_dir, actor=config.actor, max_running_tools=config.max_running_tools,
         sqlite_threads=config.sqlite_threads,
     )
-    async with Host(host_config, provider or SimulatedProvider(config.model), default_registry()) as host:
+    async with Host(host_config, provider or SimulatedProvider(config.model), tools or default_registry()) as host:
         if config.manifests is not None:
             for manifest in load_manifest_dir(config.manifests):
                 await host.apply(manifest)

@@ -152,11 +152,11 @@ class TurnMachine:
         state = self.state
         if not state.running:
             return Wait()
+        open_calls = state.open_calls()
+        if open_calls:
+            return RunTools(tuple(open_calls))
         last = state.messages[-1] if state.messages else None
         if isinstance(last, AssistantMessage):
-            open_calls = state.open_calls()
-            if open_calls:
-                return RunTools(tuple(open_calls))
             return FinishTurn(last.stop_reason)
         if last is None:
             return FinishTurn("empty")

@@ -1,0 +1,70 @@
+"""Agent manifests: valid shapes load; each bad field gets a ManifestError naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent_runtime.manifest import API_VERSION, ManifestError, load_manifest_dir, load_manifests_text, parse_manifest
+
+GOOD = {"apiVersion": API_VERSION, "kind": "Agent", "metadata": {"name": "coder", "namespace": "team-a"},
+        "spec": {"model": {"provider": "simulated", "name": "sim"}, "systemPrompt": "hi", "tools": ["shell"],
+                 "limits": {"maxTurns": 5, "tokenBudget": 1000}}}
+
+
+def test_good_manifest_round_trips_in_camel_case() -> None:
+    m = parse_manifest(GOOD)
+    assert m.key == "team-a/coder" and m.spec.limits.max_turns == 5 and m.spec.tools == ("shell",)
+    assert parse_manifest(m.to_dict()) == m
+    assert m.to_dict()["spec"]["limits"]["maxTurns"] == 5
+
+
+def with_(path: str, value: object) -> dict:
+    import copy
+
+    doc = copy.deepcopy(GOOD)
+    node = doc
+    parts = path.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("metadata.name", "Bad_Name", "metadata.name"),
+        ("metadata.namespace", "x" * 70, "metadata.namespace"),
+        ("spec.limits.maxTurns", 0, "spec.limits.maxTurns"),
+        ("spec.limits.tokenBudget", "lots", "spec.limits.tokenBudget"),
+        ("spec.tools", ["shell", "rm_rf"], "spec.tools"),
+        ("spec.model.provider", "acme", "spec.model.provider"),
+        ("spec.unknownField", 1, "spec.unknownField"),
+        ("kind", "Pod", "kind"),
+        ("apiVersion", "v1", "apiVersion"),
+    ],
+)
+def test_bad_field_is_named(path: str, value: object, field: str) -> None:
+    with pytest.raises(ManifestError) as err:
+        parse_manifest(with_(path, value), source="x.yaml")
+    assert err.value.field == field
+    assert str(err.value).startswith(f"x.yaml: {field}: ")
+
+
+def test_not_a_mapping_and_bad_yaml() -> None:
+    with pytest.raises(ManifestError, match="must be a mapping"):
+        parse_manifest(["a"])
+    with pytest.raises(ManifestError, match="invalid YAML"):
+        load_manifests_text("a: [unclosed", source="f.yaml")
+
+
+def test_folder_of_multi_document_files(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text(
+        f"apiVersion: {API_VERSION}\nkind: Agent\nmetadata: {{name: two}}\n---\n"
+        f"apiVersion: {API_VERSION}\nkind: Agent\nmetadata: {{name: three}}\n"
+    )
+    (tmp_path / "a.yml").write_text(f"apiVersion: {API_VERSION}\nkind: Agent\nmetadata: {{name: one}}\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert [m.metadata.name for m in load_manifest_dir(tmp_path)] == ["one", "two", "three"]

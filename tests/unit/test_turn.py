@@ -1,0 +1,170 @@
+"""The turn state machine: inputs → events, state → next effect. No IO: events are applied by hand."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from agent_runtime.events import Event, EventKind, NewEvent
+from agent_runtime.manifest import make_manifest
+from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, ToolResultMessage, Usage, UserMessage
+from agent_runtime.state import AgentState
+from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait
+
+
+class Harness:
+    """Applies the machine's events like the actor does (append = give a seq, then apply)."""
+
+    def __init__(self, **spec: object) -> None:
+        self.state = AgentState()
+        self.machine = TurnMachine(self.state, make_manifest("t", **spec).spec)
+        self.log: list[Event] = []
+        self._seq = itertools.count(1)
+
+    def commit(self, events: list[NewEvent]) -> list[Event]:
+        out = []
+        for e in events:
+            ev = Event(next(self._seq), e.kind, e.data, 0.0, e.client_id)
+            self.state.apply(ev)
+            self.log.append(ev)
+            out.append(ev)
+        return out
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.log]
+
+
+CALL = ToolCall("c1", "list_dir", {"path": "."})
+CALL2 = ToolCall("c2", "read_file", {"path": "a.txt"})
+
+
+def test_idle_agent_waits() -> None:
+    h = Harness()
+    assert h.machine.next_effect() == Wait()
+
+
+def test_user_message_starts_a_turn_and_asks_the_model() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "hello"))
+    assert h.kinds() == ["user_message", "status"]
+    assert h.log[0].client_id == "m1" and h.log[0].data["deferred"] is False
+    assert h.state.running and h.machine.next_effect() == CallModel()
+    assert isinstance(h.state.messages[-1], UserMessage)
+
+
+def test_tool_use_then_results_then_final_answer() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "do it"))
+    h.commit(h.machine.model_message(AssistantMessage("looking", (CALL, CALL2), "tool_use"), Usage(10, 5), "a1"))
+    assert h.machine.next_effect() == RunTools((CALL, CALL2))
+    h.commit(h.machine.tool_calls_started([CALL, CALL2]))
+    h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "a.txt"), ToolResult("c2", "read_file", "hi")]))
+    assert h.machine.next_effect() == CallModel()
+    h.commit(h.machine.model_message(AssistantMessage("done"), Usage(20, 3), "a2"))
+    assert h.machine.next_effect() == FinishTurn("end_turn")
+    h.commit(h.machine.finish("end_turn"))
+    assert h.machine.next_effect() == Wait()
+    assert h.kinds() == [
+        "user_message", "status", "assistant_message", "usage", "tool_call", "tool_call",
+        "tool_result", "tool_result", "assistant_message", "usage", "status",
+    ]
+    assert h.state.turns == 1 and h.state.model_calls == 2 and h.state.tool_calls == 2
+    assert (h.state.input_tokens, h.state.output_tokens) == (30, 8)
+    assert [m.role for m in h.state.messages] == ["user", "assistant", "tool", "tool", "assistant"]
+
+
+def test_partial_results_keep_remaining_calls_open() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL, CALL2), "tool_use"), Usage(), "a1"))
+    h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "ok")]))
+    assert h.machine.next_effect() == RunTools((CALL2,))
+
+
+def test_message_during_a_turn_is_deferred_until_the_tool_results_are_in() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "first"))
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL,), "tool_use"), Usage(), "a1"))
+    h.commit(h.machine.user_message("m2", "also this"))
+    assert h.log[-1].data["deferred"] is True
+    assert [m.role for m in h.state.messages] == ["user", "assistant"]  # not between tool_use and result
+    assert len(h.state.pending) == 1
+    h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "ok")]))
+    assert [m.role for m in h.state.messages] == ["user", "assistant", "tool", "user"]
+    assert h.machine.next_effect() == CallModel()
+
+
+def test_message_while_model_streams_joins_after_its_answer_and_is_answered() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "first"))
+    h.commit(h.machine.user_message("m2", "second"))  # the model is being asked about "first"
+    assert h.state.pending and [m.role for m in h.state.messages] == ["user"]
+    h.commit(h.machine.model_message(AssistantMessage("answer to first"), Usage(), "a1"))
+    assert [m.role for m in h.state.messages] == ["user", "assistant", "user"]
+    assert h.machine.next_effect() == CallModel()  # the turn goes on to answer "second"
+
+
+def test_interrupt_keeps_partial_text_and_closes_open_calls() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.interrupt("half an ans", "a1"))
+    assert h.kinds()[-2:] == ["assistant_message", "status"]
+    assert h.log[-2].data["stop_reason"] == "interrupted" and h.log[-2].data["text"] == "half an ans"
+    assert h.log[-1].data == {"state": "idle", "reason": "interrupted"}
+    assert h.machine.next_effect() == Wait()
+
+    h.commit(h.machine.user_message("m2", "y"))
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL,), "tool_use"), Usage(), "a2"))
+    h.commit(h.machine.interrupt("", "a3"))
+    result = h.state.messages[-1]
+    assert isinstance(result, ToolResultMessage) and result.result.is_error and result.result.tool_call_id == "c1"
+    assert h.machine.next_effect() == Wait()
+    assert h.state.turns == 2
+
+
+def test_interrupt_when_idle_does_nothing() -> None:
+    h = Harness()
+    assert h.machine.interrupt("x", "a") == []
+
+
+def test_max_turns_limit_ends_the_turn_with_an_error() -> None:
+    h = Harness(limits={"maxTurns": 2})
+    h.commit(h.machine.user_message("m1", "loop"))
+    for i in range(2):
+        h.commit(h.machine.model_message(AssistantMessage("", (ToolCall(f"c{i}", "list_dir", {}),), "tool_use"), Usage(), f"a{i}"))
+        h.commit(h.machine.tool_results([ToolResult(f"c{i}", "list_dir", "ok")]))
+    assert h.machine.next_effect() == FinishTurn("max_turns")
+    h.commit(h.machine.finish("max_turns"))
+    assert h.log[-2].kind == EventKind.ERROR and h.log[-2].data["code"] == "max_turns_exceeded"
+    assert "maxTurns" in h.log[-2].data["message"]
+
+
+def test_token_budget_counts_each_message_once_and_stops_the_turn() -> None:
+    h = Harness(limits={"tokenBudget": 300})
+    h.commit(h.machine.user_message("m1", "word " * 50))
+    before = h.machine.context_tokens()
+    assert h.machine.next_effect() == CallModel()
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL,), "tool_use"), Usage(), "a1"))
+    h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "file " * 400)]))
+    assert h.machine.context_tokens() > before + 400
+    assert h.machine.next_effect() == FinishTurn("token_budget")
+    h.commit(h.machine.finish("token_budget"))
+    assert h.log[-2].data["code"] == "token_budget_exceeded"
+
+
+def test_model_error_is_recorded_and_the_agent_waits() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.model_error("overloaded", "provider said 529"))
+    assert h.kinds()[-2:] == ["error", "status"]
+    assert h.machine.next_effect() == Wait()
+    assert h.state.errors == 1
+
+
+@pytest.mark.parametrize("stop", ["max_tokens", "content_filter"])
+def test_other_stop_reasons_finish_with_that_reason(stop: str) -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.model_message(AssistantMessage("cut", (), stop), Usage(), "a1"))  # type: ignore[arg-type]
+    assert h.machine.next_effect() == FinishTurn(stop)
