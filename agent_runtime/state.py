@@ -28,7 +28,13 @@ from agent_runtime.messages import (
     UserMessage,
 )
 
-MESSAGE_KINDS = (EventKind.USER_MESSAGE.value, EventKind.ASSISTANT_MESSAGE.value, EventKind.TOOL_RESULT.value)
+MESSAGE_KINDS = (
+    EventKind.USER_MESSAGE.value,
+    EventKind.ASSISTANT_MESSAGE.value,
+    EventKind.TOOL_CALL.value,
+    EventKind.TOOL_RESULT.value,
+)
+"""The kinds the conversation is rebuilt from (`tool_call` marks an open call as started)."""
 COUNTER_FIELDS = (
     "seq",
     "running",
@@ -57,6 +63,7 @@ class AgentState:
         "pending_tokens",
         "context_tokens",
         "open_call_ids",
+        "started_call_ids",
         "running",
         "turns",
         "model_calls",
@@ -79,6 +86,7 @@ class AgentState:
         self.pending_tokens: list[int] = []
         self.context_tokens = 0
         self.open_call_ids: list[str] = []
+        self.started_call_ids: set[str] = set()
         self.running = False
         self.turns = 0
         self.model_calls = 0
@@ -129,8 +137,11 @@ class AgentState:
             calls = tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ()))
             self._add_message(AssistantMessage(data.get("text", ""), calls, data.get("stop_reason", "end_turn")), tokens)
             self.open_call_ids = [c.id for c in calls]
+            self.started_call_ids = set()
             if not calls:
                 self._flush_pending()
+        elif event.kind == EventKind.TOOL_CALL:
+            self.started_call_ids.add(data["id"])
         elif event.kind == EventKind.TOOL_RESULT:
             result = ToolResult(
                 tool_call_id=data["tool_call_id"],

@@ -102,7 +102,10 @@ class TurnMachine:
         ]
 
     def tool_calls_started(self, calls: Sequence[ToolCall]) -> list[NewEvent]:
-        return [NewEvent(EventKind.TOOL_CALL, c.to_dict()) for c in calls]
+        """A `tool_call` event per call about to run, once: a call a crash cut short already has
+        one and runs again without a second event (tools run at least once; see docs/tools.md)."""
+        started = self.state.started_call_ids
+        return [NewEvent(EventKind.TOOL_CALL, c.to_dict()) for c in calls if c.id not in started]
 
     def tool_results(self, results: Sequence[ToolResult]) -> list[NewEvent]:
         return [NewEvent(EventKind.TOOL_RESULT, {**r.to_dict(), "tokens": count(r.content)}) for r in results]
