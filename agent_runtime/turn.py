@@ -85,7 +85,8 @@ class TurnMachine:
         return events
 
     def model_message(self, message: AssistantMessage, usage: Usage, message_id: str) -> list[NewEvent]:
-        """The model's completed message and the usage of the call."""
+        """The model's completed message, a `tool_call` event for each call it asks for (they
+        run next: one commit instead of two), and the usage of the call."""
         tokens = count(message.text) + sum(count(str(c.arguments)) for c in message.tool_calls)
         return [
             NewEvent(
@@ -98,6 +99,7 @@ class TurnMachine:
                     "tokens": tokens,
                 },
             ),
+            *(NewEvent(EventKind.TOOL_CALL, c.to_dict()) for c in message.tool_calls),
             NewEvent(EventKind.USAGE, {**usage.to_dict(), "model": self.spec.model.name}),
         ]
 

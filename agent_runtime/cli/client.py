@@ -53,7 +53,8 @@ class Client:
 
     async def __aenter__(self) -> Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self._session = aiohttp.ClientSession(headers=headers)
+        # No pool limit: a WebSocket holds its connection for as long as it is attached.
+        self._session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
