@@ -82,7 +82,7 @@ async def cmd_logs(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         after = args.after
         while True:
-            page = await client.events(args.agent, after=after, limit=min(args.limit, 1000))
+            page = await client.events(args.agent, after=after, limit=min(args.limit or 1000, 1000))
             for frame in page["events"]:
                 if args.output == "json":
                     print(orjson.dumps(frame).decode())
