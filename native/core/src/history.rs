@@ -118,24 +118,36 @@ pub fn analyze<S: AsRef<str>, P: AsRef<str>>(
         let set = line_set(text);
         if set.len() >= MIN_LINES {
             hits.clear();
+            let mut skipped = false;
             for l in &set {
                 if let Some(p) = postings.get(l) {
                     if p.len() <= COMMON_LINE_POSTINGS {
                         for &j in p {
                             *hits.entry(j).or_default() += 1;
                         }
+                    } else {
+                        skipped = true;
                     }
                 }
             }
-            let mut cands: Vec<(u32, u32)> = hits.iter().map(|(&j, &c)| (c, j)).collect();
-            cands.sort_unstable_by(|a, b| b.cmp(a));
+            // Without skipped lines the hit count is the exact intersection size; otherwise it
+            // is a lower bound and the best few candidates are scored exactly.
+            let jaccard = |inter: usize, other: usize| inter as f64 / (set.len() + other - inter) as f64;
+            let mut cands: Vec<(f64, u32)> =
+                hits.iter().map(|(&j, &c)| (jaccard(c as usize, sets[j as usize].len()), j)).collect();
+            if skipped {
+                cands.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                cands.truncate(8);
+                for c in cands.iter_mut() {
+                    let other = &sets[c.1 as usize];
+                    c.0 = jaccard(intersection(&set, other), other.len());
+                }
+            }
             let mut best: Option<(usize, f64)> = None;
-            for &(_, j) in cands.iter().take(3) {
-                let other = &sets[j as usize];
-                let inter = intersection(&set, other);
-                let sim = inter as f64 / (set.len() + other.len() - inter) as f64;
-                if sim >= threshold && best.is_none_or(|(_, s)| sim > s) {
-                    best = Some((j as usize, sim));
+            for &(sim, j) in &cands {
+                let j = j as usize;
+                if sim >= threshold && best.is_none_or(|(bj, s)| sim > s || (sim == s && j < bj)) {
+                    best = Some((j, sim));
                 }
             }
             if let Some((j, sim)) = best {

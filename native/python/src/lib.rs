@@ -326,23 +326,22 @@ impl MergeResult {
 #[pyo3(signature = (base, ours, theirs, labels = ("ours".to_string(), "theirs".to_string())))]
 fn merge3(py: Python<'_>, base: &str, ours: &str, theirs: &str, labels: (String, String)) -> PyResult<MergeResult> {
     let out = py.detach(|| merge::merge3(base, ours, theirs, (&labels.0, &labels.1)));
-    let (b, o, t) = (textdiff::split_lines(base), textdiff::split_lines(ours), textdiff::split_lines(theirs));
     let conflicts = out
         .conflicts
-        .iter()
+        .into_iter()
         .map(|c| {
             Py::new(
                 py,
                 ConflictRegion {
-                    base_start: c.base.0,
-                    base_end: c.base.1,
-                    ours_start: c.ours.0,
-                    ours_end: c.ours.1,
-                    theirs_start: c.theirs.0,
-                    theirs_end: c.theirs.1,
-                    base: b[c.base.0..c.base.1].concat(),
-                    ours: o[c.ours.0..c.ours.1].concat(),
-                    theirs: t[c.theirs.0..c.theirs.1].concat(),
+                    base_start: c.region.base.0,
+                    base_end: c.region.base.1,
+                    ours_start: c.region.ours.0,
+                    ours_end: c.region.ours.1,
+                    theirs_start: c.region.theirs.0,
+                    theirs_end: c.region.theirs.1,
+                    base: c.base,
+                    ours: c.ours,
+                    theirs: c.theirs,
                 },
             )
         })

@@ -3,6 +3,8 @@ token counts come from the cache, so re-analysis never re-tokenizes."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,7 @@ _lines = st.sampled_from([f"line {i}\n" for i in range(12)] + ["\n", "  \n", "x\
 _outputs = st.lists(st.lists(_lines, max_size=10).map("".join), max_size=12)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=int(os.environ.get("NATIVE_FUZZ_EXAMPLES", 200)), deadline=None)
 @given(
     outputs=_outputs,
     paths=st.lists(st.sampled_from([None, "a.py", "b.py"]), max_size=12),
@@ -27,12 +29,10 @@ def test_matches_reference(outputs: list[str], paths: list[str | None], threshol
     want = reference.analyze_history(outputs, paths, threshold=threshold)
     assert got.exact_duplicates == want.exact_duplicates
     assert got.superseded == want.superseded
-    assert [(i, round(s, 9)) for i, _, s in got.near_duplicates] == [
-        (i, round(s, 9)) for i, _, s in want.near_duplicates
+    # Ties go to the earliest equally similar output in both.
+    assert [(i, j, round(s, 9)) for i, j, s in got.near_duplicates] == [
+        (i, j, round(s, 9)) for i, j, s in want.near_duplicates
     ]
-    # Ties may pick a different, equally similar earlier output; the similarity is what counts.
-    for i, j, _ in got.near_duplicates:
-        assert j < i
 
 
 def test_realistic_history_and_cache() -> None:

@@ -1,0 +1,38 @@
+//! Quick in-process timing of the diff and merge hot paths (not a criterion bench):
+//! `cargo run --release --example timing -- A B BASE OURS THEIRS`.
+use agent_native_core::{merge, textdiff};
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn time<F: FnMut()>(mut f: F) -> f64 {
+    median((0..31).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() * 1e3 }).collect())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = |i: usize| std::fs::read_to_string(&args[i]).unwrap();
+    let (a, b, base, ours, theirs) = (r(0), r(1), r(2), r(3), r(4));
+    println!("diff_hunks   {:.3} ms", time(|| { textdiff::diff_hunks(&a, &b); }));
+    let h = textdiff::diff_hunks(&a, &b);
+    println!("unified      {:.3} ms", time(|| {
+        let (ol, nl) = (textdiff::split_lines(&a), textdiff::split_lines(&b));
+        textdiff::unified(&ol, &nl, &h, 3, "a", "b");
+    }));
+    println!("merge3       {:.3} ms", time(|| { merge::merge3(&base, &ours, &theirs, ("ours", "theirs")); }));
+    extra(&base);
+
+}
+
+#[allow(dead_code)]
+fn extra(base: &str) {
+    println!("split_lines  {:.3} ms", time(|| { std::hint::black_box(textdiff::split_lines(base)); }));
+    println!("memchr lines {:.3} ms", time(|| {
+        let v: Vec<usize> = memchr::memchr_iter(b'\n', base.as_bytes()).collect();
+        std::hint::black_box(v);
+    }));
+}
+
