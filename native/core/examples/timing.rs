@@ -19,11 +19,11 @@ fn main() {
     println!("diff_hunks   {:.3} ms", time(|| { textdiff::diff_hunks(&a, &b); }));
     let h = textdiff::diff_hunks(&a, &b);
     println!("unified      {:.3} ms", time(|| {
-        let (ol, nl) = (textdiff::split_lines(&a), textdiff::split_lines(&b));
-        textdiff::unified(&ol, &nl, &h, 3, "a", "b");
+        textdiff::unified(&a, &b, &h, 3, "a", "b");
     }));
     println!("merge3       {:.3} ms", time(|| { merge::merge3(&base, &ours, &theirs, ("ours", "theirs")); }));
     extra(&base);
+    variants(&a, &b);
 
 }
 
@@ -36,3 +36,13 @@ fn extra(base: &str) {
     }));
 }
 
+
+#[allow(dead_code)]
+fn variants(a: &str, b: &str) {
+    use imara_diff::{Algorithm, Diff, InternedInput};
+    println!("intern only  {:.3} ms", time(|| { std::hint::black_box(InternedInput::new(a, b)); }));
+    for alg in [Algorithm::Histogram, Algorithm::Myers] {
+        println!("{alg:?} raw  {:.3} ms", time(|| { let i = InternedInput::new(a, b); std::hint::black_box(Diff::compute(alg, &i)); }));
+        println!("{alg:?} +pp  {:.3} ms", time(|| { let i = InternedInput::new(a, b); let mut d = Diff::compute(alg, &i); d.postprocess_lines(&i); std::hint::black_box(d); }));
+    }
+}

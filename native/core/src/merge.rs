@@ -90,19 +90,15 @@ fn append(list: &mut Vec<M>, mode: u8, i0: usize, c0: usize, i1: usize, c1: usiz
     list.push(M { mode, i0, c0, i1, c1, i2, c2 });
 }
 
+type Change = (usize, usize, usize, usize);
+
 /// (base start, base len, side start, side len) of each change, git's `xdchange_t`.
-fn changes(base: &str, side: &str) -> (Vec<(usize, usize, usize, usize)>, Vec<String>) {
-    let input = InternedInput::new(base, side);
-    let mut diff = Diff::compute(Algorithm::Myers, &input);
-    diff.postprocess_no_heuristic(&input);
-    let ch = diff
-        .hunks()
-        .map(|h| {
-            (h.before.start as usize, h.before.len(), h.after.start as usize, h.after.len())
-        })
-        .collect();
-    let _ = &input;
-    (ch, Vec::new())
+fn changes<T: AsRef<[u8]>>(input: &InternedInput<T>) -> Vec<Change> {
+    let mut diff = Diff::compute(Algorithm::Myers, input);
+    diff.postprocess_no_heuristic(input);
+    diff.hunks()
+        .map(|h| (h.before.start as usize, h.before.len(), h.after.start as usize, h.after.len()))
+        .collect()
 }
 
 fn has_alnum(lines: &[&str]) -> bool {
@@ -112,11 +108,16 @@ fn has_alnum(lines: &[&str]) -> bool {
 /// Three-way merge with git's `xdl_merge` algorithm at level ZEALOUS_ALNUM (the default of
 /// `git merge-file`), on imara-diff's port of git's Myers diff.
 pub fn merge3(base: &str, ours: &str, theirs: &str, labels: (&str, &str)) -> MergeOutcome {
-    let b: Vec<&str> = base.split_inclusive('\n').collect();
-    let o: Vec<&str> = ours.split_inclusive('\n').collect();
-    let t: Vec<&str> = theirs.split_inclusive('\n').collect();
-    let (x1, _) = changes(base, ours);
-    let (x2, _) = changes(base, theirs);
+    // One interner for all three texts; its tokens also give us the lines (with terminators).
+    let mut input = InternedInput::new(base, ours);
+    let x1 = changes(&input);
+    let ours_tokens = std::mem::take(&mut input.after);
+    input.update_after(imara_diff::sources::lines(theirs));
+    let x2 = changes(&input);
+    let line = |t: &imara_diff::Token| -> &str { input.interner[*t] };
+    let b: Vec<&str> = input.before.iter().map(line).collect();
+    let o: Vec<&str> = ours_tokens.iter().map(line).collect();
+    let t: Vec<&str> = input.after.iter().map(line).collect();
 
     let mut list: Vec<M> = Vec::new();
     let (mut p1, mut p2) = (0usize, 0usize);
@@ -180,7 +181,7 @@ pub fn merge3(base: &str, ours: &str, theirs: &str, labels: (&str, &str)) -> Mer
             continue;
         }
         let (os, ts) = (o[m.i1..m.i1 + m.c1].concat(), t[m.i2..m.i2 + m.c2].concat());
-        let (hunks, _) = changes(&os, &ts);
+        let hunks = changes(&InternedInput::new(os.as_str(), ts.as_str()));
         if hunks.is_empty() {
             refined.push(M { mode: 4, ..m });
             continue;

@@ -54,13 +54,45 @@ fn range_header(start: usize, len: usize) -> String {
     }
 }
 
-/// Unified diff text (GNU/git format). Empty when the texts are equal.
-pub fn unified(old: &[&str], new: &[&str], hunks: &[Hunk], context: usize, from_file: &str, to_file: &str) -> String {
+/// Forward-only line reader: skipping lines costs a memchr, not a line table.
+#[derive(Clone)]
+struct Cursor<'a> {
+    text: &'a str,
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, pos: 0, line: 0 }
+    }
+
+    fn next_line(&mut self) -> Option<&'a str> {
+        if self.pos >= self.text.len() {
+            return None;
+        }
+        let start = self.pos;
+        self.pos = match memchr::memchr(b'\n', &self.text.as_bytes()[start..]) {
+            Some(i) => start + i + 1,
+            None => self.text.len(),
+        };
+        self.line += 1;
+        Some(&self.text[start..self.pos])
+    }
+
+    fn skip_to(&mut self, line: usize) {
+        while self.line < line && self.next_line().is_some() {}
+    }
+}
+
+/// Unified diff text (GNU/git format) of `old` → `new`. Empty when the texts are equal.
+pub fn unified(old: &str, new: &str, hunks: &[Hunk], context: usize, from_file: &str, to_file: &str) -> String {
     let mut out = String::new();
     if hunks.is_empty() {
         return out;
     }
     out.push_str(&format!("--- {from_file}\n+++ {to_file}\n"));
+    let (mut oc, mut nc) = (Cursor::new(old), Cursor::new(new));
     let mut i = 0;
     while i < hunks.len() {
         // Group hunks whose gap is at most 2 * context lines.
@@ -68,30 +100,34 @@ pub fn unified(old: &[&str], new: &[&str], hunks: &[Hunk], context: usize, from_
         while j + 1 < hunks.len() && hunks[j + 1].old_start - hunks[j].old_end <= 2 * context {
             j += 1;
         }
-        let first = &hunks[i];
-        let last = &hunks[j];
+        let (first, last) = (&hunks[i], &hunks[j]);
         let lead = context.min(first.old_start);
-        let trail = context.min(old.len() - last.old_end);
+        let mut peek = oc.clone();
+        peek.skip_to(last.old_end);
+        let mut trail = 0;
+        while trail < context && peek.next_line().is_some() {
+            trail += 1;
+        }
         let old_start = first.old_start - lead;
         let new_start = first.new_start - lead;
         let old_len = last.old_end + trail - old_start;
         let new_len = last.new_end + trail - new_start;
         out.push_str(&format!("@@ -{} +{} @@\n", range_header(old_start, old_len), range_header(new_start, new_len)));
-        let mut pos = old_start;
+        oc.skip_to(old_start);
         for h in &hunks[i..=j] {
-            for line in &old[pos..h.old_start] {
-                push_line(&mut out, ' ', line);
+            while oc.line < h.old_start {
+                push_line(&mut out, ' ', oc.next_line().unwrap_or(""));
             }
-            for line in &old[h.old_start..h.old_end] {
-                push_line(&mut out, '-', line);
+            while oc.line < h.old_end {
+                push_line(&mut out, '-', oc.next_line().unwrap_or(""));
             }
-            for line in &new[h.new_start..h.new_end] {
-                push_line(&mut out, '+', line);
+            nc.skip_to(h.new_start);
+            while nc.line < h.new_end {
+                push_line(&mut out, '+', nc.next_line().unwrap_or(""));
             }
-            pos = h.old_end;
         }
-        for line in &old[pos..last.old_end + trail] {
-            push_line(&mut out, ' ', line);
+        for _ in 0..trail {
+            push_line(&mut out, ' ', oc.next_line().unwrap_or(""));
         }
         i = j + 1;
     }
@@ -269,7 +305,7 @@ mod tests {
         let hunks = diff_hunks(a, b);
         assert_eq!(apply(&patch_hunks(&ol, &nl, &hunks), a).unwrap(), b);
         for ctx in [0, 1, 3] {
-            let text = unified(&ol, &nl, &hunks, ctx, "a", "b");
+            let text = unified(a, b, &hunks, ctx, "a", "b");
             let parsed = parse_unified(&text).unwrap();
             assert_eq!(apply(&parsed, a).unwrap(), b, "context {ctx}\n{text}");
         }
@@ -280,7 +316,7 @@ mod tests {
         let a = "a\nb\nc\n";
         let b = "a\nB\nc";
         let h = diff_hunks(a, b);
-        let text = unified(&split_lines(a), &split_lines(b), &h, 3, "x", "y");
+        let text = unified(a, b, &h, 3, "x", "y");
         assert_eq!(text, "--- x\n+++ y\n@@ -1,3 +1,3 @@\n a\n-b\n-c\n+B\n+c\n\\ No newline at end of file\n");
         roundtrip(a, b);
         roundtrip("", "x\n");

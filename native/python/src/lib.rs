@@ -229,10 +229,7 @@ impl Diff {
 
     #[pyo3(signature = (context = 3, from_file = "a", to_file = "b"))]
     fn unified(&self, py: Python<'_>, context: usize, from_file: &str, to_file: &str) -> String {
-        py.detach(|| {
-            let (ol, nl) = (textdiff::split_lines(&self.old), textdiff::split_lines(&self.new));
-            textdiff::unified(&ol, &nl, &self.hunks, context, from_file, to_file)
-        })
+        py.detach(|| textdiff::unified(&self.old, &self.new, &self.hunks, context, from_file, to_file))
     }
 
     fn __len__(&self) -> usize {
