@@ -1,0 +1,211 @@
+"""Hibernation with a real host, real SQLite files and real tool subprocesses.
+
+An agent that idles past `idle_timeout` hibernates: its actor returns (`handle.actor is None`,
+phase `hibernated`), a snapshot is written, and its log is closed (the process holds no file
+descriptor to its database any more). The next message wakes it with its whole state: the
+counters and the conversation are what they were, the new message gets the next seq. The state
+rebuilt from a snapshot plus the events after it equals the state rebuilt from a full replay, for
+the snapshots the runtime wrote and for a snapshot taken after any prefix of the real log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers.logcheck import assert_gap_free, fds_open_to, last_status, read_events, read_snapshots  # noqa: E402
+
+from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.eventlog.sqlite import SqliteEventLog  # noqa: E402
+from agent_runtime.events import Event  # noqa: E402
+from agent_runtime.host import AgentHandle, Host, HostConfig  # noqa: E402
+from agent_runtime.manifest import make_manifest  # noqa: E402
+from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider  # noqa: E402
+from agent_runtime.state import MESSAGE_KINDS, AgentState  # noqa: E402
+from agent_runtime.tools.registry import default_registry  # noqa: E402
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
+
+IDLE_S = 0.3
+KEY = "default/sleeper"
+
+
+def host_config(data_dir: Path, snapshot_every: int = 200) -> HostConfig:
+    return HostConfig(data_dir=data_dir, actor=ActorConfig(idle_timeout_s=IDLE_S, snapshot_every=snapshot_every),
+                      max_running_tools=4)
+
+
+def provider() -> SimulatedProvider:
+    return SimulatedProvider(SimulatedModelConfig(seed=11, run_probability=1.0))
+
+
+async def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def hibernated_after_turns(handle: AgentHandle, turns: int) -> bool:
+    return handle.actor is None and handle.summary.get("turns") == turns
+
+
+def events_on_disk(db: Path) -> list[Event]:
+    return [Event(r.seq, r.kind, r.data, r.ts, r.client_id) for r in read_events(db)]
+
+
+def rebuild(events: list[Event], snapshot: tuple[int, dict[str, Any]] | None) -> AgentState:
+    """What `AgentActor.start` does, from rows read off the disk."""
+    snap_seq = snapshot[0] if snapshot else 0
+    message_events = [e for e in events if e.kind in MESSAGE_KINDS and e.seq <= snap_seq]
+    return AgentState.restore(snapshot, message_events, [e for e in events if e.seq > snap_seq])
+
+
+def same_state(a: AgentState, b: AgentState) -> bool:
+    return (a.snapshot() == b.snapshot() and a.messages == b.messages and a.pending == b.pending
+            and a.open_call_ids == b.open_call_ids and a.context_tokens == b.context_tokens
+            and getattr(a, "started_call_ids", None) == getattr(b, "started_call_ids", None))
+
+
+class Recorder:
+    """A hub subscriber (what an attached client is to the hub)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def offer_event(self, event: Event) -> bool:
+        self.events.append(event)
+        return True
+
+    def offer_delta(self, message_id: str, text: str, offset: int) -> bool:
+        return True
+
+    def overflowed(self) -> None:  # pragma: no cover - never full
+        raise AssertionError("recorder overflowed")
+
+
+async def test_hibernate_then_wake_with_full_state(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    async with Host(host_config(data_dir), provider(), default_registry()) as host:
+        handle, created = await host.apply(make_manifest("sleeper", limits={"maxTurns": 12}))
+        assert created
+        db = handle.folder / "events.db"
+
+        # Turn 1: a coding task (real tools), and a second message while it runs (deferred).
+        seq1, dup = await host.user_message(KEY, "m1", "task: write fib.py and check that it works")
+        actor = handle.actor
+        assert isinstance(actor, AgentActor) and (seq1, dup) == (1, False)
+        seq2, _ = await host.user_message(KEY, "m2", "What is in the workspace now?")
+        assert actor.state.running, "the second message should have arrived during the turn"
+        await wait_until(lambda: hibernated_after_turns(handle, 1), 20, "hibernation after turn 1")
+
+        # Hibernated: no actor, phase hibernated, the actor returned, its log is closed.
+        assert handle.actor is None and handle.phase() == "hibernated"
+        assert host.counts_by_phase() == {"running": 0, "idle": 0, "hibernated": 1}
+        assert isinstance(actor.log, SqliteEventLog)
+        assert actor.closing and actor.closed.is_set() and not actor.log.is_open
+        assert fds_open_to(str(db)) == [], "the hibernated agent still holds its database open"
+        turns, messages, counters = actor.state.turns, list(actor.state.messages), actor.state.snapshot()
+        assert turns == 1 and not actor.state.running and len(messages) >= 6
+        assert [m for m in messages if getattr(m, "text", None) == "What is in the workspace now?"], \
+            "the deferred message did not join the conversation"
+
+        # On disk: a gap-free log that ends idle, and a snapshot of the state at its head.
+        rows = read_events(db)
+        assert_gap_free(rows, KEY)
+        assert last_status(rows) == {"state": "idle", "reason": "end_turn"}
+        snapshots = read_snapshots(db)
+        assert snapshots, "no snapshot was written on hibernation"
+        assert snapshots[-1][0] == len(rows) == counters["seq"]
+        assert snapshots[-1][1] == orjson.loads(orjson.dumps(counters))
+
+        # Snapshot + tail == full replay == the state the actor had.
+        events = events_on_disk(db)
+        from_snapshot = rebuild(events, snapshots[-1])
+        full = rebuild(events, None)
+        assert same_state(from_snapshot, full)
+        assert from_snapshot.snapshot() == counters and from_snapshot.messages == messages
+
+        # The next message wakes it with everything intact, at the next seq.
+        seq3, dup = await host.user_message(KEY, "m3", "task: write primes.py and check that it works")
+        woken = handle.actor
+        assert woken is not None and woken is not actor and handle.wakes == 2
+        assert (seq3, dup) == (len(rows) + 1, False)
+        assert woken.state.turns == turns
+        assert woken.state.messages[: len(messages)] == messages and len(woken.state.messages) >= len(messages) + 1
+        # The same id again is a duplicate at its original seq, even across the hibernation.
+        assert await host.user_message(KEY, "m1", "again") == (seq1, True)
+        assert await host.user_message(KEY, "m2", "again") == (seq2, True)
+
+        await wait_until(lambda: hibernated_after_turns(handle, 2), 20, "hibernation after turn 2")
+        assert isinstance(woken.log, SqliteEventLog)
+        assert not woken.log.is_open and fds_open_to(str(db)) == []
+        rows2 = read_events(db)
+        assert_gap_free(rows2, KEY)
+        assert rows2[: len(rows)] == rows
+        assert [r.client_id for r in rows2 if r.kind == "user_message"] == ["m1", "m2", "m3"]
+        assert read_snapshots(db)[-1][0] == len(rows2)
+        assert same_state(rebuild(events_on_disk(db), read_snapshots(db)[-1]), rebuild(events_on_disk(db), None))
+
+    # A new host (a restart after a clean stop) boots it without waking it; a read wakes it whole.
+    async with Host(host_config(data_dir), provider(), default_registry()) as host:
+        assert await host.boot() == 0
+        handle = host.get(KEY)
+        assert handle.actor is None and handle.phase() == "hibernated"
+        assert len(await host.read_events(KEY, 0)) == len(rows2)
+        assert handle.actor is not None and handle.actor.state.turns == 2
+        assert same_state(handle.actor.state, rebuild(events_on_disk(db), None))
+
+
+async def test_snapshot_plus_tail_equals_full_replay(tmp_path: Path) -> None:
+    """Frequent snapshots (every 5 events) land mid-turn: with open tool calls, with a deferred
+    message pending. Each one the runtime wrote, and a snapshot after every prefix of the real log,
+    rebuilds the same state as replaying everything."""
+    data_dir = tmp_path / "data"
+    async with Host(host_config(data_dir, snapshot_every=5), provider(), default_registry()) as host:
+        handle, _ = await host.apply(make_manifest("sleeper"))
+        db = handle.folder / "events.db"
+        await host.user_message(KEY, "a", "task: write sort.py and check that it works")
+        await host.user_message(KEY, "b", "task: write wordcount.py too")
+        await wait_until(lambda: hibernated_after_turns(handle, 1), 20, "hibernation")
+        await host.user_message(KEY, "c", "What is in the workspace now?")
+        await wait_until(lambda: hibernated_after_turns(handle, 2), 20, "hibernation")
+
+    events = events_on_disk(db)
+    assert len(events) > 20
+    full = rebuild(events, None)
+    assert full.turns == 2 and not full.running
+    written = read_snapshots(db)
+    assert written and written[-1][0] == len(events)
+    for snap in written:
+        assert same_state(rebuild(events, snap), full), f"snapshot at seq {snap[0]}"
+    mid_turn = 0
+    for p in range(1, len(events) + 1):
+        prefix = rebuild(events[:p], None)
+        mid_turn += bool(prefix.open_call_ids or prefix.pending)
+        snap = (p, orjson.loads(orjson.dumps(prefix.snapshot())))  # as stored
+        assert same_state(rebuild(events[:p], snap), prefix), f"prefix {p}: snapshot at the head"
+        assert same_state(rebuild(events, snap), full), f"snapshot at seq {p} + tail != full replay"
+    assert mid_turn > 0, "no prefix ended with open tool calls or a pending message"
+
+
+async def test_attached_client_keeps_agent_awake(tmp_path: Path) -> None:
+    async with Host(host_config(tmp_path / "data"), provider(), default_registry()) as host:
+        handle, _ = await host.apply(make_manifest("sleeper", tools=["list_dir"]))
+        rec = Recorder()
+        host.subscribe(KEY, rec)
+        await host.user_message(KEY, "x", "hello")
+        await wait_until(lambda: any(e.kind == "status" and e.data["state"] == "idle" for e in rec.events), 10, "idle")
+        await asyncio.sleep(IDLE_S * 4)
+        assert handle.actor is not None and handle.phase() == "idle", "hibernated with a client attached"
+        host.unsubscribe(KEY, rec)
+        await wait_until(lambda: handle.actor is None, IDLE_S * 10, "hibernation after the client left")
+        assert [e.seq for e in rec.events] == list(range(1, len(rec.events) + 1))
