@@ -81,7 +81,20 @@ impl<'a> Cursor<'a> {
     }
 
     fn skip_to(&mut self, line: usize) {
-        while self.line < line && self.next_line().is_some() {}
+        if line <= self.line {
+            return;
+        }
+        let rest = &self.text.as_bytes()[self.pos..];
+        match memchr::memchr_iter(b'\n', rest).nth(line - self.line - 1) {
+            Some(i) => {
+                self.pos += i + 1;
+                self.line = line;
+            }
+            None => {
+                // Fewer lines left: stop at the last (possibly unterminated) line's end.
+                while self.next_line().is_some() {}
+            }
+        }
     }
 }
 
@@ -102,33 +115,34 @@ pub fn unified(old: &str, new: &str, hunks: &[Hunk], context: usize, from_file: 
         }
         let (first, last) = (&hunks[i], &hunks[j]);
         let lead = context.min(first.old_start);
-        let mut peek = oc.clone();
-        peek.skip_to(last.old_end);
-        let mut trail = 0;
-        while trail < context && peek.next_line().is_some() {
-            trail += 1;
-        }
         let old_start = first.old_start - lead;
         let new_start = first.new_start - lead;
-        let old_len = last.old_end + trail - old_start;
-        let new_len = last.new_end + trail - new_start;
-        out.push_str(&format!("@@ -{} +{} @@\n", range_header(old_start, old_len), range_header(new_start, new_len)));
+        let mut body = String::new();
         oc.skip_to(old_start);
         for h in &hunks[i..=j] {
             while oc.line < h.old_start {
-                push_line(&mut out, ' ', oc.next_line().unwrap_or(""));
+                push_line(&mut body, ' ', oc.next_line().unwrap_or(""));
             }
             while oc.line < h.old_end {
-                push_line(&mut out, '-', oc.next_line().unwrap_or(""));
+                push_line(&mut body, '-', oc.next_line().unwrap_or(""));
             }
             nc.skip_to(h.new_start);
             while nc.line < h.new_end {
-                push_line(&mut out, '+', nc.next_line().unwrap_or(""));
+                push_line(&mut body, '+', nc.next_line().unwrap_or(""));
             }
         }
-        for _ in 0..trail {
-            push_line(&mut out, ' ', oc.next_line().unwrap_or(""));
+        let mut trail = 0;
+        while trail < context {
+            match oc.next_line() {
+                Some(l) => push_line(&mut body, ' ', l),
+                None => break,
+            }
+            trail += 1;
         }
+        let old_len = last.old_end + trail - old_start;
+        let new_len = last.new_end + trail - new_start;
+        out.push_str(&format!("@@ -{} +{} @@\n", range_header(old_start, old_len), range_header(new_start, new_len)));
+        out.push_str(&body);
         i = j + 1;
     }
     out

@@ -11,7 +11,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 create_exception!(_native, SseBufferOverflow, PyValueError, "More incomplete SSE input was buffered than max_buffer allows.");
 create_exception!(_native, ParserClosedError, PyRuntimeError, "Input fed to a parser after finish() or after an error.");
@@ -195,26 +195,28 @@ impl Hunk {
 
 #[pyclass(module = "agent_runtime._native", frozen)]
 struct Diff {
+    /// The two texts, kept as the caller's str objects (no copy).
     #[pyo3(get)]
-    old: String,
+    old: Py<PyString>,
     #[pyo3(get)]
-    new: String,
+    new: Py<PyString>,
     hunks: Vec<textdiff::Hunk>,
 }
 
 impl Diff {
-    fn patch_hunks(&self) -> Vec<textdiff::PatchHunk> {
-        let (ol, nl) = (textdiff::split_lines(&self.old), textdiff::split_lines(&self.new));
-        textdiff::patch_hunks(&ol, &nl, &self.hunks)
+    fn texts<'a>(&'a self, py: Python<'_>) -> PyResult<(&'a str, &'a str)> {
+        Ok((self.old.to_str(py)?, self.new.to_str(py)?))
     }
 }
 
 #[pymethods]
 impl Diff {
     #[getter]
-    fn hunks(&self) -> Vec<Hunk> {
-        let (ol, nl) = (textdiff::split_lines(&self.old), textdiff::split_lines(&self.new));
-        self.hunks
+    fn hunks(&self, py: Python<'_>) -> PyResult<Vec<Hunk>> {
+        let (old, new) = self.texts(py)?;
+        let (ol, nl) = (textdiff::split_lines(&old), textdiff::split_lines(&new));
+        Ok(self
+            .hunks
             .iter()
             .map(|h| Hunk {
                 old_start: h.old_start,
@@ -224,12 +226,13 @@ impl Diff {
                 removed: ol[h.old_start..h.old_end].iter().map(|s| s.to_string()).collect(),
                 added: nl[h.new_start..h.new_end].iter().map(|s| s.to_string()).collect(),
             })
-            .collect()
+            .collect())
     }
 
     #[pyo3(signature = (context = 3, from_file = "a", to_file = "b"))]
-    fn unified(&self, py: Python<'_>, context: usize, from_file: &str, to_file: &str) -> String {
-        py.detach(|| textdiff::unified(&self.old, &self.new, &self.hunks, context, from_file, to_file))
+    fn unified(&self, py: Python<'_>, context: usize, from_file: &str, to_file: &str) -> PyResult<String> {
+        let (old, new) = self.texts(py)?;
+        Ok(py.detach(|| textdiff::unified(old, new, &self.hunks, context, from_file, to_file)))
     }
 
     fn __len__(&self) -> usize {
@@ -242,16 +245,20 @@ impl Diff {
 }
 
 #[pyfunction]
-fn diff(py: Python<'_>, a: String, b: String) -> Diff {
-    let hunks = py.detach(|| textdiff::diff_hunks(&a, &b));
-    Diff { old: a, new: b, hunks }
+fn diff(py: Python<'_>, a: Bound<'_, PyString>, b: Bound<'_, PyString>) -> PyResult<Diff> {
+    let (sa, sb) = (a.to_str()?, b.to_str()?);
+    let hunks = py.detach(|| textdiff::diff_hunks(sa, sb));
+    Ok(Diff { old: a.unbind(), new: b.unbind(), hunks })
 }
 
 #[pyfunction]
 fn apply_diff(py: Python<'_>, patch: &Bound<'_, PyAny>, a: &str) -> PyResult<String> {
     let result = if let Ok(d) = patch.cast::<Diff>() {
         let d = d.get();
-        py.detach(|| textdiff::apply(&d.patch_hunks(), a))
+        let (old, new) = d.texts(py)?;
+        let (ol, nl) = (textdiff::split_lines(&old), textdiff::split_lines(&new));
+        let hunks = textdiff::patch_hunks(&ol, &nl, &d.hunks);
+        py.detach(|| textdiff::apply(&hunks, a))
     } else if let Ok(text) = patch.extract::<PyBackedStr>() {
         py.detach(|| textdiff::parse_unified(&text).and_then(|h| textdiff::apply(&h, a)))
     } else {
