@@ -6,6 +6,10 @@
 //! special token (`<|endoftext|>`) is counted as ordinary text.
 
 use bpe_openai::Tokenizer;
+use regex_automata::meta::{Cache, Regex};
+use regex_automata::{Anchored, Input};
+use std::cell::RefCell;
+use std::sync::LazyLock;
 
 /// The encodings we count exactly; names as tiktoken spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,15 +45,88 @@ impl Encoding {
     }
 }
 
+/// The pre-tokenizer of bpe-openai (same patterns, same one-character look-ahead emulation),
+/// rebuilt here so that each thread searches with its own regex cache. bpe-openai's `split` uses
+/// the regex's shared cache pool, which made two threads counting at once no faster than one.
+struct Pretokenizer {
+    regex: Regex,
+    lookahead: [bool; 3],
+}
+
+fn pretokenizer(pat1: &str) -> Pretokenizer {
+    Pretokenizer {
+        regex: Regex::new_many(&[pat1, "\\s+\\s", "\\s+"]).expect("valid regex"),
+        lookahead: [false, true, false],
+    }
+}
+
+static PRE_CL100K: LazyLock<Pretokenizer> = LazyLock::new(|| {
+    pretokenizer("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+$")
+});
+
+static PRE_O200K: LazyLock<Pretokenizer> = LazyLock::new(|| {
+    pretokenizer(
+        &[
+            "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+            "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+            "\\p{N}{1,3}",
+            " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*",
+            "\\s*[\\r\\n]+",
+            "\\s+$",
+        ]
+        .join("|"),
+    )
+});
+
+thread_local! {
+    static CACHES: RefCell<[Option<Cache>; 2]> = const { RefCell::new([None, None]) };
+}
+
+impl Encoding {
+    fn pre(self) -> (&'static Pretokenizer, usize) {
+        match self {
+            Self::O200kBase => (&PRE_O200K, 0),
+            Self::Cl100kBase => (&PRE_CL100K, 1),
+        }
+    }
+}
+
+/// Call `f` on each pre-token of `text`, in order (as `bpe_openai::Tokenizer::split`).
+pub fn for_each_piece<F: FnMut(&str)>(encoding: Encoding, text: &str, mut f: F) {
+    let (pre, slot) = encoding.pre();
+    CACHES.with(|caches| {
+        let mut caches = caches.borrow_mut();
+        let cache = caches[slot].get_or_insert_with(|| pre.regex.create_cache());
+        let mut last = 0;
+        while last < text.len() {
+            let input = Input::new(&text[last..]).anchored(Anchored::Yes);
+            let Some(m) = pre.regex.search_with(cache, &input) else { break };
+            let start = last;
+            let mut end = last + m.range().end;
+            if pre.lookahead[m.pattern().as_usize()] {
+                let c = text[start..end].chars().next_back().expect("look-ahead character");
+                end -= c.len_utf8();
+            }
+            if end == start {
+                break;
+            }
+            last = end;
+            f(&text[start..end]);
+        }
+    });
+}
+
 /// Exact token count of `text`, equal to `len(tiktoken.encode_ordinary(text))`.
 pub fn count(encoding: Encoding, text: &str) -> usize {
-    encoding.tokenizer().count(text)
+    let bpe = &encoding.tokenizer().bpe;
+    let mut n = 0;
+    for_each_piece(encoding, text, |p| n += bpe.count(p.as_bytes()));
+    n
 }
 
 /// Exact token counts of many texts.
 pub fn count_many<S: AsRef<str>>(encoding: Encoding, texts: &[S]) -> Vec<usize> {
-    let tok = encoding.tokenizer();
-    texts.iter().map(|t| tok.count(t.as_ref())).collect()
+    texts.iter().map(|t| count(encoding, t.as_ref())).collect()
 }
 
 /// Number of characters that must follow a pre-token boundary before it can be frozen: covers
@@ -130,16 +207,17 @@ impl IncrementalCounter {
         };
         let freeze_limit = last_non_ws_start.min(tail_limit);
 
-        let tok = self.encoding.tokenizer();
+        let bpe = &self.encoding.tokenizer().bpe;
         let base = self.frozen_end;
         let mut pos = base;
         let mut new_frozen_end = base;
         let mut newly_frozen = 0usize;
         let mut tail = 0usize;
-        for p in tok.split(&self.text[base..]) {
-            let n = tok.bpe.count(p.as_bytes());
+        let text_len = self.text.len();
+        for_each_piece(self.encoding, &self.text[base..], |p| {
+            let n = bpe.count(p.as_bytes());
             let end = pos + p.len();
-            if end <= freeze_limit && end < self.text.len() {
+            if end <= freeze_limit && end < text_len {
                 newly_frozen += tail + n;
                 tail = 0;
                 new_frozen_end = end;
@@ -147,7 +225,7 @@ impl IncrementalCounter {
                 tail += n;
             }
             pos = end;
-        }
+        });
         self.frozen_end = new_frozen_end;
         self.frozen_tokens += newly_frozen;
         self.tail_tokens = tail;
@@ -202,6 +280,18 @@ pub fn estimate(provider: Provider, text: &str, factor: Option<f64>) -> usize {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn pretokenizer_matches_bpe_openai() {
+        let text = "Hello,  world!\n\n  don't STOP 123456 日本語 👍🏽  \r\n\tx   ";
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            let mut ours = Vec::new();
+            for_each_piece(enc, text, |p| ours.push(p.to_string()));
+            let theirs: Vec<String> = enc.tokenizer().split(text).map(str::to_string).collect();
+            assert_eq!(ours, theirs);
+            assert_eq!(count(enc, text), enc.tokenizer().count(text));
+        }
+    }
 
     #[test]
     fn counts_known_strings() {

@@ -77,6 +77,18 @@ def edit_lines(text: str, fraction: float, seed: int) -> str:
     return "".join(out)
 
 
+def move_block(text: str, size: int, seed: int) -> str:
+    """Move a block of `size` lines elsewhere (as in the research note's diff inputs)."""
+    rng = random.Random(seed)
+    lines = text.splitlines(True)
+    start = rng.randrange(0, len(lines) - size)
+    block = lines[start : start + size]
+    del lines[start : start + size]
+    dest = rng.randrange(0, len(lines))
+    lines[dest:dest] = block
+    return "".join(lines)
+
+
 def tool_arguments(size: int, seed: int = 7) -> str:
     """A write_file-style tool call: escaped file content plus many small edit objects."""
     rng = random.Random(seed)
