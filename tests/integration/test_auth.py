@@ -113,6 +113,14 @@ async def test_namespace_token_covers_every_agent_of_its_namespace_only(server: 
     assert sorted(x["name"] for x in body["agents"]) == ["one", "two"]
     assert {x["namespace"] for x in body["agents"]} == {"team-a"}
     assert await server.events(other) == []
+    # Applying manifests: in its namespace yes, in another no (and nothing of the request is applied).
+    doc = "apiVersion: agentruntime.dev/v1alpha1\nkind: Agent\nmetadata: {{name: {}, namespace: {}}}\n"
+    status, body = await server.request("POST", "/v1/agents", token=token, data=doc.format("three", "team-a"))
+    assert status == 201, body
+    status, body = await server.request("POST", "/v1/agents", token=token,
+                                        data=doc.format("four", "team-a") + "---\n" + doc.format("four", "team-b"))
+    assert status == 403 and body["code"] == "forbidden", body
+    assert sorted(server.host.handles) == ["team-a/one", "team-a/three", "team-a/two", "team-b/one"]
 
 
 async def test_viewer_watches_but_may_not_send(server: Server) -> None:

@@ -126,6 +126,18 @@ async def test_duplicate_user_message_is_acked_with_original_seq_and_applied_onc
     assert again == {"type": "ack", "id": "same-id", "seq": 1, "duplicate": True}
     assert await server.events(key) == log
 
+    # Two clients racing with one new id: committed once, one of them is told it is a duplicate.
+    async with server.peer(key) as a, server.peer(key) as b:
+        await a.hello(log[-1]["seq"])
+        await b.hello(log[-1]["seq"])
+        await asyncio.gather(a.send(user_message("race")), b.send(user_message("race")))
+        acks = [await a.until(lambda f: f["type"] == "ack"), await b.until(lambda f: f["type"] == "ack")]
+        await a.until_idle()
+    assert {x["seq"] for x in acks} == {log[-1]["seq"] + 1}
+    assert sorted(x["duplicate"] for x in acks) == [False, True]
+    log = await server.wait_idle(key)
+    assert [e["data"]["id"] for e in log if e["kind"] == "user_message"] == ["same-id", "race"]
+
 
 async def test_reconnect_with_cursor_gets_exactly_the_missing_events(server: Server) -> None:
     key = await server.agent()
@@ -191,6 +203,38 @@ async def test_disconnecting_after_every_frame_loses_and_duplicates_nothing(slow
     assert reconnects == len(pieces)
     assert_gap_free(pieces)
     assert transcript(pieces) == transcript(await server.events(key))
+
+
+async def test_events_committed_during_catch_up_are_sent_once(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server subscribes before it reads the log, so live and catch-up overlap: no duplicates."""
+    key = await server.agent()
+    await server.host.user_message(key, "m1", TASK)
+    await server.wait_idle(key)
+    read = server.host.read_events
+    turn_done = asyncio.Event()
+
+    async def slow_read(k: str, after: int, limit: int | None = None) -> Any:
+        await turn_done.wait()  # a whole turn is committed (and queued live) before catch-up reads
+        return await read(k, after, limit)
+
+    monkeypatch.setattr(server.host, "read_events", slow_read)
+    async with server.peer(key) as p:
+        await p.hello(0)
+        async with asyncio.timeout(10):
+            while not server.host.get(key).hub.subscribers:
+                await asyncio.sleep(0.01)
+        seq, _ = await server.host.user_message(key, "m2", "task: sort")
+        async with asyncio.timeout(10):
+            while server.state(key).running:
+                await asyncio.sleep(0.01)
+        log = [e.to_frame() for e in await read(key, 0)]
+        assert log[-1]["kind"] == "status" and log[-1]["seq"] > seq + 5
+        turn_done.set()
+        while p.cursor < log[-1]["seq"]:
+            await p.recv()
+        assert await p.quiet(0.3) == []
+    assert_gap_free(p.events)
+    assert transcript(p.events) == transcript(log)
 
 
 async def test_catch_up_reads_the_log_in_pages(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -455,6 +499,8 @@ async def test_every_bad_frame_gets_a_typed_error_and_the_next_good_frame_still_
             ({"type": "user_mesage", "id": "u", "text": "t"}, "unknown_type", {}),
             ({"type": "user_message", "id": "u1"}, "bad_frame", {"field": "text", "id": "u1"}),
             ({"type": "user_message", "id": "", "text": "t"}, "bad_frame", {"field": "id"}),
+            (user_message("long", "x" * (frames.MAX_MESSAGE_CHARS + 1)), "bad_frame", {"field": "text", "id": "long"}),
+            ({"type": "user_message", "id": 7, "text": "t"}, "bad_frame", {"field": "id"}),
             ({"type": "user_message", "id": "u2", "text": "t", "extra": 1}, "bad_frame", {"field": "extra"}),
             ({"type": "approval", "tool_call_id": "c1", "decision": "maybe"}, "bad_frame", {"field": "decision"}),
             ({"type": "hello", "cursor": 0}, "hello_repeated", {}),
@@ -476,6 +522,8 @@ async def test_every_bad_frame_gets_a_typed_error_and_the_next_good_frame_still_
         await p.send(user_message("last", TASK))
         assert (await p.until(lambda f: f["type"] == "ack"))["id"] == "last"
         await p.until(lambda f: is_idle(f) and f["seq"] > ack["seq"])
+        welcome2 = await p.quiet(0.1)
+        assert welcome2 == []  # and the connection is still fine: nothing unexpected arrived
     log = await server.events(key)
     ids = [e["data"]["id"] for e in log if e["kind"] == "user_message"]
     assert ids == [f"good-{i}" for i in range(len(cases))] + ["last"]
