@@ -403,6 +403,39 @@ async def test_a_message_sent_during_a_turn_joins_it(slow_server: Server) -> Non
     assert last["seq"] > users[1]["seq"] and "primes.py" in last["data"]["text"]
 
 
+async def test_a_full_mailbox_answers_busy_with_the_id_and_a_resend_works(
+    start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await start_server(actor=ActorConfig(mailbox_size=1, idle_timeout_s=60.0))
+    key = await server.agent()
+    actor = await server.host.wake(key)
+    append = actor.log.append
+
+    async def slow_append(events: Any) -> Any:
+        await asyncio.sleep(0.3)  # the agent takes a while per commit: its mailbox fills up
+        return await append(events)
+
+    monkeypatch.setattr(actor.log, "append", slow_append)
+    async with server.peer(key) as a, server.peer(key) as b, server.peer(key) as c:
+        peers = (a, b, c)
+        for p in peers:
+            await p.hello(0)
+        await asyncio.gather(*(p.send(user_message(f"m-{i}", "hello")) for i, p in enumerate(peers)))
+        answers = [await p.until(lambda f: f["type"] in ("ack", "error")) for p in peers]
+        busy = [i for i, f in enumerate(answers) if f["type"] == "error"]
+        assert busy, answers  # at most one message handled + one waiting: the third is refused
+        for i in busy:
+            assert answers[i]["code"] == "busy" and answers[i]["id"] == f"m-{i}", answers[i]
+        monkeypatch.setattr(actor.log, "append", append)
+        await asyncio.sleep(0.5)  # back off, then resend with the same id
+        for i in busy:
+            await peers[i].send(user_message(f"m-{i}", "hello"))
+            ack = await peers[i].until(lambda f: f["type"] in ("ack", "error"))
+            assert ack["type"] == "ack" and ack["id"] == f"m-{i}" and ack["duplicate"] is False, ack
+    log = await server.wait_idle(key)
+    assert sorted(e["data"]["id"] for e in log if e["kind"] == "user_message") == ["m-0", "m-1", "m-2"]
+
+
 # -- streaming text: attaching mid-message, interrupts -----------------------------------------
 
 
