@@ -77,7 +77,7 @@ def parse_sse(stream: bytes) -> list[RefSseEvent]:
                 last_id = value
         elif field == "retry":
             if value and all(ch in "0123456789" for ch in value):
-                retry = int(value)
+                retry = min(int(value), 2**64 - 1)  # the native parser saturates at u64::MAX
     return events
 
 
