@@ -377,7 +377,8 @@ impl SseEvent {
     }
 
     fn __repr__(&self) -> String {
-        format!("SseEvent(event={:?}, data={:?}, id={:?}, retry={:?})", self.event, self.data, self.id, self.retry)
+        let retry = self.retry.map_or_else(|| "None".to_string(), |r| r.to_string());
+        format!("SseEvent(event={:?}, data={:?}, id={:?}, retry={retry})", self.event, self.data, self.id)
     }
 }
 
