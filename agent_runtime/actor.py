@@ -206,8 +206,9 @@ class AgentActor:
         turn.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await turn
+        live = self.hub.live  # the message being streamed: its deltas are superseded by this event
+        message_id = live.message_id if live is not None else uuid.uuid4().hex
         partial = self.hub.end_live()
-        message_id = uuid.uuid4().hex
         await self._commit(lambda: self.machine.interrupt(partial, message_id))
         return True
 

@@ -90,6 +90,7 @@ class Connection:
         self.key = key
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(SEND_QUEUE)
         self.slow = False
+        self._closing: asyncio.Task[bool] | None = None
 
     # Subscriber protocol (called by the hub; never waits)
     def offer_event(self, event: Event) -> bool:
@@ -103,7 +104,8 @@ class Connection:
         self.host.metrics.clients_dropped_slow += 1
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(("close", None))
-        asyncio.get_running_loop().create_task(self.ws.close(code=CLOSE_SLOW, message=b"send queue full"))
+        # Keep a reference: the loop holds tasks only weakly.
+        self._closing = asyncio.get_running_loop().create_task(self.ws.close(code=CLOSE_SLOW, message=b"send queue full"))
 
     def _offer(self, item: tuple[str, Any]) -> bool:
         if self.slow:
@@ -113,6 +115,12 @@ class Connection:
         except asyncio.QueueFull:
             return False
         return True
+
+    def agent_deleted(self) -> None:
+        """The agent is gone: tell the client, then close (1001: nothing to reconnect to)."""
+        self.send_frame(frames.error_frame(frames.ErrorCode.AGENT_NOT_FOUND, f"agent {self.key} was deleted"))
+        if not self._offer(("close", (1001, b"agent deleted"))) and not self.slow:
+            self.overflowed()
 
     def send_frame(self, frame: frames.ServerFrame) -> None:
         if not self._offer(("frame", frame)) and not self.slow:
@@ -140,6 +148,8 @@ class Connection:
             while True:
                 kind, payload = await self.queue.get()
                 if kind == "close":
+                    if payload is not None:  # (code, reason): the server ends this connection
+                        await self.ws.close(code=payload[0], message=payload[1])
                     return
                 if kind == "event":
                     await self._send_event(payload)
@@ -273,7 +283,7 @@ async def create_agents(request: web.Request) -> web.Response:
     if not manifests:
         return _error("invalid_manifest", "no Agent document in the request body", 422)
     for m in manifests:
-        TokenStore.authorize(grant, m.metadata.namespace, None, Role.OPERATOR)
+        TokenStore.authorize(grant, m.metadata.namespace, m.metadata.name, Role.OPERATOR)
     out = []
     for m in manifests:
         _, created = await host.apply(m)
@@ -292,7 +302,12 @@ async def get_agent(request: web.Request) -> web.Response:
 async def delete_agent(request: web.Request) -> web.Response:
     ns, name, key = _target(request)
     TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
-    await request.app[HOST_KEY].delete(key)
+    host = request.app[HOST_KEY]
+    attached = list(host.get(key).hub.subscribers)
+    await host.delete(key)
+    for sub in attached:
+        if isinstance(sub, Connection):
+            sub.agent_deleted()
     return _json({"deleted": key})
 
 
@@ -330,7 +345,10 @@ async def post_message(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not isinstance(body.get("text"), str) \
             or not body["id"] or len(body["id"]) > frames.MAX_ID_CHARS or len(body["text"]) > frames.MAX_MESSAGE_CHARS:
         return _error("bad_frame", "body must be {\"id\": non-empty str (≤128), \"text\": str}", 400)
-    seq, duplicate = await request.app[HOST_KEY].user_message(key, body["id"], body["text"])
+    try:
+        seq, duplicate = await request.app[HOST_KEY].user_message(key, body["id"], body["text"])
+    except AgentBusy as exc:
+        return _error("busy", str(exc), 429, id=body["id"])
     return _json({"id": body["id"], "seq": seq, "duplicate": duplicate})
 
 

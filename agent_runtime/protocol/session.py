@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import sys
 from typing import Any, Final, TypeAlias
 
 import orjson
@@ -38,6 +39,8 @@ from agent_runtime.protocol.frames import ErrorCode
 
 MAX_TRACKED_MESSAGES: Final = 8
 """How many streaming messages' delta positions a session remembers (the newest ones)."""
+_FINISHED: Final = sys.maxsize
+"""The position of a message whose `assistant_message` event was sent: every delta is stale."""
 
 # --- commands for the shell --------------------------------------------------------------------
 
@@ -242,6 +245,8 @@ class ClientSession:
         if seq != self._last_seq + 1:
             raise GapError(self._last_seq, seq)
         self._last_seq = seq
+        if event.kind == "assistant_message" and isinstance(event.data.get("id"), str):
+            self._track(event.data["id"], _FINISHED)  # its deltas still queued are stale: drop them
         return event.to_frame()
 
     def delta(self, message_id: str, text: str, offset: int) -> frames.ServerFrame | None:
@@ -263,11 +268,14 @@ class ClientSession:
             return None
         if offset < have:
             text, offset = text[have - offset :], have
-        self._deltas[message_id] = end
+        self._track(message_id, end)
+        return {"type": "delta", "message_id": message_id, "text": text, "offset": offset}
+
+    def _track(self, message_id: str, have: int) -> None:
+        self._deltas[message_id] = have
         self._deltas.move_to_end(message_id)
         if len(self._deltas) > MAX_TRACKED_MESSAGES:
             self._deltas.popitem(last=False)
-        return {"type": "delta", "message_id": message_id, "text": text, "offset": offset}
 
     def ack(self, client_id: str, seq: int, duplicate: bool) -> frames.ServerFrame:
         """The `ack` of a `user_message`: committed at `seq` (already before, if `duplicate`)."""
