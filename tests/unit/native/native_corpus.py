@@ -93,7 +93,7 @@ def tool_arguments(size: int, seed: int = 7) -> str:
     """A write_file-style tool call: escaped file content plus many small edit objects."""
     rng = random.Random(seed)
     content = python_file(size // 60, seed)[: size * 6 // 10]
-    edits = []
+    edits: list[dict[str, object]] = []
     while len(json.dumps(edits)) < size * 4 // 10:
         edits.append(
             {
