@@ -601,7 +601,7 @@ fn analyze_history(
             )));
         }
     }
-    let mut guard = cache.map(|c| c.borrow_mut());
+    let mut guard = cache.map(|c| c.try_borrow_mut()).transpose()?;
     let counts = guard.as_deref_mut().map(|g| {
         let enc = g.encoding;
         (&mut g.inner, enc)

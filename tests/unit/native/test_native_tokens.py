@@ -140,3 +140,12 @@ def test_gil_is_released_while_counting() -> None:
     # With the GIL held for the whole call (~0.1 s) the loop would only run between switch
     # intervals (a handful of iterations); released, it spins freely.
     assert ticks > 10_000
+
+
+def test_lone_surrogates_are_rejected() -> None:
+    """Python str may hold lone surrogates, which are not UTF-8 (tiktoken repairs them with
+    'surrogatepass' and counts the result; we refuse)."""
+    with pytest.raises(UnicodeEncodeError):
+        native.count_tokens("a\ud800b")
+    with pytest.raises(UnicodeEncodeError):
+        native.IncrementalCounter().append("\udc00")
