@@ -24,6 +24,7 @@ fn main() {
     println!("merge3       {:.3} ms", time(|| { merge::merge3(&base, &ours, &theirs, ("ours", "theirs")); }));
     extra(&base);
     variants(&a, &b);
+    letters();
 
 }
 
@@ -45,4 +46,25 @@ fn variants(a: &str, b: &str) {
         println!("{alg:?} raw  {:.3} ms", time(|| { let i = InternedInput::new(a, b); std::hint::black_box(Diff::compute(alg, &i)); }));
         println!("{alg:?} +pp  {:.3} ms", time(|| { let i = InternedInput::new(a, b); let mut d = Diff::compute(alg, &i); d.postprocess_lines(&i); std::hint::black_box(d); }));
     }
+}
+
+#[allow(dead_code)]
+fn letters() {
+    use agent_native_core::tokens::{self, Encoding};
+    let mut x: u64 = 1;
+    let text: String = (0..100_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'a' + (x % 26) as u8) as char
+        })
+        .collect();
+    let enc = Encoding::O200kBase;
+    let tok = enc.tokenizer();
+    println!("letters ours count   {:.3} ms", time(|| { std::hint::black_box(tokens::count(enc, &text)); }));
+    println!("letters bpe-openai   {:.3} ms", time(|| { std::hint::black_box(tok.count(text.as_str())); }));
+    println!("letters our split    {:.3} ms", time(|| { let mut n = 0; tokens::for_each_piece(enc, &text, |_| n += 1); std::hint::black_box(n); }));
+    println!("letters their split  {:.3} ms", time(|| { std::hint::black_box(tok.split(&text).count()); }));
+    println!("letters bpe.count    {:.3} ms", time(|| { std::hint::black_box(tok.bpe.count(text.as_bytes())); }));
 }
