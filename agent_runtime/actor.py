@@ -14,6 +14,7 @@ snapshot, closes its log and returns: the host keeps a small stub and wakes it o
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -89,6 +90,7 @@ class AgentActor:
         tool_slots: asyncio.Semaphore,
         metrics: Metrics,
         config: ActorConfig,
+        tool_io: concurrent.futures.Executor | None = None,
     ) -> None:
         self.manifest = manifest
         self.key = manifest.key
@@ -98,6 +100,7 @@ class AgentActor:
         self.provider = provider
         self.tools = tools
         self.tool_slots = tool_slots
+        self.tool_io = tool_io
         self.metrics = metrics
         self.config = config
         self.state = AgentState()
@@ -351,7 +354,8 @@ class AgentActor:
 
         await self._commit(lambda: self.machine.tool_calls_started(calls))
         limits = self.manifest.spec.limits
-        ctx = ToolContext(workspace=self.workspace, timeout_s=limits.tool_timeout_s, output_cap=limits.tool_output_cap)
+        ctx = ToolContext(workspace=self.workspace, timeout_s=limits.tool_timeout_s, output_cap=limits.tool_output_cap,
+                          executor=self.tool_io)
 
         async def one(call: ToolCall) -> ToolResult:
             async with self.tool_slots:

@@ -11,6 +11,7 @@ they missed) and wake it with the next task. It ends by itself and prints a summ
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import os
@@ -26,7 +27,7 @@ import orjson
 from agent_runtime.actor import ActorConfig
 from agent_runtime.cli.client import Client
 from agent_runtime.manifest import API_VERSION
-from agent_runtime.metrics import rss_bytes, thread_count
+from agent_runtime.metrics import percentile, rss_bytes, thread_count
 from agent_runtime.providers.simulated import PROGRAMS, SimulatedModelConfig
 from agent_runtime.standalone import Running, ServerConfig, serve
 
@@ -37,11 +38,12 @@ class DemoConfig:
     duration_s: float = 60.0
     data_dir: Path | None = None
     seed: int = 7
-    tokens_per_s: float = 120.0
-    ttft_s: float = 0.25
-    idle_timeout_s: float = 4.0
-    think_s: tuple[float, float] = (0.5, 3.0)
-    away_s: tuple[float, float] = (6.0, 12.0)
+    tokens_per_s: float = 60.0
+    ttft_s: float = 0.6
+    run_probability: float = 0.2
+    idle_timeout_s: float = 5.0
+    think_s: tuple[float, float] = (1.0, 4.0)
+    away_s: tuple[float, float] = (8.0, 14.0)
 
 
 @dataclasses.dataclass(slots=True)
@@ -142,24 +144,33 @@ class View:
         self.tty = sys.stdout.isatty()
         self.started = time.monotonic()
         self.threads_at_start = thread_count()
-        self.samples: list[tuple[float, int, int]] = []  # (t, turns, events)
+        self.samples: list[tuple[float, int, int, float]] = []  # (t, turns, events, process CPU s)
+        self.cpu_at_start = time.process_time()
+        self.turns_at_start = running.host.metrics.turns_completed
         self.peak_rss = 0
+        self.lags: collections.deque[float] = collections.deque(maxlen=2000)
 
-    def rates(self) -> tuple[float, float]:
+    def rates(self) -> tuple[float, float, float]:
+        """turns/s, events/s and this process's CPU ms per turn over the last few seconds."""
         m = self.running.host.metrics
-        now = time.monotonic()
-        self.samples.append((now, m.turns_completed, m.events_appended))
+        now, cpu = time.monotonic(), time.process_time()
+        self.samples.append((now, m.turns_completed, m.events_appended, cpu))
         window = [s for s in self.samples if now - s[0] <= 6.0]
         self.samples = window
-        t0, turns0, events0 = window[0]
+        t0, turns0, events0, cpu0 = window[0]
         dt = max(now - t0, 1e-6)
-        return (m.turns_completed - turns0) / dt, (m.events_appended - events0) / dt
+        turns = m.turns_completed - turns0
+        return turns / dt, (m.events_appended - events0) / dt, (cpu - cpu0) * 1000 / turns if turns else 0.0
+
+    def cpu_ms_per_turn(self) -> float:
+        turns = self.running.host.metrics.turns_completed - self.turns_at_start
+        return (time.process_time() - self.cpu_at_start) * 1000 / turns if turns else 0.0
 
     def frame(self) -> str:
         host = self.running.host
         m = host.metrics
         phases = host.counts_by_phase()
-        turns_s, events_s = self.rates()
+        turns_s, events_s, cpu_turn = self.rates()
         rss = rss_bytes()
         self.peak_rss = max(self.peak_rss, rss)
         elapsed = time.monotonic() - self.started
@@ -169,13 +180,23 @@ class View:
             f"[{bar:<30}] {elapsed:5.1f}/{self.cfg.duration_s:.0f}s",
             f"  agents    running {phases['running']:>4}   idle {phases['idle']:>4}   hibernated {phases['hibernated']:>4}"
             f"   clients {m.clients_connected:>4}",
-            f"  rates     turns/s {turns_s:7.1f}   events/s {events_s:8.1f}   tool runs {m.tool_runs:>7}",
+            f"  rates     turns/s {turns_s:7.1f}   events/s {events_s:8.1f}   CPU/turn {cpu_turn:6.2f} ms"
+            f"   tool runs {m.tool_runs:>7}",
             f"  totals    turns {m.turns_completed:>7}   events {m.events_appended:>8}   reconnects {self.stats.reconnects:>5}"
             f"   caught-up events {self.stats.catch_up_events:>6}",
             f"  process   RSS {rss / 2**20:7.1f} MiB   threads {thread_count():>3} (at start {self.threads_at_start})"
             f"   turn overhead p50 {m.overhead_ms(0.5):6.2f} ms  p99 {m.overhead_ms(0.99):6.2f} ms",
+            f"  loop lag  p50 {percentile(self.lags, 0.5) * 1000:6.2f} ms   p99 {percentile(self.lags, 0.99) * 1000:6.2f} ms"
+            f"   max {max(self.lags, default=0.0) * 1000:7.2f} ms",
         ]
         return "\n".join(lines)
+
+    async def watch_loop_lag(self) -> None:
+        """How late a 50 ms timer fires: the event loop's responsiveness under this load."""
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.05)
+            self.lags.append(time.perf_counter() - t0 - 0.05)
 
     async def run(self) -> None:
         drawn = 0
@@ -208,7 +229,10 @@ def summary(running: Running, stats: DriverStats, view: View, cfg: DemoConfig, d
         ("agent wakes (incl. after hibernation)", f"{wakes}"),
         ("client reconnects / events caught up by cursor", f"{stats.reconnects} / {stats.catch_up_events}"),
         ("slow clients dropped", f"{m.clients_dropped_slow}"),
-        ("turn overhead p50 / p99", f"{m.overhead_ms(0.5):.2f} ms / {m.overhead_ms(0.99):.2f} ms"),
+        ("turn overhead p50 / p99 (wall minus model and tools)", f"{m.overhead_ms(0.5):.2f} ms / {m.overhead_ms(0.99):.2f} ms"),
+        ("runtime CPU per turn (this process, all threads; demo clients included)", f"{view.cpu_ms_per_turn():.2f} ms"),
+        ("event loop lag p50 / p99 / max", f"{percentile(view.lags, 0.5) * 1000:.2f} / {percentile(view.lags, 0.99) * 1000:.2f}"
+                                          f" / {max(view.lags, default=0.0) * 1000:.2f} ms"),
         ("peak RSS", f"{view.peak_rss / 2**20:.1f} MiB ({view.peak_rss / max(1, len(host.handles)) / 1024:.0f} KiB per agent)"),
         ("threads at start / end", f"{view.threads_at_start} / {thread_count()}"),
         ("driver errors", f"{stats.errors}"),
@@ -232,7 +256,8 @@ async def run_demo(cfg: DemoConfig) -> int:
         data_dir=data_dir,
         port=0,
         actor=ActorConfig(idle_timeout_s=cfg.idle_timeout_s),
-        model=SimulatedModelConfig(seed=cfg.seed, tokens_per_s=cfg.tokens_per_s, ttft_s=cfg.ttft_s),
+        model=SimulatedModelConfig(seed=cfg.seed, tokens_per_s=cfg.tokens_per_s, ttft_s=cfg.ttft_s,
+                                   run_probability=cfg.run_probability),
     )
     stats = DriverStats()
     async with serve(server_config) as running:
@@ -253,6 +278,7 @@ async def run_demo(cfg: DemoConfig) -> int:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(cfg.duration_s), asyncio.TaskGroup() as tg:
                     tasks.append(tg.create_task(view.run()))
+                    tasks.append(tg.create_task(view.watch_loop_lag()))
                     for i in range(cfg.agents):
                         tasks.append(tg.create_task(guarded(f"default/agent-{i:03d}", i % 3 == 2, rng.randrange(2**32))))
             elapsed = time.monotonic() - started

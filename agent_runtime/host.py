@@ -12,6 +12,7 @@ Files: `<data_dir>/agents/<namespace>/<name>/{manifest.yaml, events.db, workspac
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -52,6 +53,7 @@ class HostConfig:
     actor: ActorConfig = ActorConfig()
     max_running_tools: int = 32
     sqlite_threads: int = 2
+    tool_io_threads: int = 2
 
 
 @dataclasses.dataclass(slots=True)
@@ -87,6 +89,8 @@ class Host:
         self.metrics = metrics or Metrics()
         self.handles: dict[str, AgentHandle] = {}
         self.executor = SqliteExecutor(max_workers=config.sqlite_threads)
+        # Blocking file IO of tools (write_file, big reads): a small fixed pool, never a thread per call.
+        self.tool_io = concurrent.futures.ThreadPoolExecutor(max_workers=config.tool_io_threads, thread_name_prefix="tool-io")
         self.tool_slots = asyncio.Semaphore(config.max_running_tools)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,6 +110,7 @@ class Host:
         finally:
             self._tg = None
             self.executor.close()
+            self.tool_io.shutdown(wait=True)
             await self.provider.aclose()
 
     # -- agents ---------------------------------------------------------------------------------
@@ -199,6 +204,7 @@ class Host:
             provider=self.provider,
             tools=self.tools,
             tool_slots=self.tool_slots,
+            tool_io=self.tool_io,
             metrics=self.metrics,
             config=self.config.actor,
         )
