@@ -81,7 +81,7 @@ async def _wait_idle(ws: Any, after_seq: int, stats: DriverStats) -> int:
         frame = orjson.loads(msg.data)
         if frame.get("type") == "event":
             stats.events_seen += 1
-            last = frame["seq"]
+            last = int(frame["seq"])
             if frame["kind"] == "status" and frame["data"].get("state") == "idle" and frame["seq"] > after_seq:
                 return last
     raise ConnectionError("connection closed")
@@ -92,8 +92,9 @@ async def _hello(ws: Any, cursor: int, stats: DriverStats) -> int:
     async for msg in ws:
         frame = orjson.loads(msg.data)
         if frame.get("type") == "welcome":
-            stats.catch_up_events += frame["head"] - cursor
-            return int(frame["head"])
+            head = int(frame["head"])
+            stats.catch_up_events += head - cursor
+            return head
     raise ConnectionError("closed before welcome")
 
 

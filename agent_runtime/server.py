@@ -66,7 +66,8 @@ def _target(request: web.Request) -> tuple[str, str, str]:
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except AuthError as exc:
         return _error(exc.code, str(exc), exc.status)
     except AgentNotFound as exc:

@@ -77,8 +77,9 @@ async def serve(
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - aiohttp has no public accessor
-        port = sockets[0].getsockname()[1] if sockets else config.port
+        server = site._server  # noqa: SLF001 - aiohttp has no public accessor for the bound port
+        sockets = getattr(server, "sockets", None) or []
+        port = int(sockets[0].getsockname()[1]) if sockets else config.port
         try:
             yield Running(host, tokens, f"http://{config.host}:{port}", admin, token_file)
         finally:

@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(args.fn(args))
+        code: int = asyncio.run(args.fn(args))
+        return code
     except KeyboardInterrupt:
         return 130
     except ApiError as exc:
