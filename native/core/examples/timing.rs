@@ -16,6 +16,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = |i: usize| std::fs::read_to_string(&args[i]).unwrap();
     let (a, b, base, ours, theirs) = (r(0), r(1), r(2), r(3), r(4));
+    if std::env::var("UNIFIED_LOOP").is_ok() {
+        unified_loop(&a, &b);
+        return;
+    }
     println!("diff_hunks   {:.3} ms", time(|| { textdiff::diff_hunks(&a, &b); }));
     let h = textdiff::diff_hunks(&a, &b);
     println!("unified      {:.3} ms", time(|| {
@@ -24,7 +28,9 @@ fn main() {
     println!("merge3       {:.3} ms", time(|| { merge::merge3(&base, &ours, &theirs, ("ours", "theirs")); }));
     extra(&base);
     variants(&a, &b);
+    table_vs_lines(&a, &b);
     letters();
+    line_table_timing(&a);
 
 }
 
@@ -67,4 +73,70 @@ fn letters() {
     println!("letters our split    {:.3} ms", time(|| { let mut n = 0; tokens::for_each_piece(enc, &text, |_| n += 1); std::hint::black_box(n); }));
     println!("letters their split  {:.3} ms", time(|| { std::hint::black_box(tok.split(&text).count()); }));
     println!("letters bpe.count    {:.3} ms", time(|| { std::hint::black_box(tok.bpe.count(text.as_bytes())); }));
+}
+
+#[allow(dead_code)]
+pub fn unified_loop(a: &str, b: &str) {
+    let h = textdiff::diff_hunks(a, b);
+    let mut n = 0;
+    for _ in 0..20000 {
+        n += textdiff::unified(a, b, &h, 3, "a", "b").len();
+    }
+    println!("{n}");
+}
+
+#[allow(dead_code)]
+fn line_ends_bitmask(text: &str) -> Vec<u32> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() / 32 + 1);
+    let mut chunks = bytes.chunks_exact(64);
+    let mut base = 0u32;
+    for chunk in &mut chunks {
+        let mut mask = 0u64;
+        for (j, &b) in chunk.iter().enumerate() {
+            mask |= ((b == b'\n') as u64) << j;
+        }
+        while mask != 0 {
+            out.push(base + mask.trailing_zeros());
+            mask &= mask - 1;
+        }
+        base += 64;
+    }
+    for (j, &b) in chunks.remainder().iter().enumerate() {
+        if b == b'\n' {
+            out.push(base + j as u32);
+        }
+    }
+    out
+}
+
+#[allow(dead_code)]
+pub fn line_table_timing(a: &str) {
+    println!("bitmask line_ends {:.3} ms ({} lines)", time(|| { std::hint::black_box(line_ends_bitmask(a)); }), line_ends_bitmask(a).len());
+    println!("memchr_iter ends  {:.3} ms", time(|| { std::hint::black_box(memchr::memchr_iter(b'\n', a.as_bytes()).collect::<Vec<_>>()); }));
+}
+
+#[allow(dead_code)]
+pub fn table_vs_lines(a: &str, b: &str) {
+    use agent_native_core::textdiff::{diff_tables, LineTable};
+    for _ in 0..2 {
+        println!("imara lines diff   {:.3} ms", time(|| {
+            let input = imara_diff::InternedInput::new(a, b);
+            let mut d = imara_diff::Diff::compute(imara_diff::Algorithm::Histogram, &input);
+            d.postprocess_lines(&input);
+            std::hint::black_box(d);
+        }));
+        println!("tables + diff      {:.3} ms", time(|| {
+            let (at, bt) = (LineTable::new(a), LineTable::new(b));
+            std::hint::black_box(diff_tables(a, &at, b, &bt));
+        }));
+        println!("recording diff     {:.3} ms", time(|| {
+            std::hint::black_box(agent_native_core::textdiff::diff_with_tables(a, b));
+        }));
+        let (at, bt) = (LineTable::new(a), LineTable::new(b));
+        let h = diff_tables(a, &at, b, &bt);
+        println!("unified_tables     {:.3} ms", time(|| {
+            std::hint::black_box(agent_native_core::textdiff::unified_tables(a, &at, b, &bt, &h, 3, "a", "b"));
+        }));
+    }
 }

@@ -21,11 +21,146 @@ pub fn split_lines(s: &str) -> Vec<&str> {
     s.split_inclusive('\n').collect()
 }
 
+/// Line table of a text: `ends[i]` is the byte offset just past line `i` (its terminator
+/// included). Built once with memchr and shared by the diff, the unified text and the hunks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineTable {
+    ends: Vec<u32>,
+}
+
+impl LineTable {
+    pub fn new(text: &str) -> Self {
+        assert!(text.len() <= u32::MAX as usize, "texts over 4 GiB are not supported");
+        let mut ends: Vec<u32> = Vec::with_capacity(text.len() / 32 + 1);
+        ends.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i as u32 + 1));
+        if ends.last().copied().unwrap_or(0) as usize != text.len() {
+            ends.push(text.len() as u32);
+        }
+        Self { ends }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Line `i` of `text` (the text this table was built from), with its terminator.
+    pub fn line<'a>(&self, text: &'a str, i: usize) -> &'a str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &text[start..self.ends[i] as usize]
+    }
+
+    /// Lines `from..to` of `text` as one slice.
+    pub fn span<'a>(&self, text: &'a str, from: usize, to: usize) -> &'a str {
+        if from >= to {
+            return "";
+        }
+        let start = if from == 0 { 0 } else { self.ends[from - 1] as usize };
+        &text[start..self.ends[to - 1] as usize]
+    }
+}
+
+/// imara-diff token source over a prebuilt line table.
+#[derive(Clone, Copy)]
+struct TableLines<'a> {
+    text: &'a str,
+    table: &'a LineTable,
+}
+
+struct TableLinesIter<'a> {
+    lines: TableLines<'a>,
+    i: usize,
+}
+
+impl<'a> Iterator for TableLinesIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.i >= self.lines.table.len() {
+            return None;
+        }
+        self.i += 1;
+        Some(self.lines.table.line(self.lines.text, self.i - 1))
+    }
+}
+
+impl<'a> imara_diff::TokenSource for TableLines<'a> {
+    type Token = &'a str;
+    type Tokenizer = TableLinesIter<'a>;
+
+    fn tokenize(&self) -> Self::Tokenizer {
+        TableLinesIter { lines: *self, i: 0 }
+    }
+
+    fn estimate_tokens(&self) -> u32 {
+        self.table.len() as u32
+    }
+}
+
+/// imara-diff token source that splits lines with memchr and records the line table as it
+/// goes, so each text is scanned once for both.
+struct RecordingLines<'a> {
+    text: &'a str,
+    ends: &'a std::cell::RefCell<Vec<u32>>,
+}
+
+struct RecordingIter<'a> {
+    text: &'a str,
+    pos: usize,
+    ends: &'a std::cell::RefCell<Vec<u32>>,
+}
+
+impl<'a> Iterator for RecordingIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.pos >= self.text.len() {
+            return None;
+        }
+        let start = self.pos;
+        self.pos = match memchr::memchr(b'\n', &self.text.as_bytes()[start..]) {
+            Some(i) => start + i + 1,
+            None => self.text.len(),
+        };
+        self.ends.borrow_mut().push(self.pos as u32);
+        Some(&self.text[start..self.pos])
+    }
+}
+
+impl<'a> imara_diff::TokenSource for RecordingLines<'a> {
+    type Token = &'a str;
+    type Tokenizer = RecordingIter<'a>;
+
+    fn tokenize(&self) -> Self::Tokenizer {
+        self.ends.borrow_mut().clear();
+        RecordingIter { text: self.text, pos: 0, ends: self.ends }
+    }
+
+    fn estimate_tokens(&self) -> u32 {
+        (self.text.len() / 32 + 1) as u32
+    }
+}
+
 /// Changed regions between `a` and `b`, in order.
 pub fn diff_hunks(a: &str, b: &str) -> Vec<Hunk> {
-    let input = InternedInput::new(a, b);
-    let mut diff = Diff::compute(Algorithm::Histogram, &input);
-    diff.postprocess_lines(&input);
+    diff_with_tables(a, b).2
+}
+
+/// Changed regions between `a` and `b`, with the line tables of both (one scan per text).
+pub fn diff_with_tables(a: &str, b: &str) -> (LineTable, LineTable, Vec<Hunk>) {
+    assert!(a.len() <= u32::MAX as usize && b.len() <= u32::MAX as usize, "texts over 4 GiB are not supported");
+    let (ae, be) = (std::cell::RefCell::new(Vec::new()), std::cell::RefCell::new(Vec::new()));
+    let input = InternedInput::new(RecordingLines { text: a, ends: &ae }, RecordingLines { text: b, ends: &be });
+    let hunks = hunks_of(&input);
+    (LineTable { ends: ae.into_inner() }, LineTable { ends: be.into_inner() }, hunks)
+}
+
+fn hunks_of(input: &InternedInput<&str>) -> Vec<Hunk> {
+    let mut diff = Diff::compute(Algorithm::Histogram, input);
+    diff.postprocess_lines(input);
     diff.hunks()
         .map(|h| Hunk {
             old_start: h.before.start as usize,
@@ -34,6 +169,11 @@ pub fn diff_hunks(a: &str, b: &str) -> Vec<Hunk> {
             new_end: h.after.end as usize,
         })
         .collect()
+}
+
+/// Changed regions between `a` and `b` given their line tables.
+pub fn diff_tables(a: &str, at: &LineTable, b: &str, bt: &LineTable) -> Vec<Hunk> {
+    hunks_of(&InternedInput::new(TableLines { text: a, table: at }, TableLines { text: b, table: bt }))
 }
 
 fn push_line(out: &mut String, tag: char, line: &str) {
@@ -54,58 +194,28 @@ fn range_header(start: usize, len: usize) -> String {
     }
 }
 
-/// Forward-only line reader: skipping lines costs a memchr, not a line table.
-#[derive(Clone)]
-struct Cursor<'a> {
-    text: &'a str,
-    pos: usize,
-    line: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(text: &'a str) -> Self {
-        Self { text, pos: 0, line: 0 }
-    }
-
-    fn next_line(&mut self) -> Option<&'a str> {
-        if self.pos >= self.text.len() {
-            return None;
-        }
-        let start = self.pos;
-        self.pos = match memchr::memchr(b'\n', &self.text.as_bytes()[start..]) {
-            Some(i) => start + i + 1,
-            None => self.text.len(),
-        };
-        self.line += 1;
-        Some(&self.text[start..self.pos])
-    }
-
-    fn skip_to(&mut self, line: usize) {
-        if line <= self.line {
-            return;
-        }
-        let rest = &self.text.as_bytes()[self.pos..];
-        match memchr::memchr_iter(b'\n', rest).nth(line - self.line - 1) {
-            Some(i) => {
-                self.pos += i + 1;
-                self.line = line;
-            }
-            None => {
-                // Fewer lines left: stop at the last (possibly unterminated) line's end.
-                while self.next_line().is_some() {}
-            }
-        }
-    }
-}
-
 /// Unified diff text (GNU/git format) of `old` → `new`. Empty when the texts are equal.
 pub fn unified(old: &str, new: &str, hunks: &[Hunk], context: usize, from_file: &str, to_file: &str) -> String {
+    unified_tables(old, &LineTable::new(old), new, &LineTable::new(new), hunks, context, from_file, to_file)
+}
+
+/// [`unified`] with prebuilt line tables.
+#[allow(clippy::too_many_arguments)]
+pub fn unified_tables(
+    old: &str,
+    ot: &LineTable,
+    new: &str,
+    nt: &LineTable,
+    hunks: &[Hunk],
+    context: usize,
+    from_file: &str,
+    to_file: &str,
+) -> String {
     let mut out = String::new();
     if hunks.is_empty() {
         return out;
     }
     out.push_str(&format!("--- {from_file}\n+++ {to_file}\n"));
-    let (mut oc, mut nc) = (Cursor::new(old), Cursor::new(new));
     let mut i = 0;
     while i < hunks.len() {
         // Group hunks whose gap is at most 2 * context lines.
@@ -115,34 +225,28 @@ pub fn unified(old: &str, new: &str, hunks: &[Hunk], context: usize, from_file: 
         }
         let (first, last) = (&hunks[i], &hunks[j]);
         let lead = context.min(first.old_start);
+        let trail = context.min(ot.len() - last.old_end);
         let old_start = first.old_start - lead;
         let new_start = first.new_start - lead;
-        let mut body = String::new();
-        oc.skip_to(old_start);
-        for h in &hunks[i..=j] {
-            while oc.line < h.old_start {
-                push_line(&mut body, ' ', oc.next_line().unwrap_or(""));
-            }
-            while oc.line < h.old_end {
-                push_line(&mut body, '-', oc.next_line().unwrap_or(""));
-            }
-            nc.skip_to(h.new_start);
-            while nc.line < h.new_end {
-                push_line(&mut body, '+', nc.next_line().unwrap_or(""));
-            }
-        }
-        let mut trail = 0;
-        while trail < context {
-            match oc.next_line() {
-                Some(l) => push_line(&mut body, ' ', l),
-                None => break,
-            }
-            trail += 1;
-        }
         let old_len = last.old_end + trail - old_start;
         let new_len = last.new_end + trail - new_start;
         out.push_str(&format!("@@ -{} +{} @@\n", range_header(old_start, old_len), range_header(new_start, new_len)));
-        out.push_str(&body);
+        let mut pos = old_start;
+        for h in &hunks[i..=j] {
+            for k in pos..h.old_start {
+                push_line(&mut out, ' ', ot.line(old, k));
+            }
+            for k in h.old_start..h.old_end {
+                push_line(&mut out, '-', ot.line(old, k));
+            }
+            for k in h.new_start..h.new_end {
+                push_line(&mut out, '+', nt.line(new, k));
+            }
+            pos = h.old_end;
+        }
+        for k in pos..last.old_end + trail {
+            push_line(&mut out, ' ', ot.line(old, k));
+        }
         i = j + 1;
     }
     out

@@ -200,6 +200,8 @@ struct Diff {
     old: Py<PyString>,
     #[pyo3(get)]
     new: Py<PyString>,
+    old_lines: textdiff::LineTable,
+    new_lines: textdiff::LineTable,
     hunks: Vec<textdiff::Hunk>,
 }
 
@@ -214,7 +216,7 @@ impl Diff {
     #[getter]
     fn hunks(&self, py: Python<'_>) -> PyResult<Vec<Hunk>> {
         let (old, new) = self.texts(py)?;
-        let (ol, nl) = (textdiff::split_lines(&old), textdiff::split_lines(&new));
+        let (ot, nt) = (&self.old_lines, &self.new_lines);
         Ok(self
             .hunks
             .iter()
@@ -223,8 +225,8 @@ impl Diff {
                 old_end: h.old_end,
                 new_start: h.new_start,
                 new_end: h.new_end,
-                removed: ol[h.old_start..h.old_end].iter().map(|s| s.to_string()).collect(),
-                added: nl[h.new_start..h.new_end].iter().map(|s| s.to_string()).collect(),
+                removed: (h.old_start..h.old_end).map(|k| ot.line(old, k).to_string()).collect(),
+                added: (h.new_start..h.new_end).map(|k| nt.line(new, k).to_string()).collect(),
             })
             .collect())
     }
@@ -232,7 +234,8 @@ impl Diff {
     #[pyo3(signature = (context = 3, from_file = "a", to_file = "b"))]
     fn unified(&self, py: Python<'_>, context: usize, from_file: &str, to_file: &str) -> PyResult<String> {
         let (old, new) = self.texts(py)?;
-        Ok(py.detach(|| textdiff::unified(old, new, &self.hunks, context, from_file, to_file)))
+        let (ot, nt) = (&self.old_lines, &self.new_lines);
+        Ok(py.detach(|| textdiff::unified_tables(old, ot, new, nt, &self.hunks, context, from_file, to_file)))
     }
 
     fn __len__(&self) -> usize {
@@ -247,8 +250,8 @@ impl Diff {
 #[pyfunction]
 fn diff(py: Python<'_>, a: Bound<'_, PyString>, b: Bound<'_, PyString>) -> PyResult<Diff> {
     let (sa, sb) = (a.to_str()?, b.to_str()?);
-    let hunks = py.detach(|| textdiff::diff_hunks(sa, sb));
-    Ok(Diff { old: a.unbind(), new: b.unbind(), hunks })
+    let (old_lines, new_lines, hunks) = py.detach(|| textdiff::diff_with_tables(sa, sb));
+    Ok(Diff { old: a.unbind(), new: b.unbind(), old_lines, new_lines, hunks })
 }
 
 #[pyfunction]
@@ -256,7 +259,7 @@ fn apply_diff(py: Python<'_>, patch: &Bound<'_, PyAny>, a: &str) -> PyResult<Str
     let result = if let Ok(d) = patch.cast::<Diff>() {
         let d = d.get();
         let (old, new) = d.texts(py)?;
-        let (ol, nl) = (textdiff::split_lines(&old), textdiff::split_lines(&new));
+        let (ol, nl) = (textdiff::split_lines(old), textdiff::split_lines(new));
         let hunks = textdiff::patch_hunks(&ol, &nl, &d.hunks);
         py.detach(|| textdiff::apply(&hunks, a))
     } else if let Ok(text) = patch.extract::<PyBackedStr>() {
