@@ -100,62 +100,30 @@ impl<'a> imara_diff::TokenSource for TableLines<'a> {
     }
 }
 
-/// imara-diff token source that splits lines with memchr and records the line table as it
-/// goes, so each text is scanned once for both.
-struct RecordingLines<'a> {
-    text: &'a str,
-    ends: &'a std::cell::RefCell<Vec<u32>>,
-}
-
-struct RecordingIter<'a> {
-    text: &'a str,
-    pos: usize,
-    ends: &'a std::cell::RefCell<Vec<u32>>,
-}
-
-impl<'a> Iterator for RecordingIter<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        if self.pos >= self.text.len() {
-            return None;
-        }
-        let start = self.pos;
-        self.pos = match memchr::memchr(b'\n', &self.text.as_bytes()[start..]) {
-            Some(i) => start + i + 1,
-            None => self.text.len(),
-        };
-        self.ends.borrow_mut().push(self.pos as u32);
-        Some(&self.text[start..self.pos])
-    }
-}
-
-impl<'a> imara_diff::TokenSource for RecordingLines<'a> {
-    type Token = &'a str;
-    type Tokenizer = RecordingIter<'a>;
-
-    fn tokenize(&self) -> Self::Tokenizer {
-        self.ends.borrow_mut().clear();
-        RecordingIter { text: self.text, pos: 0, ends: self.ends }
-    }
-
-    fn estimate_tokens(&self) -> u32 {
-        (self.text.len() / 32 + 1) as u32
-    }
-}
-
 /// Changed regions between `a` and `b`, in order.
 pub fn diff_hunks(a: &str, b: &str) -> Vec<Hunk> {
     diff_with_tables(a, b).2
 }
 
-/// Changed regions between `a` and `b`, with the line tables of both (one scan per text).
+/// Changed regions between `a` and `b`, with the line tables of both. The texts are split once,
+/// by imara-diff's interner; the tables are prefix sums of the interned lines' lengths (equal
+/// tokens have equal text, so equal lengths).
 pub fn diff_with_tables(a: &str, b: &str) -> (LineTable, LineTable, Vec<Hunk>) {
     assert!(a.len() <= u32::MAX as usize && b.len() <= u32::MAX as usize, "texts over 4 GiB are not supported");
-    let (ae, be) = (std::cell::RefCell::new(Vec::new()), std::cell::RefCell::new(Vec::new()));
-    let input = InternedInput::new(RecordingLines { text: a, ends: &ae }, RecordingLines { text: b, ends: &be });
+    let input = InternedInput::new(a, b);
     let hunks = hunks_of(&input);
-    (LineTable { ends: ae.into_inner() }, LineTable { ends: be.into_inner() }, hunks)
+    let table = |tokens: &[imara_diff::Token]| {
+        let mut end = 0u32;
+        let ends = tokens
+            .iter()
+            .map(|&t| {
+                end += input.interner[t].len() as u32;
+                end
+            })
+            .collect();
+        LineTable { ends }
+    };
+    (table(&input.before), table(&input.after), hunks)
 }
 
 fn hunks_of(input: &InternedInput<&str>) -> Vec<Hunk> {
@@ -421,6 +389,8 @@ mod tests {
     fn roundtrip(a: &str, b: &str) {
         let (ol, nl) = (split_lines(a), split_lines(b));
         let hunks = diff_hunks(a, b);
+        let (at, bt, h2) = diff_with_tables(a, b);
+        assert_eq!((at, bt, h2), (LineTable::new(a), LineTable::new(b), hunks.clone()));
         assert_eq!(apply(&patch_hunks(&ol, &nl, &hunks), a).unwrap(), b);
         for ctx in [0, 1, 3] {
             let text = unified(a, b, &hunks, ctx, "a", "b");
