@@ -56,7 +56,6 @@ class AgentState:
     """Derived state of one agent. Mutated only by `apply`."""
 
     __slots__ = (
-        "seq",
         "messages",
         "message_tokens",
         "pending",
@@ -64,18 +63,7 @@ class AgentState:
         "context_tokens",
         "open_call_ids",
         "started_call_ids",
-        "running",
-        "turns",
-        "model_calls",
-        "turn_model_calls",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "tool_calls",
-        "errors",
-        "last_activity",
-        "status_reason",
+        *COUNTER_FIELDS,
     )
 
     def __init__(self) -> None:
