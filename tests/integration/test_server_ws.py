@@ -572,8 +572,10 @@ async def test_slow_client_is_dropped_with_1013_and_catches_up_by_cursor(
     monkeypatch.setattr(server_module, "SEND_QUEUE", 8)
     server = await start_server()
     key = await server.agent()
-    big = "x" * 200_000  # user_message events of ~200 KB: fills socket buffers fast
-    n = 30
+    # user_message events of ~240 KB, ~19 MB in all: more than loopback socket buffers take even
+    # when the kernel autotunes them up, so the slow client's queue must fill.
+    big = "x" * 240_000
+    n = 80
     async with server.peer(key) as good, server.peer(key) as slow:
         await good.hello(0)
         await slow.send({"type": "hello", "cursor": 0})  # ...and then it does not read
