@@ -145,6 +145,9 @@ class View:
         self.tty = sys.stdout.isatty()
         self.started = time.monotonic()
         self.threads_at_start = thread_count()
+        config = running.host.config
+        # main thread + the SQLite pool + the tools' file-IO pool (pools start their threads lazily)
+        self.thread_bound = 1 + config.sqlite_threads + config.tool_io_threads
         self.samples: list[tuple[float, int, int, float]] = []  # (t, turns, events, process CPU s)
         self.cpu_at_start = time.process_time()
         self.turns_at_start = running.host.metrics.turns_completed
@@ -185,7 +188,7 @@ class View:
             f"   tool runs {m.tool_runs:>7}",
             f"  totals    turns {m.turns_completed:>7}   events {m.events_appended:>8}   reconnects {self.stats.reconnects:>5}"
             f"   caught-up events {self.stats.catch_up_events:>6}",
-            f"  process   RSS {rss / 2**20:7.1f} MiB   threads {thread_count():>3} (at start {self.threads_at_start})"
+            f"  process   RSS {rss / 2**20:7.1f} MiB   threads {thread_count():>3} (bound {self.thread_bound}, not per agent)"
             f"   turn overhead p50 {m.overhead_ms(0.5):6.2f} ms  p99 {m.overhead_ms(0.99):6.2f} ms",
             f"  loop lag  p50 {percentile(self.lags, 0.5) * 1000:6.2f} ms   p99 {percentile(self.lags, 0.99) * 1000:6.2f} ms"
             f"   max {max(self.lags, default=0.0) * 1000:7.2f} ms",
@@ -235,7 +238,8 @@ def summary(running: Running, stats: DriverStats, view: View, cfg: DemoConfig, d
         ("event loop lag p50 / p99 / max", f"{percentile(view.lags, 0.5) * 1000:.2f} / {percentile(view.lags, 0.99) * 1000:.2f}"
                                           f" / {max(view.lags, default=0.0) * 1000:.2f} ms"),
         ("peak RSS", f"{view.peak_rss / 2**20:.1f} MiB ({view.peak_rss / max(1, len(host.handles)) / 1024:.0f} KiB per agent)"),
-        ("threads at start / end", f"{view.threads_at_start} / {thread_count()}"),
+        ("threads at start / end / bound", f"{view.threads_at_start} / {thread_count()} / {view.thread_bound}"
+                                           " (main + 2 SQLite + 2 tool-IO; never per agent)"),
         ("driver errors", f"{stats.errors}"),
     ]
     width = max(len(k) for k, _ in rows)
