@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,6 +76,10 @@ async def serve(
             log.info("resumed %d agents that a stop left mid-turn", woken)
         runner = web.AppRunner(make_app(host, tokens), handle_signals=False, access_log=None)
         await runner.setup()
+        # Move everything alive now (modules, the app) out of the collector's reach: a full
+        # collection then scans only what the agents created. Measured in the 200-agent demo: the
+        # longest gen-2 pause (the event loop's longest stall) went from 152 ms to 66 ms.
+        gc.freeze()
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp has no public accessor for the bound port
