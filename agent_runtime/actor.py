@@ -38,7 +38,7 @@ from agent_runtime.providers.base import (
     TextDelta,
     ToolCallCompleted,
 )
-from agent_runtime.state import MESSAGE_KINDS, AgentState
+from agent_runtime.state import CONVERSATION_KINDS, AgentState
 from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait
 
 if TYPE_CHECKING:
@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 class AgentBusy(Exception):
     """The agent's mailbox is full: retry later (backpressure)."""
+
+
+class AgentStopped(Exception):
+    """The agent stopped (deleted, or the server is shutting down) before handling the request."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -118,11 +122,15 @@ class AgentActor:
     async def start(self) -> None:
         """Open the log and rebuild the state: latest snapshot + the events after it."""
         await self.log.open()
-        snapshot = await self.log.latest_snapshot()
-        snap_seq = snapshot[0] if snapshot else 0
-        message_events = [e for e in await self.log.read_kinds(MESSAGE_KINDS) if e.seq <= snap_seq]
-        tail = await self.log.read(after=snap_seq)
-        self.state = AgentState.restore(snapshot, message_events, tail)
+        try:
+            snapshot = await self.log.latest_snapshot()
+            snap_seq = snapshot[0] if snapshot else 0
+            message_events = [e for e in await self.log.read_kinds(CONVERSATION_KINDS) if e.seq <= snap_seq]
+            tail = await self.log.read(after=snap_seq)
+            self.state = AgentState.restore(snapshot, message_events, tail)
+        except BaseException:
+            await self.log.close()
+            raise
         self.machine = TurnMachine(self.state, self.manifest.spec)
         self._last_snapshot = snap_seq
 
@@ -133,7 +141,9 @@ class AgentActor:
                 self._maybe_start_turn(tg)  # resume a turn a restart interrupted
                 while True:
                     try:
-                        mail = await asyncio.wait_for(self.mailbox.get(), self.config.idle_timeout_s)
+                        # Not wait_for: on 3.11 it can swallow a cancel that races a new message.
+                        async with asyncio.timeout(self.config.idle_timeout_s):
+                            mail = await self.mailbox.get()
                     except TimeoutError:
                         if self._can_hibernate():
                             self.closing = True  # no await between the check and the flag
@@ -142,7 +152,7 @@ class AgentActor:
                     await self._handle(mail, tg)
         finally:
             self.closing = True
-            self._fail_mail(RuntimeError("agent stopped"))
+            self._fail_mail(AgentStopped(f"agent {self.key} stopped"))
             with contextlib.suppress(Exception):
                 await self._snapshot()
             await self.log.close()
@@ -169,13 +179,22 @@ class AgentActor:
     def submit(self, mail: Mail) -> None:
         """Put mail in the box without waiting (callers hold no await between wake and submit)."""
         if self.closing:
-            raise RuntimeError("actor is closing")
+            raise AgentStopped(f"agent {self.key} is closing")
         try:
             self.mailbox.put_nowait(mail)
         except asyncio.QueueFull:
             raise AgentBusy(f"agent {self.key} has {self.mailbox.qsize()} messages waiting") from None
 
     async def _handle(self, mail: Mail, tg: asyncio.TaskGroup) -> None:
+        try:
+            await self._handle_one(mail, tg)
+        except BaseException:  # cancelled (delete, shutdown): never leave the sender waiting
+            fut = mail.reply if isinstance(mail, UserMail) else mail.done
+            if not fut.done():
+                fut.set_exception(AgentStopped(f"agent {self.key} stopped"))
+            raise
+
+    async def _handle_one(self, mail: Mail, tg: asyncio.TaskGroup) -> None:
         if isinstance(mail, UserMail):
             try:
                 seq, duplicate = await self._user_message(mail.client_id, mail.text)
@@ -293,9 +312,9 @@ class AgentActor:
             agent_key=self.key,
             context_tokens=self.machine.context_tokens(),
         )
-        message_id = uuid.uuid4().hex
         waited = 0.0
         for attempt in range(self.config.model_retries + 1):
+            message_id = uuid.uuid4().hex  # a new id per attempt: clients drop the failed one's text
             self.hub.start_live(message_id)
             t0 = time.perf_counter()
             try:

@@ -1,8 +1,9 @@
 """Bearer tokens: who may watch, talk to, or administer which agents.
 
-A token is scoped to one agent (`namespace/name`), to one namespace, or to everything (admin) and
-grants a role: `viewer` (watch), `operator` (also send, interrupt, approve) or `admin` (operator
-everywhere, plus creating agents and tokens). Only SHA-256 digests are stored
+A token is scoped to one agent (`namespace/name`), to one namespace, or to everything, and grants
+a role: `viewer` (watch), `operator` (also send, interrupt, approve) or `admin` (also create,
+reconfigure and delete agents, and create tokens no wider than its own) — each within its scope,
+so an admin token scoped to a namespace administers that namespace only. Only SHA-256 digests are stored
 (`<data_dir>/tokens.json`); the plaintext is shown once, at creation. The standalone server
 creates an admin token on first start in `<data_dir>/admin.token` (mode 0600).
 
@@ -52,6 +53,14 @@ class Grant:
         if self.namespace is not None and self.namespace != namespace:
             return False
         return self.agent is None or name is None or self.agent == name
+
+    def contains(self, other: Grant) -> bool:
+        """Whether everything `other` allows, this grant allows too (for creating tokens)."""
+        if not self.at_least(other.role):
+            return False
+        if self.namespace is not None and other.namespace != self.namespace:
+            return False
+        return self.agent is None or other.agent == self.agent
 
     def at_least(self, role: Role) -> bool:
         return RANK[self.role] >= RANK[role]

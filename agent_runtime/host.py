@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UserMail
+from agent_runtime.actor import ActorConfig, AgentActor, AgentStopped, InterruptMail, UserMail
+from agent_runtime.eventlog.base import LogClosed
 from agent_runtime.eventlog.executor import SqliteExecutor
 from agent_runtime.eventlog.sqlite import SqliteEventLog
 from agent_runtime.events import Event, EventKind
@@ -143,14 +144,17 @@ class Host:
         """Stop the agent and remove its files."""
         handle = self.get(key)
         async with handle.lock:
+            # Unregister first: from now on a wake of this key fails instead of restarting it.
+            if self.handles.get(key) is not handle:
+                raise AgentNotFound(key)
+            del self.handles[key]
             actor = handle.actor
             if actor is not None:
                 for task in list(self._tasks):
                     if task.get_name() == f"actor:{key}":
                         task.cancel()
                 await actor.closed.wait()
-            del self.handles[key]
-            shutil.rmtree(handle.folder, ignore_errors=True)
+            await self.executor.run(lambda: shutil.rmtree(handle.folder, ignore_errors=True))
 
     async def boot(self) -> int:
         """Register every agent found on disk; wake those a crash left mid-turn. Returns how many woke."""
@@ -180,6 +184,8 @@ class Host:
         so the caller may `submit` to the returned actor before it can start hibernating."""
         handle = self.get(key)
         while True:
+            if self.handles.get(key) is not handle:
+                raise AgentNotFound(key)  # deleted while we waited
             actor = handle.actor
             if actor is not None and actor.closing:
                 await actor.closed.wait()
@@ -187,7 +193,7 @@ class Host:
             if actor is not None:
                 return actor
             async with handle.lock:
-                if handle.actor is None:
+                if handle.actor is None and self.handles.get(key) is handle:
                     await self._start_actor(handle)
             # loop: re-check after the last await
 
@@ -244,8 +250,13 @@ class Host:
         return await done
 
     async def read_events(self, key: str, after: int, limit: int | None = None) -> list[Event]:
-        actor = await self.wake(key)
-        return await actor.log.read(after=after, limit=limit)
+        for _ in range(3):
+            actor = await self.wake(key)
+            try:
+                return await actor.log.read(after=after, limit=limit)
+            except LogClosed:
+                continue  # it hibernated between the wake and the read: wake it again
+        raise AgentStopped(f"agent {key} keeps stopping; try again")
 
     def subscribe(self, key: str, sub: Subscriber) -> Hub:
         hub = self.get(key).hub

@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from agent_runtime.actor import AgentBusy
+from agent_runtime.actor import AgentBusy, AgentStopped
 from agent_runtime.auth import AuthError, Grant, Role, TokenStore
 from agent_runtime.events import Event
 from agent_runtime.host import AgentNotFound, Host
-from agent_runtime.manifest import ManifestError, load_manifests_text, parse_manifest
+from agent_runtime.manifest import AgentManifest, ManifestError, load_manifests_text, parse_manifest
 from agent_runtime.protocol import frames
 from agent_runtime.protocol.session import (
     ClientSession,
@@ -40,8 +41,11 @@ from agent_runtime.protocol.session import (
 log = logging.getLogger(__name__)
 
 HOST_KEY: web.AppKey[Host] = web.AppKey("host", Host)
+CONNECTIONS_KEY: web.AppKey["weakref.WeakSet[Connection]"] = web.AppKey("connections")
 TOKENS_KEY: web.AppKey[TokenStore] = web.AppKey("tokens", TokenStore)
 SEND_QUEUE = 1024
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_MANIFESTS = 200
 CATCH_UP_PAGE = 500
 CLOSE_SLOW = 1013  # "try again later": the client reconnects with its cursor
 
@@ -76,6 +80,13 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return _error("invalid_manifest", str(exc), 422, field=exc.field)
     except AgentBusy as exc:
         return _error("busy", str(exc), 429)
+    except AgentStopped as exc:
+        return _error("unavailable", f"{exc}; retry", 503)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # a bug: answer in the API's shape, keep serving
+        log.exception("%s %s failed", request.method, request.path)
+        return _error("internal", f"{type(exc).__name__}: {exc}", 500)
 
 
 # -- the WebSocket connection ---------------------------------------------------------------------
@@ -189,6 +200,13 @@ class Connection:
             await self.ws.send_str(frames.encode_frame(frame))
 
 
+async def _close_connections(app: web.Application) -> None:
+    """Server shutdown: tell attached clients (1001, going away) instead of leaving them hanging."""
+    connections: weakref.WeakSet[Connection] = app[CONNECTIONS_KEY]
+    for conn in tuple(connections):
+        await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     ns, name, key = _target(request)
     host = request.app[HOST_KEY]
@@ -200,6 +218,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     session = ClientSession(role)
     conn = Connection(ws, session, host, key)
+    request.app[CONNECTIONS_KEY].add(conn)
     hello: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     host.metrics.clients_connected += 1
     try:
@@ -237,15 +256,30 @@ async def _on_frame(conn: Connection, data: str | bytes, hello: asyncio.Future[i
         elif isinstance(out, SendUserMessage):
             try:
                 seq, duplicate = await host.user_message(conn.key, out.client_id, out.text)
-            except AgentBusy as exc:
-                conn.send_frame({"type": "error", "code": "busy", "message": str(exc), "id": out.client_id})
+            except Exception as exc:  # a failed command is answered; the connection goes on
+                conn.send_frame({**_command_error(exc), "id": out.client_id})
                 continue
             conn.send_frame(conn.session.ack(out.client_id, seq, duplicate))
         elif isinstance(out, SendInterrupt):
-            await host.interrupt(conn.key)
+            try:
+                await host.interrupt(conn.key)
+            except Exception as exc:
+                conn.send_frame(_command_error(exc))
         elif isinstance(out, SendApproval):
             conn.send_frame({"type": "error", "code": "unknown_tool_call",
                              "message": f"no approval is pending for tool call {out.tool_call_id!r}"})
+
+
+def _command_error(exc: Exception) -> frames.ServerFrame:
+    """The `error` frame for a command the runtime could not carry out."""
+    if isinstance(exc, AgentBusy):
+        return frames.error_frame(frames.ErrorCode.BUSY, str(exc))
+    if isinstance(exc, AgentNotFound):
+        return frames.error_frame(frames.ErrorCode.AGENT_NOT_FOUND, str(exc))
+    if isinstance(exc, AgentStopped):
+        return frames.error_frame(frames.ErrorCode.INTERNAL, f"{exc}; reconnect with your cursor and resend")
+    log.exception("command failed", exc_info=exc)
+    return frames.error_frame(frames.ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
@@ -269,22 +303,32 @@ async def list_agents(request: web.Request) -> web.Response:
     return _json({"agents": items})
 
 
+def _parse_manifests(body: bytes, is_json: bool) -> list[AgentManifest]:
+    if is_json:
+        docs = orjson.loads(body)  # orjson.JSONDecodeError: answered as bad_json
+        return [parse_manifest(d) for d in (docs if isinstance(docs, list) else [docs])]
+    return load_manifests_text(body.decode("utf-8", errors="replace"))
+
+
 async def create_agents(request: web.Request) -> web.Response:
+    """Create or update agents: an admin's right (an admin token may be scoped to a namespace)."""
     grant = _grant(request)
     host = request.app[HOST_KEY]
-    body = await request.text()
-    if request.content_type == "application/json":
-        try:
-            docs = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _error("bad_json", str(exc), 400)
-        manifests = [parse_manifest(d) for d in (docs if isinstance(docs, list) else [docs])]
-    else:
-        manifests = load_manifests_text(body)
+    body = await request.read()
+    if len(body) > MAX_MANIFEST_BYTES:
+        return _error("too_large", f"at most {MAX_MANIFEST_BYTES} bytes of manifests per request", 413)
+    # YAML parsing is pure Python: off the event loop, on the host's small blocking-IO pool.
+    loop = asyncio.get_running_loop()
+    try:
+        manifests = await loop.run_in_executor(host.tool_io, _parse_manifests, body, request.content_type == "application/json")
+    except orjson.JSONDecodeError as exc:
+        return _error("bad_json", str(exc), 400)
     if not manifests:
         return _error("invalid_manifest", "no Agent document in the request body", 422)
+    if len(manifests) > MAX_MANIFESTS:
+        return _error("too_large", f"at most {MAX_MANIFESTS} Agent documents per request", 413)
     for m in manifests:
-        TokenStore.authorize(grant, m.metadata.namespace, m.metadata.name, Role.OPERATOR)
+        TokenStore.authorize(grant, m.metadata.namespace, m.metadata.name, Role.ADMIN)
     out = []
     for m in manifests:
         _, created = await host.apply(m)
@@ -302,7 +346,7 @@ async def get_agent(request: web.Request) -> web.Response:
 
 async def delete_agent(request: web.Request) -> web.Response:
     ns, name, key = _target(request)
-    TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
+    TokenStore.authorize(_grant(request), ns, name, Role.ADMIN)
     host = request.app[HOST_KEY]
     attached = list(host.get(key).hub.subscribers)
     await host.delete(key)
@@ -367,9 +411,14 @@ async def create_token(request: web.Request) -> web.Response:
     try:
         body = orjson.loads(await request.read())
         new = Grant(Role(body["role"]), body.get("namespace"), body.get("agent"))
-        token = request.app[TOKENS_KEY].create(new)
     except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
         return _error("bad_request", f"body must be {{role, namespace?, agent?}}: {exc}", 400)
+    if not grant.contains(new):
+        return _error("forbidden", "a token can only grant what its creator's token covers", 403)
+    try:
+        token = request.app[TOKENS_KEY].create(new)
+    except ValueError as exc:
+        return _error("bad_request", str(exc), 400)
     return _json({"token": token, **new.to_dict()}, 201)
 
 
@@ -377,6 +426,8 @@ def make_app(host: Host, tokens: TokenStore) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     app[HOST_KEY] = host
     app[TOKENS_KEY] = tokens
+    app[CONNECTIONS_KEY] = weakref.WeakSet()
+    app.on_shutdown.append(_close_connections)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/agents", list_agents)

@@ -3,7 +3,8 @@
 `AgentState.apply(event)` is the only way state changes, live and on replay alike, so a restarted
 agent is exactly the agent that was killed. Two parts:
 
-- the conversation (`messages`, what the next prompt carries): rebuilt from the message events;
+- the conversation (`messages`, what the next prompt carries): rebuilt from the message,
+  `tool_call` and `status` events (`CONVERSATION_KINDS`);
 - the counters (turns, usage, status): the snapshot holds them, so startup is the latest snapshot
   plus the events after it (`AgentState.restore`).
 
@@ -12,6 +13,8 @@ Snapshots deliberately leave the messages out: a snapshot then costs the same at
 A user message that arrives while a turn is running is `deferred`: it waits in `pending` and joins
 the conversation at the next point where the provider formats allow a user message (after a
 complete set of tool results, or after the model's final answer), which the loop then answers.
+A turn that ends early (a model error, an interrupt, a limit) releases them into the conversation
+at its closing `status idle`; the next turn answers them.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ from agent_runtime.messages import (
     UserMessage,
 )
 
-MESSAGE_KINDS = (
+CONVERSATION_KINDS = (
     EventKind.USER_MESSAGE.value,
     EventKind.ASSISTANT_MESSAGE.value,
     EventKind.TOOL_CALL.value,
     EventKind.TOOL_RESULT.value,
+    EventKind.STATUS.value,
 )
-"""The kinds the conversation is rebuilt from (`tool_call` marks an open call as started)."""
+"""The kinds the conversation is rebuilt from: the messages, `tool_call` (marks an open call as
+started) and `status` (a turn's end releases deferred messages)."""
 COUNTER_FIELDS = (
     "seq",
     "running",
@@ -111,7 +116,7 @@ class AgentState:
                 return [c for c in m.tool_calls if c.id in wanted]
         return []
 
-    def _apply_message(self, event: Event) -> None:
+    def _apply_conversation(self, event: Event) -> None:
         data = event.data
         tokens = int(data.get("tokens", 0))
         if event.kind == EventKind.USER_MESSAGE:
@@ -130,6 +135,11 @@ class AgentState:
                 self._flush_pending()
         elif event.kind == EventKind.TOOL_CALL:
             self.started_call_ids.add(data["id"])
+        elif event.kind == EventKind.STATUS:
+            if data.get("state") == "idle":
+                # A turn that ended early (error, interrupt, a limit) releases what was deferred
+                # into it: those messages join the conversation and the next turn answers them.
+                self._flush_pending()
         elif event.kind == EventKind.TOOL_RESULT:
             result = ToolResult(
                 tool_call_id=data["tool_call_id"],
@@ -181,8 +191,8 @@ class AgentState:
         """Apply one committed event (live or replayed). Events must come in `seq` order."""
         if event.seq <= self.seq:
             raise ValueError(f"event seq {event.seq} applied after seq {self.seq}")
-        if event.kind in MESSAGE_KINDS:
-            self._apply_message(event)
+        if event.kind in CONVERSATION_KINDS:
+            self._apply_conversation(event)
         self._apply_counters(event)
         self.seq = event.seq
 
@@ -203,7 +213,7 @@ class AgentState:
                 if name in counters:
                     setattr(state, name, counters[name])
         for event in message_events:
-            state._apply_message(event)
+            state._apply_conversation(event)
         for event in tail:
             state.apply(event)
         return state

@@ -113,14 +113,29 @@ async def test_namespace_token_covers_every_agent_of_its_namespace_only(server: 
     assert sorted(x["name"] for x in body["agents"]) == ["one", "two"]
     assert {x["namespace"] for x in body["agents"]} == {"team-a"}
     assert await server.events(other) == []
-    # Applying manifests: in its namespace yes, in another no (and nothing of the request is applied).
+    # Applying and deleting manifests is an admin's right: an operator may not, even in its namespace
+    # (it could give its agent a shell); an admin scoped to the namespace may, there only (and
+    # nothing of a request that reaches outside is applied).
     doc = "apiVersion: agentruntime.dev/v1alpha1\nkind: Agent\nmetadata: {{name: {}, namespace: {}}}\n"
     status, body = await server.request("POST", "/v1/agents", token=token, data=doc.format("three", "team-a"))
+    assert status == 403 and body["code"] == "permission_denied", body
+    status, body = await server.request("DELETE", f"/v1/agents/{keys[0]}", token=token)
+    assert status == 403 and body["code"] == "permission_denied", body
+    ns_admin = server.token("admin", "team-a")
+    status, body = await server.request("POST", "/v1/agents", token=ns_admin, data=doc.format("three", "team-a"))
     assert status == 201, body
-    status, body = await server.request("POST", "/v1/agents", token=token,
+    status, body = await server.request("POST", "/v1/agents", token=ns_admin,
                                         data=doc.format("four", "team-a") + "---\n" + doc.format("four", "team-b"))
     assert status == 403 and body["code"] == "forbidden", body
     assert sorted(server.host.handles) == ["team-a/one", "team-a/three", "team-a/two", "team-b/one"]
+    # A namespace admin creates tokens for its namespace only, and no wider role than its own.
+    status, body = await server.request("POST", "/v1/tokens", token=ns_admin, json={"role": "viewer", "namespace": "team-b"})
+    assert status == 403 and body["code"] == "forbidden", body
+    status, body = await server.request("POST", "/v1/tokens", token=ns_admin, json={"role": "viewer"})
+    assert status == 403 and body["code"] == "forbidden", body
+    status, body = await server.request("POST", "/v1/tokens", token=ns_admin,
+                                        json={"role": "operator", "namespace": "team-a", "agent": "one"})
+    assert status == 201, body
 
 
 async def test_viewer_watches_but_may_not_send(server: Server) -> None:

@@ -28,7 +28,7 @@ from agent_runtime.events import Event  # noqa: E402
 from agent_runtime.host import AgentHandle, Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider  # noqa: E402
-from agent_runtime.state import MESSAGE_KINDS, AgentState  # noqa: E402
+from agent_runtime.state import CONVERSATION_KINDS, AgentState  # noqa: E402
 from agent_runtime.tools.registry import default_registry  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
@@ -65,7 +65,7 @@ def events_on_disk(db: Path) -> list[Event]:
 def rebuild(events: list[Event], snapshot: tuple[int, dict[str, Any]] | None) -> AgentState:
     """What `AgentActor.start` does, from rows read off the disk."""
     snap_seq = snapshot[0] if snapshot else 0
-    message_events = [e for e in events if e.kind in MESSAGE_KINDS and e.seq <= snap_seq]
+    message_events = [e for e in events if e.kind in CONVERSATION_KINDS and e.seq <= snap_seq]
     return AgentState.restore(snapshot, message_events, [e for e in events if e.seq > snap_seq])
 
 

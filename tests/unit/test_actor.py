@@ -239,3 +239,37 @@ async def test_full_mailbox_is_backpressure_not_loss() -> None:
         actor.submit(UserMail(f"m{i}", "x", loop.create_future()))
     with pytest.raises(AgentBusy):
         actor.submit(UserMail("over", "x", loop.create_future()))
+
+
+class CutMidStream(Provider):
+    """The first attempt streams some text, then fails (retryable); the second answers."""
+
+    name = "cut"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        self.calls += 1
+        if self.calls == 1:
+            yield TextDelta("Let me think about ")
+            raise ProviderError("stream cut", retryable=True, code="stream_cut")
+        yield TextDelta("The answer is 42.")
+        yield MessageCompleted("end_turn", Usage(3, 4))
+
+
+async def test_a_retried_stream_gets_a_new_message_id_so_clients_drop_the_failed_text() -> None:
+    log = MemoryEventLog()
+    actor = make_actor(log, CutMidStream())
+    rec = Recorder()
+    actor.hub.subscribe(rec)
+    await actor.start()
+    runner = asyncio.create_task(actor.run())
+    await send(actor, "m1", "hi")
+    await until_idle(actor, 1)
+    final = [e for e in await log.read() if e.kind == "assistant_message"][-1]
+    ids = [mid for mid, _, _ in rec.deltas]
+    assert len(set(ids)) == 2 and ids[-1] == final.data["id"] != ids[0]
+    assert "".join(t for mid, t, _ in rec.deltas if mid == final.data["id"]) == final.data["text"] == "The answer is 42."
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)

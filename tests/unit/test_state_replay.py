@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from agent_runtime.events import Event, NewEvent
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, Usage
-from agent_runtime.state import MESSAGE_KINDS, AgentState
+from agent_runtime.state import CONVERSATION_KINDS, AgentState
 from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait
 
 SPEC = make_manifest("p").spec
@@ -76,7 +76,7 @@ def test_snapshot_plus_tail_equals_full_replay(script: list[tuple[str, int]], da
     at_cut = replay(log[:cut])
     snapshot = (at_cut.seq, at_cut.snapshot()) if cut else None
     restored = AgentState.restore(
-        snapshot, [e for e in log[:cut] if e.kind in MESSAGE_KINDS], log[cut:]
+        snapshot, [e for e in log[:cut] if e.kind in CONVERSATION_KINDS], log[cut:]
     )
     assert fingerprint(restored) == fingerprint(full)
 
@@ -85,6 +85,7 @@ def test_snapshot_plus_tail_equals_full_replay(script: list[tuple[str, int]], da
 @given(scripts)
 def test_prompt_never_has_a_user_message_between_tool_use_and_its_results(script: list[tuple[str, int]]) -> None:
     state = replay(run_script(script))
+    assert state.running or not state.pending, "a message deferred into a finished turn was never released"
     open_ids: set[str] = set()
     for m in state.messages:
         if isinstance(m, AssistantMessage):

@@ -168,3 +168,24 @@ def test_other_stop_reasons_finish_with_that_reason(stop: str) -> None:
     h.commit(h.machine.user_message("m1", "x"))
     h.commit(h.machine.model_message(AssistantMessage("cut", (), stop), Usage(), "a1"))  # type: ignore[arg-type]
     assert h.machine.next_effect() == FinishTurn(stop)
+
+
+@pytest.mark.parametrize("end", ["model_error", "interrupt", "max_turns"])
+def test_a_turn_that_ends_early_releases_deferred_messages_into_the_conversation(end: str) -> None:
+    h = Harness(limits={"maxTurns": 1})
+    h.commit(h.machine.user_message("m1", "first"))
+    h.commit(h.machine.user_message("m2", "second"))  # deferred: the model is being asked
+    assert h.state.pending
+    if end == "model_error":
+        h.commit(h.machine.model_error("overloaded", "529"))
+    elif end == "interrupt":
+        h.commit(h.machine.interrupt("", "a1"))
+    else:
+        h.commit(h.machine.model_message(AssistantMessage("", (CALL,), "tool_use"), Usage(), "a1"))
+        h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "ok")]))  # flushes here already
+        h.commit(h.machine.finish("max_turns"))
+    assert not h.state.pending and not h.state.running
+    assert [m.text for m in h.state.messages if isinstance(m, UserMessage)] == ["first", "second"]
+    h.commit(h.machine.user_message("m3", "third"))  # the next turn carries "second" too
+    assert [m.text for m in h.state.messages if isinstance(m, UserMessage)] == ["first", "second", "third"]
+    assert h.machine.next_effect() == CallModel()
