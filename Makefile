@@ -11,8 +11,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml $(NATIVE_SRC)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q --upgrade pip >&2
+	@echo 'installing .[test] (with the native build) into $(VENV)' >&2
+	@$(PY) -m pip install -q -e '.[test]' >&2
 	@touch $(STAMP)
 
 demo: setup
@@ -26,8 +27,9 @@ test-native:
 test-python: setup
 	$(PY) -m pytest
 
+# Every benchmark prints one JSON document; files starting with _ are their helpers.
 bench: setup
-	@set -e; for b in bench/*.py; do echo "== $$b" >&2; $(PY) $$b; done
+	@set -e; for b in bench/[!_]*.py; do echo "== $$b" >&2; $(PY) $$b; done
 
 lint: setup
 	$(VENV)/bin/lint-imports

@@ -3,7 +3,7 @@
 For conversations at depth 5, 50 and 500 turns, measure the next turns' server CPU time (all
 threads, from /proc/<pid>/task/*/schedstat, ns resolution), bytes the server process wrote
 (`wchar` of /proc/<pid>/io: SQLite's writes; socket sends are not counted there) and bytes the
-attached WebSocket client received. Each server runs in its own process (bench/turn_cost_server.py)
+attached WebSocket client received. Each server runs in its own process (bench/_turn_cost_server.py)
 with the same simulated model and in-memory tools; the naive one rewrites the whole history into
 SQLite and sends the whole transcript every turn.
 
@@ -53,7 +53,7 @@ def wchar(pid: int) -> int:
 class Server:
     def __init__(self, mode: str, data_dir: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "turn_cost_server.py"), mode, str(data_dir)],
+            [sys.executable, str(HERE / "_turn_cost_server.py"), mode, str(data_dir)],
             stdout=subprocess.PIPE, text=True,
         )
         assert self.proc.stdout is not None

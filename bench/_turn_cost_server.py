@@ -6,7 +6,7 @@ from /proc/<pid>. Two servers with the same model and tools:
   the whole transcript to the client.
 
 Tools are in-memory (fixed ~1 KB outputs) so that the only file writes are the stores' own.
-Usage: turn_cost_server.py ours|naive DATA_DIR  (prints the URL, then serves until killed)
+Usage: _turn_cost_server.py ours|naive DATA_DIR  (prints the URL, then serves until killed)
 """
 
 from __future__ import annotations
