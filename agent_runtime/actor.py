@@ -71,6 +71,11 @@ class InterruptMail:
 Mail = UserMail | InterruptMail
 
 
+def reply_of(mail: Mail) -> asyncio.Future[tuple[int, bool]] | asyncio.Future[bool]:
+    """The future its sender awaits."""
+    return mail.reply if isinstance(mail, UserMail) else mail.done
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ActorConfig:
     mailbox_size: int = 64
@@ -163,8 +168,7 @@ class AgentActor:
 
     def _fail_mail(self, exc: Exception) -> None:
         while not self.mailbox.empty():
-            mail = self.mailbox.get_nowait()
-            fut = mail.reply if isinstance(mail, UserMail) else mail.done
+            fut = reply_of(self.mailbox.get_nowait())
             if not fut.done():
                 fut.set_exception(exc)
 
@@ -189,7 +193,7 @@ class AgentActor:
         try:
             await self._handle_one(mail, tg)
         except BaseException:  # cancelled (delete, shutdown): never leave the sender waiting
-            fut = mail.reply if isinstance(mail, UserMail) else mail.done
+            fut = reply_of(mail)
             if not fut.done():
                 fut.set_exception(AgentStopped(f"agent {self.key} stopped"))
             raise

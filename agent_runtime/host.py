@@ -68,6 +68,7 @@ class AgentHandle:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     wakes: int = 0
+    task: asyncio.Task[None] | None = None  # runs the awake actor
 
     @property
     def key(self) -> str:
@@ -150,9 +151,8 @@ class Host:
             del self.handles[key]
             actor = handle.actor
             if actor is not None:
-                for task in list(self._tasks):
-                    if task.get_name() == f"actor:{key}":
-                        task.cancel()
+                if handle.task is not None:
+                    handle.task.cancel()
                 await actor.closed.wait()
             await self.executor.run(lambda: shutil.rmtree(handle.folder, ignore_errors=True))
 
@@ -218,6 +218,7 @@ class Host:
         handle.actor = actor
         handle.wakes += 1
         task = self._tg.create_task(self._run_actor(handle, actor), name=f"actor:{handle.key}")
+        handle.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

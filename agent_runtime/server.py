@@ -20,6 +20,7 @@ import weakref
 from typing import Any
 
 import orjson
+import pydantic
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent_runtime.actor import AgentBusy, AgentStopped
@@ -54,8 +55,12 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+def _error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, **extra}
+
+
 def _error(code: str, message: str, status: int, **extra: Any) -> web.Response:
-    return _json({"type": "error", "code": code, "message": message, **extra}, status)
+    return _json(_error_body(code, message, **extra), status)
 
 
 def _grant(request: web.Request) -> Grant:
@@ -247,7 +252,7 @@ async def _on_frame(conn: Connection, data: str | bytes, hello: asyncio.Future[i
     for out in conn.session.receive(data):
         if isinstance(out, dict):
             host.metrics.frames_rejected += out.get("type") == "error"
-            if conn.session.cursor == 0 and not hello.done():
+            if not hello.done():
                 await conn.ws.send_str(frames.encode_frame(out))  # before hello: no writer yet
             else:
                 conn.send_frame(out)
@@ -363,9 +368,10 @@ def _int_param(request: web.Request, name: str, default: int | None, low: int = 
     try:
         value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=orjson.dumps({"type": "error", "code": "bad_request", "message": f"{name} must be an integer"}).decode(), content_type="application/json") from None
-    if not low <= value <= high:
-        raise web.HTTPBadRequest(text=orjson.dumps({"type": "error", "code": "bad_request", "message": f"{name} must be in [{low}, {high}]"}).decode(), content_type="application/json")
+        value = None
+    if value is None or not low <= value <= high:
+        body = _error_body("bad_request", f"{name} must be an integer in [{low}, {high}]")
+        raise web.HTTPBadRequest(text=orjson.dumps(body).decode(), content_type="application/json")
     return value
 
 
@@ -387,14 +393,17 @@ async def post_message(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
         return _error("bad_json", str(exc), 400)
-    if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not isinstance(body.get("text"), str) \
-            or not body["id"] or len(body["id"]) > frames.MAX_ID_CHARS or len(body["text"]) > frames.MAX_MESSAGE_CHARS:
-        return _error("bad_frame", "body must be {\"id\": non-empty str (≤128), \"text\": str}", 400)
+    try:  # the same rules as the WebSocket `user_message` frame
+        message = frames.UserMessageFrame.model_validate({"type": "user_message", **body} if isinstance(body, dict) else body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        return _error("bad_frame", f"body must be {{\"id\": str, \"text\": str}}: {field}: {first['msg']}", 400, field=field)
     try:
-        seq, duplicate = await request.app[HOST_KEY].user_message(key, body["id"], body["text"])
+        seq, duplicate = await request.app[HOST_KEY].user_message(key, message.id, message.text)
     except AgentBusy as exc:
-        return _error("busy", str(exc), 429, id=body["id"])
-    return _json({"id": body["id"], "seq": seq, "duplicate": duplicate})
+        return _error("busy", str(exc), 429, id=message.id)
+    return _json({"id": message.id, "seq": seq, "duplicate": duplicate})
 
 
 async def post_interrupt(request: web.Request) -> web.Response:

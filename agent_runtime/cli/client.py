@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from agent_runtime.protocol.frames import HTTP_STATUS
+
 DEFAULT_SERVER = "http://127.0.0.1:8470"
 
 
@@ -101,4 +103,5 @@ class Client:
         try:
             return await self.session.ws_connect(self.ws_url(key), max_msg_size=8 * 1024 * 1024)
         except aiohttp.WSServerHandshakeError as exc:
-            raise ApiError(exc.status, {401: "unauthenticated", 403: "forbidden", 404: "agent_not_found"}.get(exc.status, "handshake_failed"), exc.message) from None
+            code = next((c.value for c, status in HTTP_STATUS.items() if status == exc.status), "handshake_failed")
+            raise ApiError(exc.status, code, exc.message) from None
