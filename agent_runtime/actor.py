@@ -18,12 +18,11 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
@@ -38,6 +37,7 @@ from agent_runtime.providers.base import (
     TextDelta,
     ToolCallCompleted,
 )
+from agent_runtime.providers.retry import RetryBudget, backoff_delay
 from agent_runtime.state import CONVERSATION_KINDS, AgentState
 from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait
 
@@ -83,6 +83,9 @@ class ActorConfig:
     snapshot_every: int = 200
     model_retries: int = 3
     retry_base_s: float = 0.5
+    retry_max_s: float = 30.0  # cap on one wait, a provider's retry-after hint included
+    retry_budget: float = 10.0  # retries an agent may spend in a burst (token bucket) ...
+    retry_budget_refill_per_s: float = 0.1  # ... refilled at this rate
 
 
 class AgentActor:
@@ -121,6 +124,7 @@ class AgentActor:
         self._turn: asyncio.Task[None] | None = None
         self._last_snapshot = 0
         self._tool_specs = tools.specs(manifest.spec.tools)
+        self._retry_budget = RetryBudget(config.retry_budget, config.retry_budget_refill_per_s)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -315,31 +319,45 @@ class AgentActor:
             max_tokens=spec.limits.max_output_tokens,
             agent_key=self.key,
             context_tokens=self.machine.context_tokens(),
+            provider=spec.model.provider,
+            region=spec.model.region,
         )
+        provider = spec.model.provider
+        cfg = self.config
         waited = 0.0
-        for attempt in range(self.config.model_retries + 1):
+        for attempt in range(cfg.model_retries + 1):
             message_id = uuid.uuid4().hex  # a new id per attempt: clients drop the failed one's text
             self.hub.start_live(message_id)
             t0 = time.perf_counter()
             try:
                 message, usage, stream_time = await self._stream(request)
             except ProviderError as exc:
+                # Nothing of the failed attempt was durable (its text was only live deltas), so the
+                # retry starts again from the last committed event.
                 waited += time.perf_counter() - t0
                 self.hub.end_live()
-                if exc.retryable and attempt < self.config.model_retries:
-                    delay = self.config.retry_base_s * (2**attempt) * (0.5 + random.random())
-                    self.metrics.model_retries += 1
-                    await self._commit(
-                        lambda: [NewEvent("status", {"state": "retrying", "reason": exc.code, "attempt": attempt + 1,
-                                                     "delay_s": round(delay, 3)})]
-                    )
+                retry = exc.retryable and attempt < cfg.model_retries
+                if retry and not self._retry_budget.try_spend(time.monotonic()):
+                    retry = False
+                    exc = ProviderError(f"{exc} (retry budget of the agent exhausted)", retryable=False, code=exc.code)
+                if retry:
+                    delay = backoff_delay(attempt, base_s=cfg.retry_base_s, cap_s=cfg.retry_max_s,
+                                          hint_s=exc.retry_after_s)
+                    self.metrics.model_retry(provider, exc.code)
+                    status: dict[str, Any] = {"state": "retrying", "reason": exc.code, "attempt": attempt + 1, "delay_s": round(delay, 3),
+                              "provider": provider}
+                    if exc.retry_after_s is not None:
+                        status["retry_after_s"] = exc.retry_after_s
+                    await self._commit(lambda: [NewEvent("status", status)])
                     await asyncio.sleep(delay)
                     waited += delay
                     continue
+                self.metrics.model_error(provider, exc.code)
                 await self._commit(lambda: self.machine.model_error(exc.code, str(exc)))
                 return waited
             waited += stream_time
             self.hub.end_live()
+            self.metrics.model_usage(provider, usage)
             await self._commit(lambda: self.machine.model_message(message, usage, message_id))
             return waited
         return waited

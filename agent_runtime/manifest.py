@@ -39,7 +39,7 @@ class _Model(BaseModel):
 
 
 class ModelRef(_Model):
-    provider: Literal["simulated", "anthropic", "openai", "gemini"] = "simulated"
+    provider: Literal["simulated", "anthropic", "openai", "openai-responses", "gemini"] = "simulated"
     name: str = Field(default="sim-coder-1", min_length=1, max_length=200)
     region: str | None = Field(default=None, max_length=63)
 

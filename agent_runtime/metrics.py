@@ -8,8 +8,24 @@ from __future__ import annotations
 
 import collections
 import os
+from typing import Protocol
 import threading
 from collections.abc import Iterable
+
+
+class Usage(Protocol):
+    """`agent_runtime.messages.Usage` (metrics sits below messages' layer, so a structural type)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
+
+USAGE_KINDS = ("input", "output", "cache_read", "cache_write")
 
 
 def rss_bytes() -> int:
@@ -50,6 +66,29 @@ class Metrics:
         self.clients_dropped_slow = 0
         self.frames_rejected = 0
         self.turn_overheads: collections.deque[float] = collections.deque(maxlen=window)
+        # by (provider, reason|code|kind)
+        self.retries_by: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.model_errors_by: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.tokens_by: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.model_calls_by: collections.Counter[str] = collections.Counter()
+
+    def model_retry(self, provider: str, reason: str) -> None:
+        """A model call is retried (`reason` is the `ProviderError` code)."""
+        self.model_retries += 1
+        self.retries_by[(provider, reason)] += 1
+
+    def model_error(self, provider: str, code: str) -> None:
+        """A model call failed for good (not retryable, or retries exhausted)."""
+        self.model_errors_by[(provider, code)] += 1
+
+    def model_usage(self, provider: str, usage: Usage) -> None:
+        """A model call completed; its tokens as the provider reported them."""
+        self.model_calls_by[provider] += 1
+        t = self.tokens_by
+        t[(provider, "input")] += usage.input_tokens
+        t[(provider, "output")] += usage.output_tokens
+        t[(provider, "cache_read")] += usage.cache_read_tokens
+        t[(provider, "cache_write")] += usage.cache_write_tokens
 
     def turn_finished(self, overhead_s: float) -> None:
         """A turn ended; `overhead_s` is its wall time minus time waiting on the model and tools."""
@@ -80,6 +119,18 @@ class Metrics:
             self.clients_dropped_slow,
         )
         metric("agent_runtime_frames_rejected_total", "counter", "Bad client frames answered with error.", self.frames_rejected)
+        for provider, count in sorted(self.model_calls_by.items()):
+            metric("agent_runtime_model_calls_total", "counter", "Completed model calls.", count,
+                   f'{{provider="{provider}"}}')
+        for (provider, kind), count in sorted(self.tokens_by.items()):
+            metric("agent_runtime_model_tokens_total", "counter", "Tokens of completed model calls, as providers reported.",
+                   count, f'{{provider="{provider}",kind="{kind}"}}')
+        for (provider, reason), count in sorted(self.retries_by.items()):
+            metric("agent_runtime_model_retries_by_reason_total", "counter", "Model calls retried, by provider and reason.",
+                   count, f'{{provider="{provider}",reason="{reason}"}}')
+        for (provider, code), count in sorted(self.model_errors_by.items()):
+            metric("agent_runtime_model_errors_total", "counter", "Model calls that failed for good.", count,
+                   f'{{provider="{provider}",code="{code}"}}')
         for q in (0.5, 0.99):
             metric(
                 "agent_runtime_turn_overhead_seconds", "gauge", "Turn wall time minus model and tool time (recent window).",

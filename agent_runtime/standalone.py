@@ -21,6 +21,7 @@ from agent_runtime.auth import TokenStore
 from agent_runtime.host import Host, HostConfig
 from agent_runtime.manifest import load_manifest_dir
 from agent_runtime.providers.base import Provider
+from agent_runtime.providers.registry import ProviderSettings, build_router
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
 from agent_runtime.server import make_app
 from agent_runtime.tools.registry import ToolRegistry, default_registry
@@ -39,6 +40,7 @@ class ServerConfig:
     model: SimulatedModelConfig = SimulatedModelConfig()
     max_running_tools: int = 32
     sqlite_threads: int = 2
+    providers: ProviderSettings | None = None  # endpoints of the HTTP providers (None: from the environment)
 
 
 @dataclasses.dataclass(slots=True)
@@ -56,8 +58,9 @@ class Running:
 async def serve(
     config: ServerConfig, provider: Provider | None = None, tools: ToolRegistry | None = None
 ) -> AsyncIterator[Running]:
-    """Run the standalone server until the context exits (the simulated model and the built-in
-    tools unless others are given)."""
+    """Run the standalone server until the context exits. Unless a provider is given, agents reach
+    their manifest's provider through the shard's router: the in-process simulated model, or an HTTP
+    adapter (Anthropic, OpenAI, Gemini) over one shared session to the configured endpoints."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     tokens = TokenStore(data_dir / "tokens.json", enabled=config.auth)
@@ -67,7 +70,9 @@ async def serve(
         data_dir=data_dir, actor=config.actor, max_running_tools=config.max_running_tools,
         sqlite_threads=config.sqlite_threads,
     )
-    async with Host(host_config, provider or SimulatedProvider(config.model), tools or default_registry()) as host:
+    if provider is None:
+        provider = build_router(SimulatedProvider(config.model), config.providers)
+    async with Host(host_config, provider, tools or default_registry()) as host:
         if config.manifests is not None:
             for manifest in load_manifest_dir(config.manifests):
                 await host.apply(manifest)

@@ -18,6 +18,7 @@ import orjson
 from agent_runtime.actor import ActorConfig
 from agent_runtime.cli.client import DEFAULT_SERVER, ApiError, Client, default_data_dir, find_token
 from agent_runtime.cli.render import render_event
+from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -35,6 +36,19 @@ def _key(value: str) -> str:
     return value
 
 
+def _provider_settings(args: argparse.Namespace) -> ProviderSettings:
+    """Endpoints from the environment, overridden by `--base-url PROVIDER[@REGION]=URL` flags."""
+    settings = ProviderSettings.from_env()
+    for item in args.base_url or ():
+        target, sep, url = item.partition("=")
+        provider, _, region = target.partition("@")
+        if not sep or provider not in HTTP_PROVIDERS or not url:
+            raise SystemExit(f"agentctl serve: --base-url {item!r}: expected PROVIDER[@REGION]=URL, "
+                             f"PROVIDER one of {', '.join(HTTP_PROVIDERS)}")
+        settings = settings.with_base_url(provider, url, region or None)
+    return settings
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
     from agent_runtime.standalone import ServerConfig, serve_forever
 
@@ -42,6 +56,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir), host=args.host, port=args.port,
         manifests=Path(args.manifests) if args.manifests else None, auth=not args.insecure_no_auth,
         actor=ActorConfig(idle_timeout_s=args.idle_timeout),
+        providers=_provider_settings(args),
     )
     await serve_forever(config)
     return 0
@@ -173,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifests", help="folder of Agent manifests to load at start")
     s.add_argument("--idle-timeout", type=float, default=30.0, help="seconds before an idle agent hibernates")
     s.add_argument("--insecure-no-auth", action="store_true", help="turn authentication OFF (anyone is admin)")
+    s.add_argument("--base-url", action="append", metavar="PROVIDER[@REGION]=URL",
+                   help="endpoint of a provider API (repeatable); API keys come from the environment or "
+                        "AGENT_RUNTIME_SECRETS_DIR, never from flags")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("apply", help="create or update agents from a manifest file")

@@ -29,10 +29,19 @@ class ModelRequest:
     max_tokens: int
     agent_key: str
     context_tokens: int = 0
+    provider: str = "simulated"
+    region: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TextDelta:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """Reasoning text (Anthropic thinking blocks, Gemini thought parts): live only, never durable."""
+
     text: str
 
 
@@ -61,16 +70,28 @@ class MessageCompleted:
     usage: Usage
 
 
-StreamEvent = TextDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | MessageCompleted
+StreamEvent = TextDelta | ThinkingDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | MessageCompleted
 
 
 class ProviderError(Exception):
-    """A model call failed. `retryable` says whether trying again may help."""
+    """A model call failed. `retryable` says whether trying again may help; `retry_after_s` is the
+    provider's own hint (`retry-after-ms`, `retry-after`, Gemini `RetryInfo`) when it gave one;
+    `status` is the HTTP status (200 for an error inside a started stream, None without a response)."""
 
-    def __init__(self, message: str, *, retryable: bool, code: str = "provider_error") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        code: str = "provider_error",
+        retry_after_s: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.retry_after_s = retry_after_s
+        self.status = status
 
 
 class Provider(abc.ABC):

@@ -1,0 +1,35 @@
+"""`python -m agent_runtime.mock_providers [--port N] [--ttft-per-token S]`: serve the mocks until killed.
+
+Prints one line `mock providers listening on http://127.0.0.1:PORT` once bound (the benchmark reads it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from agent_runtime.mock_providers.server import MockConfig, MockServer
+
+
+async def _main(args: argparse.Namespace) -> None:
+    config = MockConfig(ttft_base_s=args.ttft_base, ttft_per_uncached_token_s=args.ttft_per_token)
+    async with MockServer(config, host=args.host, port=args.port) as server:
+        print(f"mock providers listening on {server.url}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m agent_runtime.mock_providers")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ttft-base", type=float, default=0.0)
+    parser.add_argument("--ttft-per-token", type=float, default=0.0)
+    args = parser.parse_args()
+    try:
+        asyncio.run(_main(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Anthropic Messages API codec (sans-IO): `POST /v1/messages` with `"stream": true`.
+
+Request: the system prompt and tools carry `cache_control` breakpoints, and so does the last block of
+the conversation (a rolling breakpoint), so each call reads the previous call's prefix from the
+cache: 3 of the 4 allowed breakpoints. Tool results become `tool_result` blocks of a user turn.
+
+Stream: routed by the SSE `event:` name. `content_block_start`/`delta`/`stop` per block; a `tool_use`
+block's `input_json_delta` fragments are joined and parsed at its `content_block_stop`, which is
+when `ToolCallCompleted` is emitted. `message_delta.usage` is cumulative. `event: error` (an overload
+after the 200) is a retryable `ProviderError`. Canonical usage: `input_tokens` is what Anthropic
+reports (the uncached tokens after the last breakpoint), plus cache read/write as reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agent_runtime.messages import AssistantMessage, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
+from agent_runtime.native import SseEvent
+from agent_runtime.providers.base import (
+    MessageCompleted,
+    ModelRequest,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallArgsDelta,
+    ToolCallCompleted,
+    ToolCallStarted,
+)
+from agent_runtime.providers.wire import HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
+
+API_VERSION = "2023-06-01"
+STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "end_turn",
+    "stop_sequence": "end_turn",
+    "pause_turn": "end_turn",
+    "tool_use": "tool_use",
+    "max_tokens": "max_tokens",
+    "model_context_window_exceeded": "max_tokens",
+    "refusal": "content_filter",
+}
+RETRYABLE_ERRORS = frozenset({"overloaded_error", "rate_limit_error", "api_error", "timeout_error"})
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def build_body(request: ModelRequest, *, thinking_budget: int | None = None) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = []
+
+    def user_blocks() -> list[dict[str, Any]]:
+        if messages and messages[-1]["role"] == "user":
+            blocks: list[dict[str, Any]] = messages[-1]["content"]
+            return blocks
+        blocks = []
+        messages.append({"role": "user", "content": blocks})
+        return blocks
+
+    for m in request.messages:
+        if isinstance(m, UserMessage):
+            user_blocks().append({"type": "text", "text": m.text or " "})
+        elif isinstance(m, ToolResultMessage):
+            r = m.result
+            user_blocks().append({"type": "tool_result", "tool_use_id": r.tool_call_id, "content": r.content,
+                                  "is_error": r.is_error})
+        elif isinstance(m, AssistantMessage):
+            content: list[dict[str, Any]] = []
+            if m.text:
+                content.append({"type": "text", "text": m.text})
+            for call in m.tool_calls:
+                content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
+            if content:
+                messages.append({"role": "assistant", "content": content})
+    if messages and messages[-1]["content"]:
+        last = messages[-1]["content"][-1]
+        messages[-1]["content"][-1] = {**last, "cache_control": EPHEMERAL}
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "stream": True,
+        "messages": messages,
+    }
+    if request.system:
+        body["system"] = [{"type": "text", "text": request.system, "cache_control": EPHEMERAL}]
+    if request.tools:
+        tools = [{"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in request.tools]
+        tools[-1]["cache_control"] = EPHEMERAL
+        body["tools"] = tools
+    if thinking_budget:
+        body["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget}
+    return body
+
+
+class AnthropicDecoder:
+    """One Messages stream → canonical events."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.done = False
+        self.blocks: dict[int, dict[str, Any]] = {}  # index -> {"type", "id", "name", "args": [..]}
+        self.tool_index = 0
+        self.stop: StopReason | None = None
+        self.usage: dict[str, Any] = {}
+
+    def feed(self, event: SseEvent) -> list[StreamEvent]:
+        kind = event.event
+        if kind == "ping" or not kind:
+            return []  # the SDK drops events without an `event:` line too
+        data = loads_event(event.data, "anthropic")
+        if not isinstance(data, dict):
+            raise ProviderError("anthropic: stream event is not an object", retryable=True, code="malformed_stream", status=200)
+        try:
+            return self._handle(kind, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProviderError(f"anthropic: unexpected {kind} event: {exc!r}", retryable=True, code="malformed_stream",
+                                status=200) from exc
+
+    def _handle(self, kind: str, data: dict[str, Any]) -> list[StreamEvent]:
+        if kind == "error":
+            err = data.get("error") or {}
+            etype = str(err.get("type", "api_error"))
+            raise ProviderError(f"anthropic: {etype}: {err.get('message', '')}", retryable=etype in RETRYABLE_ERRORS,
+                                code=etype, status=200)
+        if kind == "message_start":
+            self.started = True
+            self.usage.update({k: v for k, v in data["message"].get("usage", {}).items() if v is not None})
+            return []
+        if not self.started:
+            raise ProviderError(f"anthropic: {kind} before message_start", retryable=True, code="malformed_stream", status=200)
+        if kind == "content_block_start":
+            index = int(data["index"])
+            block = data["content_block"]
+            btype = block["type"]
+            if btype == "tool_use":
+                slot = self.tool_index
+                self.tool_index += 1
+                self.blocks[index] = {"type": btype, "id": block["id"], "name": block["name"], "args": [], "slot": slot}
+                return [ToolCallStarted(slot, block["id"], block["name"])]
+            self.blocks[index] = {"type": btype}
+            if btype == "text" and block.get("text"):
+                return [TextDelta(block["text"])]
+            return []
+        if kind == "content_block_delta":
+            index = int(data["index"])
+            delta = data["delta"]
+            dtype = delta["type"]
+            if dtype == "text_delta":
+                return [TextDelta(delta["text"])] if delta["text"] else []
+            if dtype == "input_json_delta":
+                block = self.blocks[index]
+                fragment = delta["partial_json"]
+                if not fragment:
+                    return []
+                block["args"].append(fragment)
+                return [ToolCallArgsDelta(block["slot"], fragment)]
+            if dtype == "thinking_delta":
+                return [ThinkingDelta(delta["thinking"])] if delta["thinking"] else []
+            return []  # signature_delta, citations_delta: nothing canonical
+        if kind == "content_block_stop":
+            block = self.blocks[int(data["index"])]
+            if block["type"] == "tool_use":
+                args = parse_tool_arguments("".join(block["args"]), "anthropic")
+                return [ToolCallCompleted(block["slot"], ToolCall(block["id"], block["name"], args))]
+            return []
+        if kind == "message_delta":
+            reason = data["delta"].get("stop_reason")
+            if reason is not None:
+                self.stop = STOP_REASONS.get(reason, "end_turn")
+            self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+            return []
+        if kind == "message_stop":
+            self.done = True
+            return [MessageCompleted(self.stop or "end_turn", self.usage_totals())]
+        return []  # new event types are to be ignored gracefully (the docs say so)
+
+    def usage_totals(self) -> Usage:
+        u = self.usage
+        return Usage(
+            input_tokens=int(u.get("input_tokens") or 0),
+            output_tokens=int(u.get("output_tokens") or 0),
+            cache_read_tokens=int(u.get("cache_read_input_tokens") or 0),
+            cache_write_tokens=int(u.get("cache_creation_input_tokens") or 0),
+        )
+
+    def finish(self) -> list[StreamEvent]:
+        if not self.done:
+            raise stream_cut("anthropic")
+        return []
+
+
+class AnthropicCodec:
+    provider = "anthropic"
+
+    def __init__(self, *, thinking_budget: int | None = None, api_version: str = API_VERSION) -> None:
+        self.thinking_budget = thinking_budget
+        self.api_version = api_version
+
+    def encode(self, request: ModelRequest, base_url: str, api_key: str) -> HttpRequest:
+        headers = {
+            "x-api-key": api_key,
+            "anthropic-version": self.api_version,
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+        }
+        body = build_body(request, thinking_budget=self.thinking_budget)
+        return HttpRequest(base_url.rstrip("/") + "/v1/messages", headers, dumps(body))
+
+    def decoder(self) -> AnthropicDecoder:
+        return AnthropicDecoder()
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return http_error("anthropic", status, headers, body)

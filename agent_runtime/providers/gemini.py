@@ -1,0 +1,184 @@
+"""Gemini `streamGenerateContent?alt=sse` codec (sans-IO).
+
+Request: `POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse` with the key in
+`x-goog-api-key`; camelCase body (`contents`, `systemInstruction`, `tools[].functionDeclarations`,
+`generationConfig`). Gemini caches implicitly; nothing to mark.
+
+Stream: data-only SSE (CRLF framed), every chunk a whole `GenerateContentResponse`, no terminator:
+the message is complete when a chunk carried `finishReason` and the body ended. Function calls come
+whole in one part, so `ToolCallStarted`, one `ToolCallArgsDelta` and `ToolCallCompleted` are emitted
+together. Canonical usage: `input_tokens = promptTokenCount - cachedContentTokenCount`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from agent_runtime.messages import AssistantMessage, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
+from agent_runtime.native import SseEvent
+from agent_runtime.providers.base import (
+    MessageCompleted,
+    ModelRequest,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallArgsDelta,
+    ToolCallCompleted,
+    ToolCallStarted,
+)
+from agent_runtime.providers.retry import gemini_retry_delay
+from agent_runtime.providers.wire import HttpRequest, dumps, http_error, loads_event, stream_cut
+
+FINISH_REASONS: dict[str, StopReason] = {
+    "STOP": "end_turn",
+    "MAX_TOKENS": "max_tokens",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "LANGUAGE": "end_turn",
+    "OTHER": "end_turn",
+}
+# The model produced something unusable: asking again may well work.
+RETRY_FINISH = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "MALFORMED_RESPONSE",
+                          "MISSING_THOUGHT_SIGNATURE", "TOO_MANY_TOOL_CALLS"})
+RETRYABLE_STATUS = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED"})
+
+
+def build_body(request: ModelRequest) -> dict[str, Any]:
+    contents: list[dict[str, Any]] = []
+
+    def parts_of(role: str) -> list[dict[str, Any]]:
+        if contents and contents[-1]["role"] == role:
+            parts: list[dict[str, Any]] = contents[-1]["parts"]
+            return parts
+        parts = []
+        contents.append({"role": role, "parts": parts})
+        return parts
+
+    for m in request.messages:
+        if isinstance(m, UserMessage):
+            parts_of("user").append({"text": m.text})
+        elif isinstance(m, ToolResultMessage):
+            r = m.result
+            key = "error" if r.is_error else "output"
+            parts_of("user").append({"functionResponse": {"id": r.tool_call_id, "name": r.name, "response": {key: r.content}}})
+        elif isinstance(m, AssistantMessage):
+            parts = parts_of("model")
+            if m.text:
+                parts.append({"text": m.text})
+            for c in m.tool_calls:
+                parts.append({"functionCall": {"id": c.id, "name": c.name, "args": c.arguments}})
+    body: dict[str, Any] = {"contents": contents, "generationConfig": {"maxOutputTokens": request.max_tokens}}
+    if request.system:
+        body["systemInstruction"] = {"parts": [{"text": request.system}]}
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": [
+            {"name": t.name, "description": t.description, "parametersJsonSchema": t.input_schema} for t in request.tools
+        ]}]
+    return body
+
+
+def error_of(err: Any, status: int = 200) -> ProviderError:
+    err = err if isinstance(err, dict) else {"message": str(err)}
+    code = str(err.get("status") or err.get("code") or "INTERNAL")
+    retryable = code in RETRYABLE_STATUS or err.get("code") in (429, 500, 503, 504)
+    return ProviderError(f"gemini: {code}: {err.get('message', '')}", retryable=retryable, code=code,
+                         retry_after_s=gemini_retry_delay({"error": err}), status=status)
+
+
+class GeminiDecoder:
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.calls = 0
+        self.usage: dict[str, Any] = {}
+        self.response_id = ""
+
+    def feed(self, event: SseEvent) -> list[StreamEvent]:
+        chunk = loads_event(event.data, "gemini")
+        if not isinstance(chunk, dict):
+            raise ProviderError("gemini: chunk is not an object", retryable=True, code="malformed_stream", status=200)
+        if "error" in chunk:
+            raise error_of(chunk["error"])
+        out: list[StreamEvent] = []
+        try:
+            self.response_id = chunk.get("responseId") or self.response_id
+            if chunk.get("usageMetadata"):
+                self.usage = chunk["usageMetadata"]
+            feedback = chunk.get("promptFeedback") or {}
+            if feedback.get("blockReason") and not chunk.get("candidates"):
+                self.finish_reason = "SAFETY"
+            for cand in chunk.get("candidates") or ():
+                if cand.get("index", 0) != 0:
+                    continue
+                for part in (cand.get("content") or {}).get("parts") or ():
+                    if "functionCall" in part:
+                        fc = part["functionCall"]
+                        slot = self.calls
+                        self.calls += 1
+                        call_id = fc.get("id") or f"{self.response_id or uuid.uuid4().hex}_{slot}"
+                        args = fc.get("args") or {}
+                        out.append(ToolCallStarted(slot, call_id, fc["name"]))
+                        out.append(ToolCallArgsDelta(slot, orjson.dumps(args).decode()))
+                        out.append(ToolCallCompleted(slot, ToolCall(call_id, fc["name"], dict(args))))
+                    elif part.get("text"):
+                        out.append(ThinkingDelta(part["text"]) if part.get("thought") else TextDelta(part["text"]))
+                if cand.get("finishReason"):
+                    self.finish_reason = str(cand["finishReason"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProviderError(f"gemini: unexpected chunk: {exc!r}", retryable=True, code="malformed_stream",
+                                status=200) from exc
+        return out
+
+    def finish(self) -> list[StreamEvent]:
+        reason = self.finish_reason
+        if reason is None:
+            raise stream_cut("gemini")
+        if reason in RETRY_FINISH:
+            raise ProviderError(f"gemini: finishReason {reason}", retryable=True, code=reason.lower(), status=200)
+        stop: StopReason = FINISH_REASONS.get(reason, "end_turn")
+        if stop == "end_turn" and self.calls:
+            stop = "tool_use"
+        u = self.usage
+        cached = int(u.get("cachedContentTokenCount") or 0)
+        usage = Usage(
+            input_tokens=max(0, int(u.get("promptTokenCount") or 0) - cached),
+            output_tokens=int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0),
+            cache_read_tokens=cached,
+        )
+        return [MessageCompleted(stop, usage)]
+
+
+class GeminiCodec:
+    provider = "gemini"
+
+    def __init__(self, api_version: str = "v1beta") -> None:
+        self.api_version = api_version
+
+    def encode(self, request: ModelRequest, base_url: str, api_key: str) -> HttpRequest:
+        url = f"{base_url.rstrip('/')}/{self.api_version}/models/{request.model}:streamGenerateContent?alt=sse"
+        headers = {"x-goog-api-key": api_key, "content-type": "application/json", "accept": "text/event-stream"}
+        return HttpRequest(url, headers, dumps(build_body(request)))
+
+    def decoder(self) -> GeminiDecoder:
+        return GeminiDecoder()
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        try:
+            parsed = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            err = error_of(parsed["error"], status)
+            if err.retry_after_s is None:
+                err.retry_after_s = http_error("gemini", status, headers, b"").retry_after_s
+            err.retryable = err.retryable or status in (429, 500, 502, 503, 504)
+            return err
+        return http_error("gemini", status, headers, body)
