@@ -12,7 +12,7 @@ from agent_runtime.providers.http import HttpProvider, ProviderSession, Secret
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings, codec_for
 from agent_runtime.tools.base import ToolSpec
 
-MODEL = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1-mini", "openai-responses": "gpt-4.1-mini",
+MODEL = {"anthropic": "claude-sonnet-5", "openai": "gpt-4.1-mini", "openai-responses": "gpt-4.1-mini",
          "gemini": "gemini-2.5-flash", "simulated": "sim-coder-1"}
 TOOLS = [ToolSpec(n, f"the {n} tool", {"type": "object", "properties": {"path": {"type": "string"}}})
          for n in ("shell", "read_file", "write_file", "list_dir")]

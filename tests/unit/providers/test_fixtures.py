@@ -71,7 +71,7 @@ def test_anthropic_tool_use_capture() -> None:
 
 def test_anthropic_thinking_capture_wrapped_in_a_message() -> None:
     start = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
-             b'"role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,'
+             b'"role":"assistant","model":"claude-sonnet-5","content":[],"stop_reason":null,"stop_sequence":null,'
              b'"usage":{"input_tokens":10,"cache_creation_input_tokens":2048,"cache_read_input_tokens":4096,'
              b'"output_tokens":1}}}\n\n')
     end = (b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
