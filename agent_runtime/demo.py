@@ -1,7 +1,10 @@
 """`agentctl demo`: hundreds of agents doing small coding tasks on one machine, with a live view.
 
-It starts the standalone server (auth on, SQLite logs under the demo's data folder, the simulated
-model streaming at a realistic rate) on a free port, creates the agents through the HTTP API and
+It starts local mock provider servers (the Anthropic, OpenAI Chat, OpenAI Responses and Gemini APIs,
+with the simulated model behind them streaming at a realistic rate, prompt caching and a TTFT that
+grows with the uncached prompt) and the standalone server (auth on, SQLite logs under the demo's
+data folder) on free ports. Agents of all four provider APIs run side by side: each model call goes
+real adapter → real HTTP → local mock server → simulated model. The demo creates the agents through the HTTP API and
 drives them like real users through the WebSocket protocol: two thirds stay attached and send a
 new task when the last one finishes; one third drop their connection after each task, stay away
 long enough for the agent to hibernate, then reconnect with their cursor (catching up only what
@@ -28,6 +31,8 @@ from agent_runtime.actor import ActorConfig
 from agent_runtime.cli.client import Client
 from agent_runtime.manifest import API_VERSION
 from agent_runtime.metrics import percentile, rss_bytes, thread_count
+from agent_runtime.mock_providers.server import MockConfig, MockServer
+from agent_runtime.providers.registry import HTTP_PROVIDERS, KEY_VARIABLES, ProviderSettings
 from agent_runtime.providers.simulated import PROGRAMS, SimulatedModelConfig
 from agent_runtime.standalone import Running, ServerConfig, serve
 
@@ -44,6 +49,7 @@ class DemoConfig:
     idle_timeout_s: float = 5.0
     think_s: tuple[float, float] = (1.0, 4.0)
     away_s: tuple[float, float] = (8.0, 14.0)
+    ttft_per_uncached_token_s: float = 5e-5  # 10k uncached prompt tokens add half a second
 
 
 @dataclasses.dataclass(slots=True)
@@ -56,12 +62,19 @@ class DriverStats:
     errors: int = 0
 
 
+DEMO_MODELS = {"anthropic": "claude-sonnet-5", "openai": "gpt-5.1-mini", "openai-responses": "gpt-5.1-mini",
+               "gemini": "gemini-2.5-flash"}
+
+
 def manifests_yaml(n: int) -> str:
+    """`n` agents, the four provider APIs in turn."""
     docs = []
+    providers = list(DEMO_MODELS)
     for i in range(n):
+        provider = providers[i % len(providers)]
         docs.append(
             f"apiVersion: {API_VERSION}\nkind: Agent\nmetadata:\n  name: agent-{i:03d}\n  namespace: default\n"
-            "spec:\n  model: {provider: simulated, name: sim-coder-1}\n"
+            f"spec:\n  model: {{provider: {provider}, name: {DEMO_MODELS[provider]}}}\n"
             "  systemPrompt: You are a careful coding agent. Work in your workspace.\n"
             "  limits: {maxTurns: 12, tokenBudget: 400000}\n"
         )
@@ -180,7 +193,7 @@ class View:
         elapsed = time.monotonic() - self.started
         bar = "█" * int(30 * min(1.0, elapsed / self.cfg.duration_s))
         lines = [
-            f"agent runtime demo — {len(host.handles)} agents on the simulated model   "
+            f"agent runtime demo — {len(host.handles)} agents, 4 provider APIs via local mocks   "
             f"[{bar:<30}] {elapsed:5.1f}/{self.cfg.duration_s:.0f}s",
             f"  agents    running {phases['running']:>4}   idle {phases['idle']:>4}   hibernated {phases['hibernated']:>4}"
             f"   clients {m.clients_connected:>4}",
@@ -219,6 +232,20 @@ class View:
                 await asyncio.sleep(5.0)
 
 
+def usage_rows(m: Any) -> list[tuple[str, str]]:
+    """Per provider: model calls, tokens as reported (input / cache read / cache write / output), retries."""
+    rows = []
+    for provider in sorted(m.model_calls_by):
+        t = {kind: m.tokens_by[(provider, kind)] for kind in ("input", "cache_read", "cache_write", "output")}
+        retried = sum(n for (p, _), n in m.retries_by.items() if p == provider)
+        prompt = t["input"] + t["cache_read"] + t["cache_write"]
+        hit = t["cache_read"] / prompt if prompt else 0.0
+        rows.append((f"{provider}: calls / tokens in, cache read, cache write, out / retries",
+                     f"{m.model_calls_by[provider]} / {t['input']}, {t['cache_read']}, {t['cache_write']}, {t['output']}"
+                     f" ({hit:.0%} of prompt tokens read from cache) / {retried}"))
+    return rows
+
+
 def summary(running: Running, stats: DriverStats, view: View, cfg: DemoConfig, data_dir: Path, elapsed: float) -> str:
     host = running.host
     m = host.metrics
@@ -241,6 +268,7 @@ def summary(running: Running, stats: DriverStats, view: View, cfg: DemoConfig, d
         ("threads at start / end / bound", f"{view.threads_at_start} / {thread_count()} / {view.thread_bound}"
                                            " (main + 2 SQLite + 2 tool-IO; never per agent)"),
         ("driver errors", f"{stats.errors}"),
+        *usage_rows(m),
     ]
     width = max(len(k) for k, _ in rows)
     out = ["", "Summary", "-" * (width + 30)]
@@ -257,15 +285,31 @@ def summary(running: Running, stats: DriverStats, view: View, cfg: DemoConfig, d
 
 async def run_demo(cfg: DemoConfig) -> int:
     data_dir = cfg.data_dir or Path("var") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    server_config = ServerConfig(
-        data_dir=data_dir,
-        port=0,
-        actor=ActorConfig(idle_timeout_s=cfg.idle_timeout_s),
-        model=SimulatedModelConfig(seed=cfg.seed, tokens_per_s=cfg.tokens_per_s, ttft_s=cfg.ttft_s,
-                                   run_probability=cfg.run_probability),
-    )
+    model = SimulatedModelConfig(seed=cfg.seed, tokens_per_s=cfg.tokens_per_s, ttft_s=cfg.ttft_s,
+                                 run_probability=cfg.run_probability)
+    # Each streamed text event carries about 4 tokens.
+    mock_config = MockConfig(model=model, ttft_base_s=cfg.ttft_s / 2,
+                             ttft_per_uncached_token_s=cfg.ttft_per_uncached_token_s,
+                             event_interval_s=4 / cfg.tokens_per_s if cfg.tokens_per_s > 0 else 0.0)
+    # The demo's keys for the local mocks: a secrets folder like a mounted Kubernetes secret.
+    secrets = data_dir / "secrets"
+    secrets.mkdir(parents=True, exist_ok=True)
+    for provider in HTTP_PROVIDERS:
+        for var in KEY_VARIABLES[provider]:
+            (secrets / var).write_text("demo-key-for-the-local-mock\n", encoding="utf-8")
     stats = DriverStats()
+    async with MockServer(mock_config) as mock:
+        settings = ProviderSettings(secrets_dir=secrets)
+        for provider in HTTP_PROVIDERS:
+            settings = settings.with_base_url(provider, mock.base_url(provider))
+        server_config = ServerConfig(data_dir=data_dir, port=0, actor=ActorConfig(idle_timeout_s=cfg.idle_timeout_s),
+                                     model=model, providers=settings)
+        return await _run(cfg, server_config, stats, data_dir, mock)
+
+
+async def _run(cfg: DemoConfig, server_config: ServerConfig, stats: DriverStats, data_dir: Path, mock: MockServer) -> int:
     async with serve(server_config) as running:
+        print(f"mock provider APIs on {mock.url}", flush=True)
         print(f"server on {running.url}; data in {data_dir}; creating {cfg.agents} agents…", flush=True)
         async with Client(running.url, running.admin_token) as client:
             await client.apply(manifests_yaml(cfg.agents))

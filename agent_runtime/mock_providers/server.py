@@ -300,16 +300,19 @@ class MockProviderApp:
                                                "cache-control": "no-cache",
                                                "request-id" if api == "anthropic" else "x-request-id": "req_mock"})
         await response.prepare(request)
-        if ttft > 0:
-            await asyncio.sleep(ttft)
-        if interval > 0:
-            for i, chunk in enumerate(chunks):
-                if i:
-                    await asyncio.sleep(interval)
-                await response.write(chunk)
-        else:
-            await response.write(b"".join(chunks))
-        await response.write_eof()
+        try:
+            if ttft > 0:
+                await asyncio.sleep(ttft)
+            if interval > 0:
+                for i, chunk in enumerate(chunks):
+                    if i:
+                        await asyncio.sleep(interval)
+                    await response.write(chunk)
+            else:
+                await response.write(b"".join(chunks))
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away mid-stream (an interrupted turn): nothing to finish
         return response
 
 

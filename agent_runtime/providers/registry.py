@@ -11,6 +11,7 @@ Environment:
   AGENT_RUNTIME_<PROVIDER>_BASE_URL_<REGION>   endpoint of one region (REGION upper-cased, '-' as '_')
   ANTHROPIC_API_KEY / OPENAI_API_KEY / GEMINI_API_KEY (or GOOGLE_API_KEY)
   AGENT_RUNTIME_SECRETS_DIR                    a folder holding files named like the key variables
+                                               (a mounted Kubernetes secret; wins over the variables)
 """
 
 from __future__ import annotations
@@ -86,17 +87,18 @@ class ProviderSettings:
 
 
 def api_key(provider: str, settings: ProviderSettings, environ: Mapping[str, str] | None = None) -> Secret:
-    """The key from the environment, else from `<secrets_dir>/<VARIABLE>`; empty if neither has one
-    (the provider then answers 401, which the agent records as a non-retryable error)."""
+    """The key from a mounted secret file `<secrets_dir>/<VARIABLE>` when a secrets folder is
+    configured and has one, else from the environment; empty if neither has one (the provider then
+    answers 401, which the agent records as a non-retryable error). Read once, at startup."""
     env = os.environ if environ is None else environ
-    for var in KEY_VARIABLES[provider]:
-        if env.get(var):
-            return Secret(env[var])
     if settings.secrets_dir is not None:
         for var in KEY_VARIABLES[provider]:
             path = settings.secrets_dir / var
             if path.is_file():
                 return Secret(path.read_text(encoding="utf-8").strip())
+    for var in KEY_VARIABLES[provider]:
+        if env.get(var):
+            return Secret(env[var])
     return Secret("")
 
 
