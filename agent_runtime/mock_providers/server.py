@@ -332,7 +332,7 @@ class MockServer:
     async def __aenter__(self) -> MockServer:
         self._runner = web.AppRunner(MockProviderApp(self.state).app(), handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=4096)
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp has no public accessor for the bound port
         sockets = getattr(server, "sockets", None) or []
