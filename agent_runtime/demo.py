@@ -1,8 +1,8 @@
 """`agentctl demo`: hundreds of agents doing small coding tasks on one machine, with a live view.
 
-It starts local mock provider servers (the Anthropic, OpenAI Chat, OpenAI Responses and Gemini APIs,
-with the simulated model behind them streaming at a realistic rate, prompt caching and a TTFT that
-grows with the uncached prompt) and the standalone server (auth on, SQLite logs under the demo's
+It starts the mock provider servers in their own process (the Anthropic, OpenAI Chat, OpenAI
+Responses and Gemini APIs, with the simulated model behind them streaming at a realistic rate,
+prompt caching and a TTFT that grows with the uncached prompt) and the standalone server (auth on, SQLite logs under the demo's
 data folder) on free ports. Agents of all four provider APIs run side by side: each model call goes
 real adapter → real HTTP → local mock server → simulated model. The demo creates the agents through the HTTP API and
 drives them like real users through the WebSocket protocol: two thirds stay attached and send a
@@ -19,19 +19,22 @@ import contextlib
 import dataclasses
 import os
 import random
+import socket
+import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 
 from agent_runtime.actor import ActorConfig
 from agent_runtime.cli.client import Client
 from agent_runtime.manifest import API_VERSION
 from agent_runtime.metrics import percentile, rss_bytes, thread_count
-from agent_runtime.mock_providers.server import MockConfig, MockServer
 from agent_runtime.providers.registry import HTTP_PROVIDERS, KEY_VARIABLES, ProviderSettings
 from agent_runtime.providers.simulated import PROGRAMS, SimulatedModelConfig
 from agent_runtime.standalone import Running, ServerConfig, serve
@@ -287,10 +290,6 @@ async def run_demo(cfg: DemoConfig) -> int:
     data_dir = cfg.data_dir or Path("var") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     model = SimulatedModelConfig(seed=cfg.seed, tokens_per_s=cfg.tokens_per_s, ttft_s=cfg.ttft_s,
                                  run_probability=cfg.run_probability)
-    # Each streamed text event carries about 4 tokens.
-    mock_config = MockConfig(model=model, ttft_base_s=cfg.ttft_s / 2,
-                             ttft_per_uncached_token_s=cfg.ttft_per_uncached_token_s,
-                             event_interval_s=4 / cfg.tokens_per_s if cfg.tokens_per_s > 0 else 0.0)
     # The demo's keys for the local mocks: a secrets folder like a mounted Kubernetes secret.
     secrets = data_dir / "secrets"
     secrets.mkdir(parents=True, exist_ok=True)
@@ -298,18 +297,62 @@ async def run_demo(cfg: DemoConfig) -> int:
         for var in KEY_VARIABLES[provider]:
             (secrets / var).write_text("demo-key-for-the-local-mock\n", encoding="utf-8")
     stats = DriverStats()
-    async with MockServer(mock_config) as mock:
+    # The mock provider servers run in their own process, as a real provider would be elsewhere:
+    # this process's CPU figures are the runtime's (and the demo clients').
+    async with mock_process(cfg) as mock_url:
         settings = ProviderSettings(secrets_dir=secrets)
         for provider in HTTP_PROVIDERS:
-            settings = settings.with_base_url(provider, mock.base_url(provider))
+            settings = settings.with_base_url(provider, mock_url + "/v1" if provider.startswith("openai") else mock_url)
         server_config = ServerConfig(data_dir=data_dir, port=0, actor=ActorConfig(idle_timeout_s=cfg.idle_timeout_s),
                                      model=model, providers=settings)
-        return await _run(cfg, server_config, stats, data_dir, mock)
+        return await _run(cfg, server_config, stats, data_dir, mock_url)
 
 
-async def _run(cfg: DemoConfig, server_config: ServerConfig, stats: DriverStats, data_dir: Path, mock: MockServer) -> int:
+@contextlib.asynccontextmanager
+async def mock_process(cfg: DemoConfig) -> AsyncIterator[str]:
+    """`python -m agent_runtime.mock_providers` with the demo's model pacing; yields its base URL.
+
+    Started with `subprocess.Popen` on a port picked here and polled until it answers: asyncio's
+    child watcher would keep a thread waiting on the process for the whole demo."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Each streamed text event carries about 4 tokens.
+    interval = 4 / cfg.tokens_per_s if cfg.tokens_per_s > 0 else 0.0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent_runtime.mock_providers", "--port", str(port), "--seed", str(cfg.seed),
+         "--ttft-base", str(cfg.ttft_s / 2), "--ttft-per-token", str(cfg.ttft_per_uncached_token_s),
+         "--event-interval", str(interval), "--run-probability", str(cfg.run_probability)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"mock provider process exited with {proc.returncode}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(url + "/mock/stats") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("mock provider process did not start in 30 s")
+        yield url
+    finally:
+        proc.terminate()
+        for _ in range(100):
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            proc.kill()
+            proc.wait()
+
+
+async def _run(cfg: DemoConfig, server_config: ServerConfig, stats: DriverStats, data_dir: Path, mock_url: str) -> int:
     async with serve(server_config) as running:
-        print(f"mock provider APIs on {mock.url}", flush=True)
+        print(f"mock provider APIs on {mock_url} (own process)", flush=True)
         print(f"server on {running.url}; data in {data_dir}; creating {cfg.agents} agents…", flush=True)
         async with Client(running.url, running.admin_token) as client:
             await client.apply(manifests_yaml(cfg.agents))

@@ -299,8 +299,8 @@ class MockProviderApp:
         response = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8",
                                                "cache-control": "no-cache",
                                                "request-id" if api == "anthropic" else "x-request-id": "req_mock"})
-        await response.prepare(request)
         try:
+            await response.prepare(request)
             if ttft > 0:
                 await asyncio.sleep(ttft)
             if interval > 0:
