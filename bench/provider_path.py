@@ -82,8 +82,21 @@ class Metered:
                 value, exc = None, e
 
 
-def request(api: str, agent: int) -> ModelRequest:
-    return ModelRequest(model=MODELS[api], system=SYSTEM, messages=HISTORY, tools=TOOLS, max_tokens=1024,
+# A long conversation (200 earlier messages) before the same last steps: what request encoding costs deep in.
+DEEP_HISTORY = [
+    m for i in range(40) for m in (
+        UserMessage(f"task {i}: write fib.py and check it"),
+        AssistantMessage("Looking first.", (ToolCall(f"call_{i}_0", "list_dir", {"path": "."}),), "tool_use"),
+        ToolResultMessage(ToolResult(f"call_{i}_0", "list_dir", "README.md\nsetup.cfg\nfib.py\n" * 4)),
+        AssistantMessage("Writing fib.py.", (ToolCall(f"call_{i}_1", "write_file", {"path": "fib.py", "content": "print(1)\n" * 8}),),
+                         "tool_use"),
+        ToolResultMessage(ToolResult(f"call_{i}_1", "write_file", "wrote 72 bytes")),
+    )
+][:195] + HISTORY
+
+
+def request(api: str, agent: int, history: list[Any] = HISTORY) -> ModelRequest:
+    return ModelRequest(model=MODELS[api], system=SYSTEM, messages=history, tools=TOOLS, max_tokens=1024,
                         agent_key=f"bench/agent-{agent}", provider=api)
 
 
@@ -167,10 +180,10 @@ async def main() -> dict[str, Any]:
                                       {None: url + "/v1" if api.startswith("openai") else url}, Secret("bench-key"))
                     for api in HTTP_PROVIDERS}
 
-        def ours(apis: list[str]) -> Callable[[int], Callable[[], Awaitable[int]]]:
+        def ours(apis: list[str], history: list[Any] = HISTORY) -> Callable[[int], Callable[[], Awaitable[int]]]:
             def turn_for(i: int) -> Callable[[], Awaitable[int]]:
                 api = apis[i % len(apis)]
-                req = request(api, i)
+                req = request(api, i, history)
                 return lambda: our_turn(adapters[api], req)
             return turn_for
 
@@ -183,13 +196,17 @@ async def main() -> dict[str, Any]:
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         row = await measure(1000, ours(["openai"]), our_counters)
         rows.append({"path": "adapters (OpenAI Chat only)", **row})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        row = await measure(100, ours(list(HTTP_PROVIDERS), DEEP_HISTORY), our_counters)
+        rows.append({"path": "adapters (4 APIs), 200-message history", **row})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         await session.aclose()
 
         for agents in (1, 100, 1000):
             clients: list[openai.AsyncOpenAI] = []
 
             def sdk(i: int) -> Callable[[], Awaitable[int]]:
-                client = openai.AsyncOpenAI(api_key="bench-key", base_url=url + "/v1", max_retries=0)
+                client = openai.AsyncOpenAI(api_key="bench-key", base_url=url + "/v1", max_retries=0, timeout=300.0)
                 clients.append(client)
                 body = build_body(request("openai", i))
                 return lambda: sdk_turn(client, body)
