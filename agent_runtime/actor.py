@@ -344,8 +344,8 @@ class AgentActor:
                     delay = backoff_delay(attempt, base_s=cfg.retry_base_s, cap_s=cfg.retry_max_s,
                                           hint_s=exc.retry_after_s)
                     self.metrics.model_retry(provider, exc.code)
-                    status: dict[str, Any] = {"state": "retrying", "reason": exc.code, "attempt": attempt + 1, "delay_s": round(delay, 3),
-                              "provider": provider}
+                    status: dict[str, Any] = {"state": "retrying", "reason": exc.code, "attempt": attempt + 1,
+                                              "delay_s": round(delay, 3), "provider": provider}
                     if exc.retry_after_s is not None:
                         status["retry_after_s"] = exc.retry_after_s
                     await self._commit(lambda: [NewEvent("status", status)])
