@@ -13,10 +13,11 @@ reports (the uncached tokens after the last breakpoint), plus cache read/write a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from agent_runtime.messages import AssistantMessage, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
+from agent_runtime.messages import AssistantMessage, Message, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
 from agent_runtime.native import SseEvent
 from agent_runtime.providers.base import (
     MessageCompleted,
@@ -29,7 +30,7 @@ from agent_runtime.providers.base import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from agent_runtime.providers.wire import HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
+from agent_runtime.providers.wire import FragmentCache, HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
 
 API_VERSION = "2023-06-01"
 STOP_REASONS: dict[str, StopReason] = {
@@ -45,35 +46,47 @@ RETRYABLE_ERRORS = frozenset({"overloaded_error", "rate_limit_error", "api_error
 EPHEMERAL = {"type": "ephemeral"}
 
 
-def build_body(request: ModelRequest, *, thinking_budget: int | None = None) -> dict[str, Any]:
+def blocks_json(m: Message) -> list[dict[str, Any]]:
+    """The content blocks of one message (a user turn for user text and tool results)."""
+    if isinstance(m, UserMessage):
+        return [{"type": "text", "text": m.text or " "}]
+    if isinstance(m, ToolResultMessage):
+        r = m.result
+        return [{"type": "tool_result", "tool_use_id": r.tool_call_id, "content": r.content, "is_error": r.is_error}]
+    content: list[dict[str, Any]] = []
+    if m.text:
+        content.append({"type": "text", "text": m.text})
+    for call in m.tool_calls:
+        content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
+    return content
+
+
+def build_body(request: ModelRequest, *, thinking_budget: int | None = None,
+               cache: FragmentCache | None = None) -> dict[str, Any]:
+    """The request body; with a `cache`, earlier messages go in as pre-encoded JSON fragments. The
+    last block of the conversation carries the rolling cache breakpoint, so it is encoded afresh."""
+    history = request.messages
+    last = len(history) - 1
+    while last >= 0 and isinstance(history[last], AssistantMessage) and not blocks_json(history[last]):
+        last -= 1
     messages: list[dict[str, Any]] = []
-
-    def user_blocks() -> list[dict[str, Any]]:
-        if messages and messages[-1]["role"] == "user":
-            blocks: list[dict[str, Any]] = messages[-1]["content"]
-            return blocks
-        blocks = []
-        messages.append({"role": "user", "content": blocks})
-        return blocks
-
-    for m in request.messages:
-        if isinstance(m, UserMessage):
-            user_blocks().append({"type": "text", "text": m.text or " "})
-        elif isinstance(m, ToolResultMessage):
-            r = m.result
-            user_blocks().append({"type": "tool_result", "tool_use_id": r.tool_call_id, "content": r.content,
-                                  "is_error": r.is_error})
-        elif isinstance(m, AssistantMessage):
-            content: list[dict[str, Any]] = []
-            if m.text:
-                content.append({"type": "text", "text": m.text})
-            for call in m.tool_calls:
-                content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
-            if content:
-                messages.append({"role": "assistant", "content": content})
-    if messages and messages[-1]["content"]:
-        last = messages[-1]["content"][-1]
-        messages[-1]["content"][-1] = {**last, "cache_control": EPHEMERAL}
+    for i, m in enumerate(history):
+        role = "assistant" if isinstance(m, AssistantMessage) else "user"
+        entries: list[Any]
+        if i == last:
+            entries = blocks_json(m)
+            entries[-1] = {**entries[-1], "cache_control": EPHEMERAL}
+        elif cache is not None:
+            fragment = cache.get_many(m, functools.partial(blocks_json, m))
+            entries = [fragment] if fragment is not None else []
+        else:
+            entries = blocks_json(m)
+        if not entries:
+            continue
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].extend(entries)
+        else:
+            messages.append({"role": role, "content": entries})
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens,
@@ -194,6 +207,7 @@ class AnthropicCodec:
     def __init__(self, *, thinking_budget: int | None = None, api_version: str = API_VERSION) -> None:
         self.thinking_budget = thinking_budget
         self.api_version = api_version
+        self.cache = FragmentCache()
 
     def encode(self, request: ModelRequest, base_url: str, api_key: str) -> HttpRequest:
         headers = {
@@ -202,7 +216,7 @@ class AnthropicCodec:
             "content-type": "application/json",
             "accept": "text/event-stream",
         }
-        body = build_body(request, thinking_budget=self.thinking_budget)
+        body = build_body(request, thinking_budget=self.thinking_budget, cache=self.cache)
         return HttpRequest(base_url.rstrip("/") + "/v1/messages", headers, dumps(body))
 
     def decoder(self) -> AnthropicDecoder:

@@ -13,12 +13,13 @@ together. Canonical usage: `input_tokens = promptTokenCount - cachedContentToken
 from __future__ import annotations
 
 import uuid
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from agent_runtime.messages import AssistantMessage, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
+from agent_runtime.messages import AssistantMessage, Message, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
 from agent_runtime.native import SseEvent
 from agent_runtime.providers.base import (
     MessageCompleted,
@@ -32,7 +33,7 @@ from agent_runtime.providers.base import (
     ToolCallStarted,
 )
 from agent_runtime.providers.retry import gemini_retry_delay
-from agent_runtime.providers.wire import HttpRequest, dumps, http_error, loads_event, stream_cut
+from agent_runtime.providers.wire import FragmentCache, HttpRequest, dumps, http_error, loads_event, stream_cut
 
 FINISH_REASONS: dict[str, StopReason] = {
     "STOP": "end_turn",
@@ -52,30 +53,39 @@ RETRY_FINISH = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "MA
 RETRYABLE_STATUS = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED"})
 
 
-def build_body(request: ModelRequest) -> dict[str, Any]:
+def parts_json(m: Message) -> list[dict[str, Any]]:
+    """The parts of one message (a `user` turn for user text and function responses)."""
+    if isinstance(m, UserMessage):
+        return [{"text": m.text}]
+    if isinstance(m, ToolResultMessage):
+        r = m.result
+        key = "error" if r.is_error else "output"
+        return [{"functionResponse": {"id": r.tool_call_id, "name": r.name, "response": {key: r.content}}}]
+    parts: list[dict[str, Any]] = []
+    if m.text:
+        parts.append({"text": m.text})
+    for c in m.tool_calls:
+        parts.append({"functionCall": {"id": c.id, "name": c.name, "args": c.arguments}})
+    return parts
+
+
+def build_body(request: ModelRequest, cache: FragmentCache | None = None) -> dict[str, Any]:
+    """The request body; with a `cache`, earlier messages go in as pre-encoded JSON fragments."""
     contents: list[dict[str, Any]] = []
-
-    def parts_of(role: str) -> list[dict[str, Any]]:
-        if contents and contents[-1]["role"] == role:
-            parts: list[dict[str, Any]] = contents[-1]["parts"]
-            return parts
-        parts = []
-        contents.append({"role": role, "parts": parts})
-        return parts
-
     for m in request.messages:
-        if isinstance(m, UserMessage):
-            parts_of("user").append({"text": m.text})
-        elif isinstance(m, ToolResultMessage):
-            r = m.result
-            key = "error" if r.is_error else "output"
-            parts_of("user").append({"functionResponse": {"id": r.tool_call_id, "name": r.name, "response": {key: r.content}}})
-        elif isinstance(m, AssistantMessage):
-            parts = parts_of("model")
-            if m.text:
-                parts.append({"text": m.text})
-            for c in m.tool_calls:
-                parts.append({"functionCall": {"id": c.id, "name": c.name, "args": c.arguments}})
+        role = "model" if isinstance(m, AssistantMessage) else "user"
+        entries: list[Any]
+        if cache is not None:
+            fragment = cache.get_many(m, functools.partial(parts_json, m))
+            entries = [fragment] if fragment is not None else []
+        else:
+            entries = parts_json(m)
+        if not entries:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(entries)
+        else:
+            contents.append({"role": role, "parts": entries})
     body: dict[str, Any] = {"contents": contents, "generationConfig": {"maxOutputTokens": request.max_tokens}}
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": request.system}]}
@@ -161,11 +171,12 @@ class GeminiCodec:
 
     def __init__(self, api_version: str = "v1beta") -> None:
         self.api_version = api_version
+        self.cache = FragmentCache()
 
     def encode(self, request: ModelRequest, base_url: str, api_key: str) -> HttpRequest:
         url = f"{base_url.rstrip('/')}/{self.api_version}/models/{request.model}:streamGenerateContent?alt=sse"
         headers = {"x-goog-api-key": api_key, "content-type": "application/json", "accept": "text/event-stream"}
-        return HttpRequest(url, headers, dumps(build_body(request)))
+        return HttpRequest(url, headers, dumps(build_body(request, self.cache)))
 
     def decoder(self) -> GeminiDecoder:
         return GeminiDecoder()

@@ -11,12 +11,13 @@ prompt count includes them), so input + cache read + cache write is the whole pr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from agent_runtime.messages import AssistantMessage, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
+from agent_runtime.messages import AssistantMessage, Message, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
 from agent_runtime.native import SseEvent
 from agent_runtime.providers.base import (
     MessageCompleted,
@@ -28,7 +29,7 @@ from agent_runtime.providers.base import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from agent_runtime.providers.wire import HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
+from agent_runtime.providers.wire import FragmentCache, HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
 
 FINISH_REASONS: dict[str, StopReason] = {
     "stop": "end_turn",
@@ -40,24 +41,29 @@ FINISH_REASONS: dict[str, StopReason] = {
 RETRYABLE_ERRORS = frozenset({"server_error", "rate_limit_exceeded", "overloaded", "timeout"})
 
 
-def build_body(request: ModelRequest) -> dict[str, Any]:
-    messages: list[dict[str, Any]] = []
+def message_json(m: Message) -> dict[str, Any]:
+    if isinstance(m, UserMessage):
+        return {"role": "user", "content": m.text}
+    if isinstance(m, ToolResultMessage):
+        return {"role": "tool", "tool_call_id": m.result.tool_call_id, "content": m.result.content}
+    msg: dict[str, Any] = {"role": "assistant", "content": m.text or None}
+    if m.tool_calls:
+        msg["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": orjson.dumps(c.arguments).decode()}}
+            for c in m.tool_calls
+        ]
+    return msg
+
+
+def build_body(request: ModelRequest, cache: FragmentCache | None = None) -> dict[str, Any]:
+    """The request body; with a `cache`, earlier messages go in as pre-encoded JSON fragments."""
+    messages: list[Any] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
     for m in request.messages:
-        if isinstance(m, UserMessage):
-            messages.append({"role": "user", "content": m.text})
-        elif isinstance(m, ToolResultMessage):
-            messages.append({"role": "tool", "tool_call_id": m.result.tool_call_id, "content": m.result.content})
-        elif isinstance(m, AssistantMessage):
-            msg: dict[str, Any] = {"role": "assistant", "content": m.text or None}
-            if m.tool_calls:
-                msg["tool_calls"] = [
-                    {"id": c.id, "type": "function",
-                     "function": {"name": c.name, "arguments": orjson.dumps(c.arguments).decode()}}
-                    for c in m.tool_calls
-                ]
-            messages.append(msg)
+        if isinstance(m, AssistantMessage) and not m.text and not m.tool_calls:
+            continue  # an empty message (interrupted before any output): the API refuses it
+        messages.append(cache.get(m, functools.partial(message_json, m)) if cache is not None else message_json(m))
     body: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
@@ -171,9 +177,12 @@ class OpenAIChatDecoder:
 class OpenAIChatCodec:
     provider = "openai"
 
+    def __init__(self) -> None:
+        self.cache = FragmentCache()
+
     def encode(self, request: ModelRequest, base_url: str, api_key: str) -> HttpRequest:
         headers = {"authorization": f"Bearer {api_key}", "content-type": "application/json", "accept": "text/event-stream"}
-        return HttpRequest(base_url.rstrip("/") + "/chat/completions", headers, dumps(build_body(request)))
+        return HttpRequest(base_url.rstrip("/") + "/chat/completions", headers, dumps(build_body(request, self.cache)))
 
     def decoder(self) -> OpenAIChatDecoder:
         return OpenAIChatDecoder()

@@ -12,12 +12,13 @@ complete at `response.function_call_arguments.done` (or its `output_item.done`),
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from agent_runtime.messages import AssistantMessage, StopReason, ToolCall, ToolResultMessage, UserMessage
+from agent_runtime.messages import Message, StopReason, ToolCall, ToolResultMessage, UserMessage
 from agent_runtime.native import SseEvent
 from agent_runtime.providers.base import (
     MessageCompleted,
@@ -31,24 +32,36 @@ from agent_runtime.providers.base import (
     ToolCallStarted,
 )
 from agent_runtime.providers.openai_chat import RETRYABLE_ERRORS, error_event, usage_of
-from agent_runtime.providers.wire import HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
+from agent_runtime.providers.wire import FragmentCache, HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
 
 INCOMPLETE_REASONS: dict[str, StopReason] = {"max_output_tokens": "max_tokens", "content_filter": "content_filter"}
 
 
-def build_body(request: ModelRequest) -> dict[str, Any]:
+def items_json(m: Message) -> list[dict[str, Any]]:
+    """The input items of one message (an assistant message may be text plus calls)."""
+    if isinstance(m, UserMessage):
+        return [{"type": "message", "role": "user", "content": m.text}]
+    if isinstance(m, ToolResultMessage):
+        return [{"type": "function_call_output", "call_id": m.result.tool_call_id, "output": m.result.content}]
     items: list[dict[str, Any]] = []
+    if m.text:
+        items.append({"type": "message", "role": "assistant", "content": m.text})
+    for c in m.tool_calls:
+        items.append({"type": "function_call", "call_id": c.id, "name": c.name,
+                      "arguments": orjson.dumps(c.arguments).decode()})
+    return items
+
+
+def build_body(request: ModelRequest, cache: FragmentCache | None = None) -> dict[str, Any]:
+    """The request body; with a `cache`, earlier messages go in as pre-encoded JSON fragments."""
+    items: list[Any] = []
     for m in request.messages:
-        if isinstance(m, UserMessage):
-            items.append({"type": "message", "role": "user", "content": m.text})
-        elif isinstance(m, ToolResultMessage):
-            items.append({"type": "function_call_output", "call_id": m.result.tool_call_id, "output": m.result.content})
-        elif isinstance(m, AssistantMessage):
-            if m.text:
-                items.append({"type": "message", "role": "assistant", "content": m.text})
-            for c in m.tool_calls:
-                items.append({"type": "function_call", "call_id": c.id, "name": c.name,
-                              "arguments": orjson.dumps(c.arguments).decode()})
+        if cache is None:
+            items.extend(items_json(m))
+        else:
+            fragment = cache.get_many(m, functools.partial(items_json, m))
+            if fragment is not None:
+                items.append(fragment)
     body: dict[str, Any] = {
         "model": request.model,
         "input": items,
@@ -151,9 +164,12 @@ class OpenAIResponsesDecoder:
 class OpenAIResponsesCodec:
     provider = "openai-responses"
 
+    def __init__(self) -> None:
+        self.cache = FragmentCache()
+
     def encode(self, request: ModelRequest, base_url: str, api_key: str) -> HttpRequest:
         headers = {"authorization": f"Bearer {api_key}", "content-type": "application/json", "accept": "text/event-stream"}
-        return HttpRequest(base_url.rstrip("/") + "/responses", headers, dumps(build_body(request)))
+        return HttpRequest(base_url.rstrip("/") + "/responses", headers, dumps(build_body(request, self.cache)))
 
     def decoder(self) -> OpenAIResponsesDecoder:
         return OpenAIResponsesDecoder()

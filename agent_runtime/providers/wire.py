@@ -9,8 +9,9 @@ shared by every codec.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -48,6 +49,43 @@ class WireCodec(Protocol):
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """The error an HTTP status >= 400 stands for."""
+
+
+class FragmentCache:
+    """Encoded JSON of canonical messages, by object identity, so a call re-serializes only the
+    messages it has not sent before (the history is append-only and its messages are immutable).
+    Holds each message it keys (an id is never reused while cached); FIFO-bounded."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._items: collections.OrderedDict[int, tuple[object, orjson.Fragment]] = collections.OrderedDict()
+
+    def get(self, message: object, encode: Callable[[], Any]) -> orjson.Fragment:
+        hit = self._items.get(id(message))
+        if hit is not None and hit[0] is message:
+            return hit[1]
+        fragment = orjson.Fragment(orjson.dumps(encode()))
+        self._items[id(message)] = (message, fragment)
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return fragment
+
+    def get_many(self, message: object, encode: Callable[[], list[Any]]) -> orjson.Fragment | None:
+        """Several JSON values of one message as one comma-joined fragment (None if there are none)."""
+        hit = self._items.get(id(message))
+        if hit is not None and hit[0] is message:
+            return hit[1]
+        values = encode()
+        if not values:
+            return None
+        fragment = orjson.Fragment(b",".join(orjson.dumps(v) for v in values))
+        self._items[id(message)] = (message, fragment)
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return fragment
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
