@@ -58,7 +58,8 @@ def test_tool_use_then_results_then_final_answer() -> None:
     h.commit(h.machine.user_message("m1", "do it"))
     h.commit(h.machine.model_message(AssistantMessage("looking", (CALL, CALL2), "tool_use"), Usage(10, 5), "a1"))
     assert h.machine.next_effect() == RunTools((CALL, CALL2))
-    assert h.machine.tool_calls_started([CALL, CALL2]) == []  # recorded with the message
+    h.commit(h.machine.tool_calls_started([CALL, CALL2]))  # when they start, not with the message
+    assert h.machine.tool_calls_started([CALL, CALL2]) == []  # once
     h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "a.txt"), ToolResult("c2", "read_file", "hi")]))
     assert h.machine.next_effect() == CallModel()
     h.commit(h.machine.model_message(AssistantMessage("done"), Usage(20, 3), "a2"))
@@ -66,7 +67,7 @@ def test_tool_use_then_results_then_final_answer() -> None:
     h.commit(h.machine.finish("end_turn"))
     assert h.machine.next_effect() == Wait()
     assert h.kinds() == [
-        "user_message", "status", "assistant_message", "tool_call", "tool_call", "usage",
+        "user_message", "status", "assistant_message", "usage", "tool_call", "tool_call",
         "tool_result", "tool_result", "assistant_message", "usage", "status",
     ]
     assert h.state.turns == 1 and h.state.model_calls == 2 and h.state.tool_calls == 2
