@@ -49,6 +49,7 @@ from agent_runtime.tools.base import (
     ToolTimeout,
 )
 from agent_runtime.tools.output import HeadTail, cap_text, trim_incomplete_end
+from agent_runtime.tools.sandbox import SandboxedCommand
 from agent_runtime.tools.workspace import display_path, resolve_in_workspace
 
 __all__ = ["BUILTIN_TOOLS", "ListDirTool", "ReadFileTool", "ShellTool", "WriteFileTool", "scrubbed_env"]
@@ -181,6 +182,17 @@ class _ProcessGroup:
             log.warning("shell process group %d did not exit %.0fs after SIGKILL", self.pgid, _REAP_WAIT_S)
 
 
+def _release_later(sandbox: SandboxedCommand, loop: asyncio.AbstractEventLoop, tries: int = 40) -> None:
+    """Remove the call's cgroup; killed processes may take a moment to leave it."""
+    if sandbox.release():
+        return
+    if tries <= 0:
+        log.warning("pids cgroup %s still busy; left behind", sandbox.cgroup)
+        return
+    sandbox.kill_all()
+    loop.call_later(0.05, _release_later, sandbox, loop, tries - 1)
+
+
 def _exit_note(rc: int) -> str:
     if rc < 0:
         try:
@@ -228,10 +240,13 @@ class ShellTool(Tool):
             raise ToolError(f"the workspace folder {str(workspace)!r} does not exist", code="workspace_missing")
 
         capture = HeadTail(ctx.output_cap)
+        if "\x00" in command:
+            raise ToolArgumentsInvalid("command cannot be run: embedded null byte")
+        sandbox = SandboxedCommand(command, ctx)
         rfd, wfd = os.pipe()  # both ends close-on-exec: no other agent's shell inherits them
         try:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", command],
+                sandbox.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=wfd,
                 stderr=subprocess.STDOUT,
@@ -239,12 +254,15 @@ class ShellTool(Tool):
                 env=scrubbed_env(workspace),
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=sandbox.preexec_fn,  # noqa: PLW1509 - only without prlimit(1)
             )
         except ValueError as exc:  # e.g. an embedded NUL byte
             os.close(rfd)
+            _release_later(sandbox, loop)
             raise ToolArgumentsInvalid(f"command cannot be run: {exc}") from None
         except OSError as exc:
             os.close(rfd)
+            _release_later(sandbox, loop)
             raise ToolError(f"could not start /bin/sh: {exc}", code="spawn_failed") from None
         finally:
             os.close(wfd)
@@ -275,7 +293,10 @@ class ShellTool(Tool):
             # Runs on success, timeout and cancellation alike: nothing of the call survives it.
             if transport is not None:
                 transport.close()
+            sandbox.kill_all()  # what left the process group (setsid) but not the cgroup
             await group.kill_and_reap()
+            sandbox.kill_all()
+            _release_later(sandbox, loop)
             if transport is not None and not pipe_closed.done():
                 await asyncio.wait([pipe_closed], timeout=1.0)  # let the transport release the fd
 
