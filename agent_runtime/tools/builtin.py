@@ -53,7 +53,7 @@ from agent_runtime.tools.base import (
     ToolTimeout,
 )
 from agent_runtime.tools.output import HeadTail, cap_text, trim_incomplete_end
-from agent_runtime.tools.sandbox import SandboxedCommand
+from agent_runtime.tools.sandbox import SandboxedCommand, reap_orphans
 from agent_runtime.tools.workspace import display_path, resolve_in_workspace
 
 __all__ = [
@@ -246,6 +246,13 @@ class ShellTool(Tool):
         read_only=False,
         idempotent=False,
     )
+
+    _reaped = False
+
+    def __init__(self) -> None:
+        if not ShellTool._reaped:  # once per process: processes of runtimes that died
+            ShellTool._reaped = True
+            reap_orphans()
 
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         command: str = args["command"]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from agent_runtime.tools.base import ToolContext
 
-__all__ = ["SandboxedCommand", "pids_cgroup_available"]
+__all__ = ["SandboxedCommand", "pids_cgroup_available", "reap_orphans"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,40 @@ def pids_cgroup_available() -> bool:
         except OSError:
             _cgroup_ok = False
     return _cgroup_ok
+
+
+def reap_orphans() -> int:
+    """Kill what is left of tool calls of runtimes that died (`kill -9`, a crash) and remove
+    their cgroups: the cgroup of a call is named after its runtime's pid. Returns how many
+    such cgroups were found (a cgroup whose killed processes are not reaped yet stays until the
+    next call of this). Called once per process, when the shell tool is created."""
+    if not pids_cgroup_available():
+        return 0
+    removed = 0
+    for path in (PIDS_ROOT / _PARENT).glob("call-*-*"):
+        try:
+            owner = int(path.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if owner == os.getpid() or _alive(owner):
+            continue
+        leftover = _Leftover(path)
+        leftover.kill_all()
+        leftover.release()
+        removed += 1
+    if removed:
+        log.warning("killed the processes of %d tool calls left by runtimes that died", removed)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class SandboxedCommand:
@@ -137,3 +171,10 @@ def _setter(limits: list[tuple[int, int]]) -> Callable[[], None]:
             resource.setrlimit(res, (value, value))
 
     return apply
+
+
+class _Leftover(SandboxedCommand):
+    """The cgroup of a call whose runtime died: only `kill_all` and `release`."""
+
+    def __init__(self, path: Path) -> None:  # noqa: D107 - no command to build
+        self.cgroup = path

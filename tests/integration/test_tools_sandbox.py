@@ -117,3 +117,27 @@ def test_without_prlimit_the_limits_are_set_by_preexec(ws: Path, monkeypatch: py
     assert cmd.preexec_fn is not None and "prlimit" not in " ".join(cmd.argv)
     cmd.kill_all()
     assert cmd.release()
+
+
+@pytest.mark.skipif(not pids_cgroup_available(), reason="needs a writable cgroup v1 pids hierarchy (root in a container)")
+def test_leftovers_of_a_dead_runtime_are_killed_and_removed(tmp_path: Path) -> None:
+    """A runtime killed with -9 leaves its calls' cgroups (and processes) behind; the next one
+    cleans them up. Simulated with a child process that plays the dead runtime."""
+    import subprocess
+
+    from agent_runtime.tools.sandbox import reap_orphans
+
+    dead = subprocess.Popen(["sleep", "0"])
+    dead.wait()  # its pid is now free: the "runtime" that owned the cgroup below is gone
+    group = PIDS_ROOT / "agent-runtime" / f"call-{dead.pid}-0"
+    group.mkdir()
+    marker = f"sleep 78.{os.getpid()}"
+    orphan = subprocess.Popen(["/bin/sh", "-c", f'echo $$ > "{group}/cgroup.procs" && exec {marker}'])
+    for _ in range(100):
+        if (group / "cgroup.procs").read_text().split():
+            break
+        time.sleep(0.01)
+    assert reap_orphans() >= 1
+    assert orphan.wait(timeout=5) == -9
+    reap_orphans()  # now that it is reaped (init does it for a real orphan), the cgroup goes
+    assert not group.exists()
