@@ -131,7 +131,8 @@ class AgentActor:
         self._last_snapshot = 0
         self._tool_specs = tools.specs(manifest.spec.tools)
         self.policy = AutonomyPolicy(manifest.spec.autonomy)
-        self.agent_slots = asyncio.Semaphore(manifest.spec.limits.max_running_tools)
+        self._slots_limit = manifest.spec.limits.max_running_tools
+        self.agent_slots = asyncio.Semaphore(self._slots_limit)
         # The tool calls of the message being streamed (or just committed) that started early,
         # the results of this message's calls that have finished, and the calls waiting for an
         # operator's decision. All three are emptied when the message's results are committed.
@@ -195,6 +196,10 @@ class AgentActor:
         self.machine = TurnMachine(self.state, manifest.spec)
         self._tool_specs = self.tools.specs(manifest.spec.tools)
         self.policy = AutonomyPolicy(manifest.spec.autonomy)
+        if manifest.spec.limits.max_running_tools != self._slots_limit:
+            # Calls running now release the old semaphore; new calls use the new limit.
+            self._slots_limit = manifest.spec.limits.max_running_tools
+            self.agent_slots = asyncio.Semaphore(self._slots_limit)
 
     # -- the mailbox --------------------------------------------------------------------------
 
