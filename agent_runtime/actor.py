@@ -193,7 +193,9 @@ class AgentActor:
     def update_manifest(self, manifest: AgentManifest) -> None:
         """A new spec for the next model call (the conversation is kept)."""
         self.manifest = manifest
+        announce = self.machine.announce
         self.machine = TurnMachine(self.state, manifest.spec)
+        self.machine.announce = announce
         self._tool_specs = self.tools.specs(manifest.spec.tools)
         self.policy = AutonomyPolicy(manifest.spec.autonomy)
         if manifest.spec.limits.max_running_tools != self._slots_limit:
@@ -413,18 +415,27 @@ class AgentActor:
                     calls.append(item.call)
                     if self._may_start_early(item.call):
                         call = item.call
-                        await self._commit(lambda: self.machine.tool_calls_started([call], early=True))
+                        if not self._hints(call.name)[0]:
+                            # A side effect (idempotent) is durable before it runs; a read-only
+                            # call is announced with its message (a crash before it lost nothing).
+                            await self._commit(lambda: self.machine.tool_calls_started([call], early=True))
                         task = asyncio.get_running_loop().create_task(self._execute(call), name=f"tool:{call.id}")
                         self._early[call.id] = (call, task)
                 elif isinstance(item, MessageCompleted):
                     stop, usage = item.stop_reason, item.usage
         except BaseException:
             await self._cancel_early()
+            self.machine.announce = ()
             if not isinstance(sys.exc_info()[1], asyncio.CancelledError):
                 self._forget_message_tools()  # a failed stream: the retry (or the error) starts over
             raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+        # Announce in the message's own commit: calls running already, and (for a finished
+        # message) the allowed calls that start as soon as it is committed.
+        self.machine.announce = tuple(
+            (c, c.id in self._early) for c in calls if c.id in self._early or (not is_incomplete(stop) and self._starts_at_end(c))
+        )
         return AssistantMessage("".join(parts), tuple(calls), stop), usage, waited
 
     # -- tools --------------------------------------------------------------------------------
@@ -469,6 +480,13 @@ class AgentActor:
         read_only, idempotent = self._hints(call.name)
         if not (read_only or (idempotent and mode == "readOnlyOrIdempotent")):
             return False
+        return self.policy.decide(call.name, call.arguments, read_only=read_only).action == "allow"
+
+    def _starts_at_end(self, call: ToolCall) -> bool:
+        """A call of a finished message that starts right after the message is committed."""
+        if self._precheck(call) is not None:
+            return False
+        read_only, _ = self._hints(call.name)
         return self.policy.decide(call.name, call.arguments, read_only=read_only).action == "allow"
 
     async def _execute(self, call: ToolCall) -> ToolResult:

@@ -75,6 +75,11 @@ class TurnMachine:
         self.state = state
         self.spec = spec
         self.prefix_tokens = count(spec.system_prompt) + 32 * len(spec.tools)
+        self.announce: tuple[tuple[ToolCall, bool], ...] = ()
+        """Calls to announce (`tool_call` event) in the same commit as the next model message:
+        (call, early). Set by the shell at the end of the stream: read-only calls already running
+        (early) and allowed calls that start as soon as the message is committed. Consumed by
+        `model_message`."""
 
     # -- inputs -> events -------------------------------------------------------------------
 
@@ -93,9 +98,12 @@ class TurnMachine:
         return events
 
     def model_message(self, message: AssistantMessage, usage: Usage, message_id: str) -> list[NewEvent]:
-        """The model's completed message and the usage of the call. Its calls get their
-        `tool_call` events when they start (during the stream for early starts, or from
-        `tool_calls_started` / `approval`): a call that never starts has none."""
+        """The model's completed message, a `tool_call` event for each call in `announce` (one
+        commit instead of two), and the usage of the call. Other calls get their `tool_call`
+        when they start (`tool_calls_started`, `approval`); a call that never starts has none."""
+        announce, self.announce = self.announce, ()
+        ids = {c.id for c in message.tool_calls}
+        started = self.state.started_call_ids
         tokens = count(message.text) + sum(count(str(c.arguments)) for c in message.tool_calls)
         return [
             NewEvent(
@@ -107,6 +115,11 @@ class TurnMachine:
                     "stop_reason": message.stop_reason,
                     "tokens": tokens,
                 },
+            ),
+            *(
+                NewEvent(EventKind.TOOL_CALL, {**c.to_dict(), **({"early": True} if early else {})})
+                for c, early in announce
+                if c.id in ids and c.id not in started
             ),
             NewEvent(EventKind.USAGE, {**usage.to_dict(), "model": self.spec.model.name}),
         ]
@@ -191,7 +204,7 @@ class TurnMachine:
         open_calls = self.state.open_calls()
         incomplete = False
         if not open_calls:
-            started = [c for c in early_calls if c.id in self.state.started_call_ids]
+            started = list(early_calls)
             if partial_text or started:
                 tokens = count(partial_text) + sum(count(str(c.arguments)) for c in started)
                 events.append(
@@ -201,6 +214,8 @@ class TurnMachine:
                          "stop_reason": "interrupted", "tokens": tokens},
                     )
                 )
+                # read-only calls started mid-stream are announced with their message
+                events.extend(self.tool_calls_started(started, early=True))
             open_calls, incomplete = started, True
         results = [
             finished.get(c.id) or ToolResult(c.id, c.name, "interrupted by the user before it finished", is_error=True)

@@ -135,10 +135,16 @@ async def test_read_only_calls_start_mid_stream_side_effects_wait_for_the_tool_u
     assert r1 is not None and wr is not None and s1 is not None
     assert r1 < end and wr < end  # read-only and idempotent: at once, mid-stream
     assert s1 >= end  # side effects: only after the tool_use stop
-    early = [e.data for e in events if e.kind == "tool_call" and e.data.get("early")]
-    assert [d["id"] for d in early] == ["r1", "w1"]
-    first_message = kinds(events).index("assistant_message")
-    assert all(e.seq < events[first_message].seq for e in events if e.kind == "tool_call" and e.data.get("early"))
+    # The idempotent side effect is durable before it runs (its own commit, mid-stream); the
+    # read-only call and the call that starts at the stop are announced with the message.
+    k = kinds(events)
+    first_message = k.index("assistant_message")
+    window = events[first_message - 1: first_message + 4]
+    assert [(e.kind, e.data.get("id") if e.kind == "tool_call" else None, e.data.get("early")) for e in window] == [
+        ("tool_call", "w1", True), ("assistant_message", None, None), ("tool_call", "r1", True),
+        ("tool_call", "s1", None), ("usage", None, None),
+    ]
+    assert len({e.seq for e in events if e.kind == "tool_call"}) == 3 == k.count("tool_call")
     assert [r["tool_call_id"] for r in results(events)] == ["r1", "w1", "s1"]
     assert not any(r.get("incomplete_message") for r in results(events))
 

@@ -248,3 +248,15 @@ def test_interrupt_mid_stream_keeps_started_calls_and_finished_results() -> None
     assert h.log[-3].data["content"] == "a.txt" and h.log[-3].data["incomplete_message"]
     assert h.log[-2].data["is_error"] and "interrupted" in h.log[-2].data["content"]
     assert h.machine.next_effect() == Wait()
+
+
+def test_calls_announced_with_their_message_in_one_commit() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.tool_calls_started([CALL2], early=True))  # a side effect started mid-stream
+    h.machine.announce = ((CALL, True), (CALL2, True), (ToolCall("zz", "shell", {}), False))
+    events = h.machine.model_message(AssistantMessage("", (CALL, CALL2), "tool_use"), Usage(), "a1")
+    assert [(e.kind, e.data.get("early")) for e in events] == [
+        ("assistant_message", None), ("tool_call", True), ("usage", None),  # CALL2 once; "zz" is not in it
+    ]
+    assert h.machine.announce == ()
