@@ -198,15 +198,16 @@ class _ProcessGroup:
             log.warning("shell process group %d did not exit %.0fs after SIGKILL", self.pgid, _REAP_WAIT_S)
 
 
-def _release_later(sandbox: SandboxedCommand, loop: asyncio.AbstractEventLoop, tries: int = 40) -> None:
-    """Remove the call's cgroup; killed processes may take a moment to leave it."""
+def _release_later(sandbox: SandboxedCommand, loop: asyncio.AbstractEventLoop, delay: float = 0.02) -> None:
+    """Remove the call's cgroup; killed processes may take a moment to leave it (retried with
+    backoff for about a minute; a cgroup still busy then is left for `reap_orphans`)."""
     if sandbox.release():
         return
-    if tries <= 0:
+    if delay > 8.0:
         log.warning("pids cgroup %s still busy; left behind", sandbox.cgroup)
         return
     sandbox.kill_all()
-    loop.call_later(0.05, _release_later, sandbox, loop, tries - 1)
+    loop.call_later(delay, _release_later, sandbox, loop, delay * 1.5)
 
 
 def _exit_note(rc: int) -> str:
