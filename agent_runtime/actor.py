@@ -388,10 +388,11 @@ class AgentActor:
 
     async def _stream(self, request: ModelRequest) -> tuple[AssistantMessage, Usage, float]:
         """Stream one message. Each tool call is looked at the moment it is complete in the
-        stream: allowed read-only/idempotent calls start at once (their `tool_call` event is
-        committed first), the rest wait for the message's end (`_run_tools`). If the stream
-        fails or is cancelled, early calls still running are cancelled (their process groups
-        killed); finished results stay in `_results` for an interrupt to keep."""
+        stream: allowed read-only/idempotent calls start at once (an idempotent call with side
+        effects after its `tool_call` event is committed; a read-only one is announced with the
+        message), the rest wait for the message's end (`_run_tools`). If the stream fails or is
+        cancelled, early calls still running are cancelled (their process groups killed);
+        finished results stay in `_results` for an interrupt to keep."""
         parts: list[str] = []
         calls: list[ToolCall] = []
         stop: StopReason = "end_turn"
