@@ -18,12 +18,14 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_runtime.autonomy import AutonomyPolicy
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
 from agent_runtime.hub import Hub
@@ -39,7 +41,10 @@ from agent_runtime.providers.base import (
 )
 from agent_runtime.providers.retry import RetryBudget, backoff_delay
 from agent_runtime.state import CONVERSATION_KINDS, AgentState
-from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait
+from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait, is_incomplete
+
+from agent_runtime.tools.base import ToolContext, ToolError
+from agent_runtime.tools.registry import format_tool_error
 
 if TYPE_CHECKING:
     from agent_runtime.metrics import Metrics
@@ -54,6 +59,10 @@ class AgentBusy(Exception):
 
 class AgentStopped(Exception):
     """The agent stopped (deleted, or the server is shutting down) before handling the request."""
+
+
+class UnknownToolCall(Exception):
+    """An approval for a tool call that is not waiting for one (never asked, or already decided)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -125,6 +134,15 @@ class AgentActor:
         self._last_snapshot = 0
         self._tool_specs = tools.specs(manifest.spec.tools)
         self._retry_budget = RetryBudget(config.retry_budget, config.retry_budget_refill_per_s)
+        self.policy = AutonomyPolicy(manifest.spec.autonomy)
+        self._slots_limit = manifest.spec.limits.max_running_tools
+        self.agent_slots = asyncio.Semaphore(self._slots_limit)
+        # The tool calls of the message being streamed (or just committed) that started early,
+        # the results of this message's calls that have finished, and the calls waiting for an
+        # operator's decision. All three are emptied when the message's results are committed.
+        self._early: dict[str, tuple[ToolCall, asyncio.Task[ToolResult]]] = {}
+        self._results: dict[str, ToolResult] = {}
+        self._approvals: dict[str, asyncio.Future[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -179,8 +197,15 @@ class AgentActor:
     def update_manifest(self, manifest: AgentManifest) -> None:
         """A new spec for the next model call (the conversation is kept)."""
         self.manifest = manifest
+        announce = self.machine.announce
         self.machine = TurnMachine(self.state, manifest.spec)
+        self.machine.announce = announce
         self._tool_specs = self.tools.specs(manifest.spec.tools)
+        self.policy = AutonomyPolicy(manifest.spec.autonomy)
+        if manifest.spec.limits.max_running_tools != self._slots_limit:
+            # Calls running now release the old semaphore; new calls use the new limit.
+            self._slots_limit = manifest.spec.limits.max_running_tools
+            self.agent_slots = asyncio.Semaphore(self._slots_limit)
 
     # -- the mailbox --------------------------------------------------------------------------
 
@@ -239,8 +264,24 @@ class AgentActor:
         live = self.hub.live  # the message being streamed: its deltas are superseded by this event
         message_id = live.message_id if live is not None else uuid.uuid4().hex
         partial = self.hub.end_live()
-        await self._commit(lambda: self.machine.interrupt(partial, message_id))
+        early = [call for call, _ in self._early.values()]
+        finished = dict(self._results)
+        self._forget_message_tools()
+        await self._commit(lambda: self.machine.interrupt(partial, message_id, early, finished))
         return True
+
+    def approve(self, tool_call_id: str, decision: str) -> None:
+        """An operator's answer for a call waiting for approval (the waiting turn commits the
+        `approval` event). `UnknownToolCall` if that call is not waiting."""
+        if decision not in ("allow", "deny"):
+            raise ValueError(f"decision must be 'allow' or 'deny', not {decision!r}")
+        fut = self._approvals.get(tool_call_id)
+        if fut is None or fut.done():
+            raise UnknownToolCall(f"no approval is pending for tool call {tool_call_id!r}")
+        fut.set_result(decision)
+
+    def pending_approvals(self) -> list[str]:
+        return [k for k, f in self._approvals.items() if not f.done()]
 
     def _maybe_start_turn(self, tg: asyncio.TaskGroup) -> None:
         if (self._turn is None or self._turn.done()) and not isinstance(self.machine.next_effect(), Wait):
@@ -306,6 +347,7 @@ class AgentActor:
             raise
         except Exception as exc:  # a bug must not kill the agent: record it and stop the turn
             log.exception("turn of %s failed", self.key)
+            self._forget_message_tools()
             await self._commit(lambda: self.machine.model_error("internal", f"{type(exc).__name__}: {exc}"))
 
     async def _call_model(self) -> float:
@@ -363,11 +405,18 @@ class AgentActor:
         return waited
 
     async def _stream(self, request: ModelRequest) -> tuple[AssistantMessage, Usage, float]:
+        """Stream one message. Each tool call is looked at the moment it is complete in the
+        stream: allowed read-only/idempotent calls start at once (an idempotent call with side
+        effects after its `tool_call` event is committed; a read-only one is announced with the
+        message), the rest wait for the message's end (`_run_tools`). If the stream fails or is
+        cancelled, early calls still running are cancelled (their process groups killed);
+        finished results stay in `_results` for an interrupt to keep."""
         parts: list[str] = []
         calls: list[ToolCall] = []
         stop: StopReason = "end_turn"
         usage = Usage()
         waited = 0.0
+        self._forget_message_tools()
         stream = self.provider.stream(request)
         try:
             while True:
@@ -383,28 +432,207 @@ class AgentActor:
                     self.hub.publish_delta(item.text)
                 elif isinstance(item, ToolCallCompleted):
                     calls.append(item.call)
+                    if self._may_start_early(item.call):
+                        call = item.call
+                        if not self._hints(call.name)[0]:
+                            # A side effect (idempotent) is durable before it runs; a read-only
+                            # call is announced with its message (a crash before it lost nothing).
+                            await self._commit(lambda: self.machine.tool_calls_started([call], early=True))
+                        task = asyncio.get_running_loop().create_task(self._execute(call), name=f"tool:{call.id}")
+                        self._early[call.id] = (call, task)
                 elif isinstance(item, MessageCompleted):
                     stop, usage = item.stop_reason, item.usage
+        except BaseException:
+            await self._cancel_early()
+            self.machine.announce = ()
+            if not isinstance(sys.exc_info()[1], asyncio.CancelledError):
+                self._forget_message_tools()  # a failed stream: the retry (or the error) starts over
+            raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+        # Announce in the message's own commit: calls running already, and (for a finished
+        # message) the allowed calls that start as soon as it is committed.
+        self.machine.announce = tuple(
+            (c, c.id in self._early) for c in calls if c.id in self._early or (not is_incomplete(stop) and self._starts_at_end(c))
+        )
         return AssistantMessage("".join(parts), tuple(calls), stop), usage, waited
 
-    async def _run_tools(self, calls: tuple[ToolCall, ...]) -> float:
-        """Run the open calls concurrently (bounded per shard); append results in call order."""
-        from agent_runtime.tools.base import ToolContext
+    # -- tools --------------------------------------------------------------------------------
 
-        await self._commit(lambda: self.machine.tool_calls_started(calls))
+    def _tool_context(self) -> ToolContext:
         limits = self.manifest.spec.limits
-        ctx = ToolContext(workspace=self.workspace, timeout_s=limits.tool_timeout_s, output_cap=limits.tool_output_cap,
-                          executor=self.tool_io)
+        return ToolContext(
+            workspace=self.workspace,
+            timeout_s=limits.tool_timeout_s,
+            output_cap=limits.tool_output_cap,
+            executor=self.tool_io,
+            memory_mb=limits.tool_memory_mb,
+            cpu_s=limits.tool_cpu_s,
+            open_files=limits.tool_open_files,
+            processes=limits.tool_processes,
+        )
 
-        async def one(call: ToolCall) -> ToolResult:
-            async with self.tool_slots:
-                return await self.tools.execute(call, ctx)
+    def _precheck(self, call: ToolCall) -> ToolResult | None:
+        """The error result of a call that must not run (unknown tool, bad arguments, a call of
+        a tool this agent was not given), or None."""
+        if call.name not in self.manifest.spec.tools or call.name not in self.tools:
+            text = f"error[unknown_tool]: no tool named {call.name!r}; available tools: {', '.join(self.manifest.spec.tools)}"
+            return ToolResult(call.id, call.name, text, is_error=True)
+        try:
+            self.tools.validate(call.name, call.arguments)
+        except ToolError as exc:
+            return ToolResult(call.id, call.name, format_tool_error(exc), is_error=True)
+        return None
 
+    def _hints(self, name: str) -> tuple[bool, bool]:
+        spec = self.tools.get(name).spec
+        return spec.read_only, spec.idempotent
+
+    def _may_start_early(self, call: ToolCall) -> bool:
+        """A call complete in the stream starts at once if it is valid, allowed by the autonomy
+        rules, and read-only (or idempotent, per `autonomy.streamingStart`)."""
+        mode = self.manifest.spec.autonomy.streaming_start
+        if mode == "off" or call.id in self._early or call.id in self.state.started_call_ids:
+            return False
+        if self._precheck(call) is not None:
+            return False
+        read_only, idempotent = self._hints(call.name)
+        if not (read_only or (idempotent and mode == "readOnlyOrIdempotent")):
+            return False
+        return self.policy.decide(call.name, call.arguments, read_only=read_only).action == "allow"
+
+    def _starts_at_end(self, call: ToolCall) -> bool:
+        """A call of a finished message that starts right after the message is committed."""
+        if self._precheck(call) is not None:
+            return False
+        read_only, _ = self._hints(call.name)
+        return self.policy.decide(call.name, call.arguments, read_only=read_only).action == "allow"
+
+    async def _execute(self, call: ToolCall) -> ToolResult:
+        """Run one call within the agent's and the shard's limits; remember its result."""
+        async with self.agent_slots, self.tool_slots:
+            result = await self.tools.execute(call, self._tool_context())
+        self._results[call.id] = result
+        return result
+
+    async def _cancel_early(self) -> None:
+        running = [task for _, task in self._early.values() if not task.done()]
+        for task in running:
+            task.cancel()  # a tool's cancellation kills and reaps its process group
+        if running:
+            await asyncio.wait(running)
+
+    def _forget_message_tools(self) -> None:
+        for _, task in self._early.values():
+            if not task.done():
+                task.cancel()
+        self._early = {}
+        self._results = {}
+        for fut in self._approvals.values():
+            if not fut.done():
+                fut.cancel()
+        self._approvals = {}
+
+    async def _run_tools(self, calls: tuple[ToolCall, ...]) -> float:
+        """Run the open calls of the last message; commit all their results at once, in call
+        order, whatever order they finish in (the durable transcript does not depend on tool
+        timing).
+
+        A complete message (`tool_use`): calls started early are awaited; the others are
+        checked against the autonomy rules: `allow` starts now, `deny` gets an error result,
+        `ask` commits `approval_required` and waits for an operator (or the deadline) without
+        blocking the mailbox. An unfinished message (`max_tokens`, `content_filter`, `error`):
+        calls not started are cancelled (error results); early results are kept, all marked
+        `incomplete_message`."""
+        message = self.state.last_assistant()
+        incomplete = message is not None and is_incomplete(message.stop_reason)
+        stop = message.stop_reason if message is not None else "tool_use"
+        state = self.state
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(one(c) for c in calls))
-        waited = time.perf_counter() - t0
-        self.metrics.tool_runs += len(results)
-        await self._commit(lambda: self.machine.tool_results(results))
-        return waited
+        jobs: dict[str, asyncio.Future[ToolResult]] = {}
+        done: dict[str, ToolResult] = {}
+        start_now: list[ToolCall] = []
+        ask: list[tuple[ToolCall, str]] = []
+        loop = asyncio.get_running_loop()
+        for call in calls:
+            if call.id in self._early:
+                jobs[call.id] = self._early[call.id][1]
+                continue
+            if call.id in state.started_call_ids:  # started before a restart: runs again (at least once)
+                start_now.append(call)
+                continue
+            if incomplete:
+                done[call.id] = ToolResult(
+                    call.id, call.name,
+                    f"error[cancelled]: not run: the message ended with stop reason {stop!r} before it was complete",
+                    is_error=True,
+                )
+                continue
+            refused = self._precheck(call)
+            if refused is not None:
+                done[call.id] = refused
+                continue
+            decided = state.approvals.get(call.id, "unasked")
+            if decided == "deny":
+                done[call.id] = self._denied(call, "an operator denied it")
+                continue
+            if decided is None:  # asked before a restart: keep waiting until the same deadline
+                ask.append((call, ""))
+                continue
+            read_only, _ = self._hints(call.name)
+            verdict = self.policy.decide(call.name, call.arguments, read_only=read_only)
+            if verdict.action == "deny":
+                done[call.id] = self._denied(call, verdict.reason)
+            elif verdict.action == "ask":
+                ask.append((call, verdict.reason))
+            else:
+                start_now.append(call)
+        for call, _ in ask:
+            self._approvals[call.id] = loop.create_future()
+        deadline = time.time() + self.manifest.spec.autonomy.approval_timeout_s
+
+        def started() -> list[NewEvent]:
+            events = self.machine.tool_calls_started(start_now)
+            for call, reason in ask:
+                events.extend(self.machine.approval_required(call, reason, deadline))
+            return events
+
+        await self._commit(started)
+        for call in start_now:
+            jobs[call.id] = loop.create_task(self._execute(call), name=f"tool:{call.id}")
+        for call, _ in ask:
+            jobs[call.id] = loop.create_task(self._after_approval(call), name=f"approval:{call.id}")
+        try:
+            if jobs:
+                await asyncio.gather(*jobs.values())
+        except BaseException:
+            for job in jobs.values():
+                job.cancel()
+            raise
+        results = [done[c.id] if c.id in done else jobs[c.id].result() for c in calls]
+        self._forget_message_tools()
+        self.metrics.tool_runs += len(jobs)
+        await self._commit(lambda: self.machine.tool_results(results, incomplete=incomplete))
+        return time.perf_counter() - t0
+
+    @staticmethod
+    def _denied(call: ToolCall, why: str) -> ToolResult:
+        return ToolResult(call.id, call.name, f"error[denied]: tool call refused: {why}", is_error=True)
+
+    async def _after_approval(self, call: ToolCall) -> ToolResult:
+        """Wait for an operator's decision (or the deadline), commit it, then run or refuse."""
+        fut = self._approvals[call.id]
+        autonomy = self.manifest.spec.autonomy
+        remaining = self.state.approval_deadlines.get(call.id, 0.0) - time.time()
+        try:
+            async with asyncio.timeout(max(0.0, remaining)):
+                decision, by = await asyncio.shield(fut), "operator"
+        except TimeoutError:
+            decision, by = autonomy.approval_timeout_decision, "timeout"
+        if not fut.done():
+            fut.cancel()  # a late answer is refused (unknown_tool_call)
+        await self._commit(lambda: self.machine.approval(call, decision, by))
+        if (self.state.approvals.get(call.id) or decision) == "deny":
+            who = "an operator denied it" if by == "operator" else f"no operator answered within {autonomy.approval_timeout_s:g} s"
+            return self._denied(call, who)
+        return await self._execute(call)

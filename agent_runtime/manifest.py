@@ -18,7 +18,8 @@ from pydantic.alias_generators import to_camel
 API_GROUP = "agentruntime.dev"
 API_VERSION = f"{API_GROUP}/v1alpha1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-BUILTIN_TOOLS = ("shell", "read_file", "write_file", "list_dir")
+BUILTIN_TOOLS = ("shell", "read_file", "write_file", "list_dir", "edit_file")
+DEFAULT_TOOLS = ("shell", "read_file", "write_file", "list_dir")
 
 
 class ManifestError(ValueError):
@@ -52,13 +53,53 @@ class Limits(_Model):
     max_output_tokens: int = Field(default=4096, ge=1, le=200_000)
     tool_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     tool_output_cap: int = Field(default=64_000, ge=256, le=16_000_000)
+    max_running_tools: int = Field(
+        default=8, ge=1, le=256, description="Tool calls of this agent running at once (the shard has its own limit)."
+    )
+    tool_memory_mb: int = Field(default=1024, ge=16, le=1_048_576, description="Address-space limit of a tool process (MiB).")
+    tool_cpu_s: int = Field(default=60, ge=1, le=86_400, description="CPU-time limit of a tool process (seconds).")
+    tool_open_files: int = Field(default=256, ge=16, le=65_536, description="Open-file limit of a tool process.")
+    tool_processes: int = Field(default=64, ge=1, le=4096, description="Processes a tool call may have at once.")
+
+
+class AutonomyRule(_Model):
+    """One rule of the autonomy policy. A call matches when every given matcher matches."""
+
+    action: Literal["deny", "ask", "allow"]
+    tool: str = Field(default="*", min_length=1, max_length=200, description="Glob on the tool name (fnmatch).")
+    arguments: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Argument name -> glob on its value (strings as they are, other values as compact JSON; "
+            "`path` values are normalised first). `*` also matches `/`. Every listed argument must match."
+        ),
+    )
+    read_only: bool | None = Field(default=None, description="Match only tools with (true) / without (false) the read-only hint.")
+
+
+class Autonomy(_Model):
+    """What an agent may do without a human: rules evaluated deny, then ask, then allow."""
+
+    rules: tuple[AutonomyRule, ...] = Field(default=(), max_length=200)
+    default_action: Literal["deny", "ask", "allow"] = Field(
+        default="allow", description="The decision when no rule matches."
+    )
+    approval_timeout_s: float = Field(default=300.0, gt=0, le=86_400, description="How long an `ask` waits for an operator.")
+    approval_timeout_decision: Literal["allow", "deny"] = Field(
+        default="deny", description="The decision recorded when nobody answers in time."
+    )
+    streaming_start: Literal["readOnlyOrIdempotent", "readOnly", "off"] = Field(
+        default="readOnlyOrIdempotent",
+        description="Which allowed calls start while the model is still streaming (others wait for the tool_use stop).",
+    )
 
 
 class AgentSpec(_Model):
     model: ModelRef = ModelRef()
     system_prompt: str = Field(default="You are a careful coding agent.", max_length=200_000)
-    tools: tuple[str, ...] = BUILTIN_TOOLS
+    tools: tuple[str, ...] = DEFAULT_TOOLS
     limits: Limits = Limits()
+    autonomy: Autonomy = Autonomy()
     runtime_pool: str | None = Field(default=None, max_length=63)
 
     @field_validator("tools")

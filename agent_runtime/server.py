@@ -8,7 +8,7 @@ errors go out in one order.
 
 HTTP: `GET /healthz`, `GET /metrics`, `GET|POST /v1/agents`, `GET|DELETE /v1/agents/{ns}/{name}`,
 `GET /v1/agents/{ns}/{name}/events?after=N&limit=M`, `POST /v1/agents/{ns}/{name}/messages`,
-`POST /v1/agents/{ns}/{name}/interrupt`, `POST /v1/tokens`.
+`POST /v1/agents/{ns}/{name}/interrupt`, `POST /v1/agents/{ns}/{name}/approvals`, `POST /v1/tokens`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import orjson
 import pydantic
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from agent_runtime.actor import AgentBusy, AgentStopped
+from agent_runtime.actor import AgentBusy, AgentStopped, UnknownToolCall
 from agent_runtime.auth import AuthError, Grant, Role, TokenStore
 from agent_runtime.events import Event
 from agent_runtime.host import AgentNotFound, Host
@@ -271,12 +271,25 @@ async def _on_frame(conn: Connection, data: str | bytes, hello: asyncio.Future[i
             except Exception as exc:
                 conn.send_frame(_command_error(exc))
         elif isinstance(out, SendApproval):
-            conn.send_frame({"type": "error", "code": "unknown_tool_call",
-                             "message": f"no approval is pending for tool call {out.tool_call_id!r}"})
+            try:
+                _approve(host, conn.key, out.tool_call_id, out.decision)
+            except Exception as exc:
+                conn.send_frame(_command_error(exc))
+
+
+def _approve(host: Host, key: str, tool_call_id: str, decision: str) -> None:
+    """Hand an operator's decision to the agent's waiting call. A call can only be waiting while
+    its agent is awake and in a turn, so a hibernated agent has nothing pending."""
+    actor = host.get(key).actor
+    if actor is None or actor.closing:
+        raise UnknownToolCall(f"no approval is pending for tool call {tool_call_id!r}")
+    actor.approve(tool_call_id, decision)
 
 
 def _command_error(exc: Exception) -> frames.ServerFrame:
     """The `error` frame for a command the runtime could not carry out."""
+    if isinstance(exc, UnknownToolCall):
+        return frames.error_frame(frames.ErrorCode.UNKNOWN_TOOL_CALL, str(exc))
     if isinstance(exc, AgentBusy):
         return frames.error_frame(frames.ErrorCode.BUSY, str(exc))
     if isinstance(exc, AgentNotFound):
@@ -413,6 +426,28 @@ async def post_interrupt(request: web.Request) -> web.Response:
     return _json({"interrupted": stopped})
 
 
+async def post_approval(request: web.Request) -> web.Response:
+    """An operator's decision for a waiting tool call: `{"tool_call_id": str, "decision": "allow"|"deny"}`."""
+    ns, name, key = _target(request)
+    TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        return _error("bad_json", str(exc), 400)
+    try:  # the same rules as the WebSocket `approval` frame
+        approval = frames.ApprovalFrame.model_validate({"type": "approval", **body} if isinstance(body, dict) else body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        return _error("bad_frame", f"body must be {{\"tool_call_id\": str, \"decision\": \"allow\"|\"deny\"}}: {field}: {first['msg']}",
+                      400, field=field)
+    try:
+        _approve(request.app[HOST_KEY], key, approval.tool_call_id, approval.decision)
+    except UnknownToolCall as exc:
+        return _error("unknown_tool_call", str(exc), 409)
+    return _json({"tool_call_id": approval.tool_call_id, "decision": approval.decision, "accepted": True})
+
+
 async def create_token(request: web.Request) -> web.Response:
     grant = _grant(request)
     if not grant.at_least(Role.ADMIN):
@@ -446,6 +481,7 @@ def make_app(host: Host, tokens: TokenStore) -> web.Application:
     app.router.add_get("/v1/agents/{namespace}/{name}/events", read_events)
     app.router.add_post("/v1/agents/{namespace}/{name}/messages", post_message)
     app.router.add_post("/v1/agents/{namespace}/{name}/interrupt", post_interrupt)
+    app.router.add_post("/v1/agents/{namespace}/{name}/approvals", post_approval)
     app.router.add_get("/v1/agents/{namespace}/{name}/ws", ws_handler)
     app.router.add_post("/v1/tokens", create_token)
     return app

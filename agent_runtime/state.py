@@ -37,9 +37,11 @@ CONVERSATION_KINDS = (
     EventKind.TOOL_CALL.value,
     EventKind.TOOL_RESULT.value,
     EventKind.STATUS.value,
+    EventKind.APPROVAL_REQUIRED.value,
+    EventKind.APPROVAL.value,
 )
-"""The kinds the conversation is rebuilt from: the messages, `tool_call` (marks an open call as
-started) and `status` (a turn's end releases deferred messages)."""
+"""The kinds the conversation is rebuilt from: the messages, `tool_call` (marks a call as
+started), `status` (a turn's end releases deferred messages) and the approvals of open calls."""
 COUNTER_FIELDS = (
     "seq",
     "running",
@@ -68,6 +70,8 @@ class AgentState:
         "context_tokens",
         "open_call_ids",
         "started_call_ids",
+        "approvals",
+        "approval_deadlines",
         *COUNTER_FIELDS,
     )
 
@@ -80,6 +84,10 @@ class AgentState:
         self.context_tokens = 0
         self.open_call_ids: list[str] = []
         self.started_call_ids: set[str] = set()
+        # Open calls an operator was asked about: tool_call_id -> decision (None: still waiting),
+        # and the wall-clock deadline (Unix seconds) of each question.
+        self.approvals: dict[str, str | None] = {}
+        self.approval_deadlines: dict[str, float] = {}
         self.running = False
         self.turns = 0
         self.model_calls = 0
@@ -130,11 +138,21 @@ class AgentState:
             calls = tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ()))
             self._add_message(AssistantMessage(data.get("text", ""), calls, data.get("stop_reason", "end_turn")), tokens)
             self.open_call_ids = [c.id for c in calls]
-            self.started_call_ids = set()
+            # Calls started while the message was still streaming have their `tool_call` event
+            # before the message: keep those of this message, forget any others.
+            ids = set(self.open_call_ids)
+            self.started_call_ids = {i for i in self.started_call_ids if i in ids}
+            self.approvals = {}
+            self.approval_deadlines = {}
             if not calls:
                 self._flush_pending()
         elif event.kind == EventKind.TOOL_CALL:
             self.started_call_ids.add(data["id"])
+        elif event.kind == EventKind.APPROVAL_REQUIRED:
+            self.approvals[data["tool_call_id"]] = None
+            self.approval_deadlines[data["tool_call_id"]] = float(data.get("deadline", 0.0))
+        elif event.kind == EventKind.APPROVAL:
+            self.approvals[data["tool_call_id"]] = str(data["decision"])
         elif event.kind == EventKind.STATUS:
             if data.get("state") == "idle":
                 # A turn that ended early (error, interrupt, a limit) releases what was deferred
@@ -151,8 +169,18 @@ class AgentState:
             self._add_message(ToolResultMessage(result), tokens)
             if result.tool_call_id in self.open_call_ids:
                 self.open_call_ids.remove(result.tool_call_id)
+            self.started_call_ids.discard(result.tool_call_id)
             if not self.open_call_ids:
                 self._flush_pending()
+
+    def last_assistant(self) -> AssistantMessage | None:
+        """The last assistant message (a scan back over at most its tool results)."""
+        for m in reversed(self.messages):
+            if isinstance(m, AssistantMessage):
+                return m
+            if not isinstance(m, ToolResultMessage):
+                return None
+        return None
 
     def _awaiting_model(self) -> bool:
         """The last message is a user message or complete tool results: the model is (to be) asked."""

@@ -16,8 +16,16 @@ from collections.abc import Sequence
 from agent_runtime import native
 from agent_runtime.events import EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec
-from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, Usage
+from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, ToolResultMessage, Usage
 from agent_runtime.state import AgentState
+
+INCOMPLETE_STOPS = frozenset({"max_tokens", "content_filter", "error", "interrupted"})
+"""Stop reasons of a message the model did not finish: its calls not yet started never run, the
+results of calls it started early are kept but marked `incomplete_message`, and the turn ends."""
+
+
+def is_incomplete(stop_reason: str) -> bool:
+    return stop_reason in INCOMPLETE_STOPS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +75,11 @@ class TurnMachine:
         self.state = state
         self.spec = spec
         self.prefix_tokens = count(spec.system_prompt) + 32 * len(spec.tools)
+        self.announce: tuple[tuple[ToolCall, bool], ...] = ()
+        """Calls to announce (`tool_call` event) in the same commit as the next model message:
+        (call, early). Set by the shell at the end of the stream: read-only calls already running
+        (early) and allowed calls that start as soon as the message is committed. Consumed by
+        `model_message`."""
 
     # -- inputs -> events -------------------------------------------------------------------
 
@@ -85,8 +98,12 @@ class TurnMachine:
         return events
 
     def model_message(self, message: AssistantMessage, usage: Usage, message_id: str) -> list[NewEvent]:
-        """The model's completed message, a `tool_call` event for each call it asks for (they
-        run next: one commit instead of two), and the usage of the call."""
+        """The model's completed message, a `tool_call` event for each call in `announce` (one
+        commit instead of two), and the usage of the call. Other calls get their `tool_call`
+        when they start (`tool_calls_started`, `approval`); a call that never starts has none."""
+        announce, self.announce = self.announce, ()
+        ids = {c.id for c in message.tool_calls}
+        started = self.state.started_call_ids
         tokens = count(message.text) + sum(count(str(c.arguments)) for c in message.tool_calls)
         return [
             NewEvent(
@@ -99,18 +116,59 @@ class TurnMachine:
                     "tokens": tokens,
                 },
             ),
-            *(NewEvent(EventKind.TOOL_CALL, c.to_dict()) for c in message.tool_calls),
+            *(
+                NewEvent(EventKind.TOOL_CALL, {**c.to_dict(), **({"early": True} if early else {})})
+                for c, early in announce
+                if c.id in ids and c.id not in started
+            ),
             NewEvent(EventKind.USAGE, {**usage.to_dict(), "model": self.spec.model.name}),
         ]
 
-    def tool_calls_started(self, calls: Sequence[ToolCall]) -> list[NewEvent]:
+    def tool_calls_started(self, calls: Sequence[ToolCall], *, early: bool = False) -> list[NewEvent]:
         """A `tool_call` event per call about to run, once: a call a crash cut short already has
-        one and runs again without a second event (tools run at least once; see docs/tools.md)."""
+        one and runs again without a second event (tools run at least once; see docs/tools.md).
+        `early`: the call starts while its message is still streaming (read-only/idempotent)."""
         started = self.state.started_call_ids
-        return [NewEvent(EventKind.TOOL_CALL, c.to_dict()) for c in calls if c.id not in started]
+        extra = {"early": True} if early else {}
+        return [NewEvent(EventKind.TOOL_CALL, {**c.to_dict(), **extra}) for c in calls if c.id not in started]
 
-    def tool_results(self, results: Sequence[ToolResult]) -> list[NewEvent]:
-        return [NewEvent(EventKind.TOOL_RESULT, {**r.to_dict(), "tokens": count(r.content)}) for r in results]
+    def approval_required(self, call: ToolCall, reason: str, deadline: float) -> list[NewEvent]:
+        """Ask the operators about `call` (once): the call waits until `approval` or `deadline`."""
+        if call.id in self.state.approvals:
+            return []
+        autonomy = self.spec.autonomy
+        return [
+            NewEvent(
+                EventKind.APPROVAL_REQUIRED,
+                {
+                    "tool_call_id": call.id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "reason": reason,
+                    "timeout_s": autonomy.approval_timeout_s,
+                    "deadline": round(deadline, 3),
+                    "default_decision": autonomy.approval_timeout_decision,
+                },
+            )
+        ]
+
+    def approval(self, call: ToolCall, decision: str, by: str) -> list[NewEvent]:
+        """The answer for a waiting call (`by`: "operator" or "timeout"); an allowed call starts
+        now, so its `tool_call` event is committed with the decision. Nothing if already decided."""
+        if self.state.approvals.get(call.id, "missing") is not None:
+            return []
+        events = [NewEvent(EventKind.APPROVAL, {"tool_call_id": call.id, "decision": decision, "by": by})]
+        if decision == "allow":
+            events.extend(self.tool_calls_started([call]))
+        return events
+
+    def tool_results(self, results: Sequence[ToolResult], incomplete: bool = False) -> list[NewEvent]:
+        """Results in the order given (the actor gives call order). `incomplete`: they belong to a
+        message the model did not finish (see `INCOMPLETE_STOPS`)."""
+        extra = {"incomplete_message": True} if incomplete else {}
+        return [
+            NewEvent(EventKind.TOOL_RESULT, {**r.to_dict(), "tokens": count(r.content), **extra}) for r in results
+        ]
 
     def finish(self, reason: str) -> list[NewEvent]:
         """Close the turn. A limit that ended it is also reported as an `error` event."""
@@ -128,26 +186,42 @@ class TurnMachine:
             *self.finish("error"),
         ]
 
-    def interrupt(self, partial_text: str, message_id: str) -> list[NewEvent]:
-        """Stop the turn, keep history: the partial text so far, and an `interrupted` result for
-        each open tool call (providers require a result for every call)."""
+    def interrupt(
+        self,
+        partial_text: str,
+        message_id: str,
+        early_calls: Sequence[ToolCall] = (),
+        finished: dict[str, ToolResult] | None = None,
+    ) -> list[NewEvent]:
+        """Stop the turn, keep history. While streaming: the partial text so far, with the calls
+        that had already started (`early_calls`, their `tool_call` events are in the log). Then a
+        result for each open call (providers require one for every call): the real one if it
+        had finished (`finished`), else `interrupted`."""
         if not self.state.running:
             return []
+        finished = finished or {}
         events: list[NewEvent] = []
         open_calls = self.state.open_calls()
-        if partial_text and not open_calls:
-            events.append(
-                NewEvent(
-                    EventKind.ASSISTANT_MESSAGE,
-                    {"id": message_id, "text": partial_text, "tool_calls": [], "stop_reason": "interrupted",
-                     "tokens": count(partial_text)},
+        incomplete = False
+        if not open_calls:
+            started = list(early_calls)
+            if partial_text or started:
+                tokens = count(partial_text) + sum(count(str(c.arguments)) for c in started)
+                events.append(
+                    NewEvent(
+                        EventKind.ASSISTANT_MESSAGE,
+                        {"id": message_id, "text": partial_text, "tool_calls": [c.to_dict() for c in started],
+                         "stop_reason": "interrupted", "tokens": tokens},
+                    )
                 )
-            )
-        events.extend(
-            self.tool_results(
-                [ToolResult(c.id, c.name, "interrupted by the user before it finished", is_error=True) for c in open_calls]
-            )
-        )
+                # read-only calls started mid-stream are announced with their message
+                events.extend(self.tool_calls_started(started, early=True))
+            open_calls, incomplete = started, True
+        results = [
+            finished.get(c.id) or ToolResult(c.id, c.name, "interrupted by the user before it finished", is_error=True)
+            for c in open_calls
+        ]
+        events.extend(self.tool_results(results, incomplete=incomplete))
         events.extend(self.finish("interrupted"))
         return events
 
@@ -163,6 +237,10 @@ class TurnMachine:
         last = state.messages[-1] if state.messages else None
         if isinstance(last, AssistantMessage):
             return FinishTurn(last.stop_reason)
+        if isinstance(last, ToolResultMessage):
+            answered = state.last_assistant()
+            if answered is not None and is_incomplete(answered.stop_reason):
+                return FinishTurn(answered.stop_reason)  # results of an unfinished message: stop
         if last is None:
             return FinishTurn("empty")
         if state.turn_model_calls >= self.spec.limits.max_turns:

@@ -2,7 +2,7 @@
 
 `base` defines the contracts (`Tool`, `ToolSpec`, `ToolContext`, `ToolOutput`, the `ToolError`
 tree); `workspace` confines paths; `output` bounds output; `builtin` holds `shell`, `read_file`,
-`write_file`, `list_dir`; `registry` validates and executes `ToolCall`s into `ToolResult`s
+`write_file`, `list_dir`, `edit_file`; `sandbox` limits tool processes; `registry` validates and executes `ToolCall`s into `ToolResult`s
 (`agent_runtime.messages`), which the agent loop records and returns to the model.
 """
 
@@ -17,11 +17,12 @@ from agent_runtime.tools.base import (
     ToolTimeout,
     UnknownTool,
 )
-from agent_runtime.tools.builtin import ListDirTool, ReadFileTool, ShellTool, WriteFileTool
+from agent_runtime.tools.builtin import EditFileTool, ListDirTool, ReadFileTool, ShellTool, WriteFileTool
 from agent_runtime.tools.registry import ToolRegistry, default_registry
 from agent_runtime.tools.workspace import resolve_in_workspace
 
 __all__ = [
+    "EditFileTool",
     "ListDirTool",
     "PathEscape",
     "ReadFileTool",

@@ -67,12 +67,18 @@ class ToolContext:
     `output_cap`: maximum bytes of tool output kept for the model (head + tail, with a note).
     `executor`: optional small shared executor for file IO; without one, file tools do bounded
     reads inline (never the loop's default executor, whose thread count grows with load).
+    `memory_mb`, `cpu_s`, `open_files`, `processes`: resource limits of a tool process (address
+    space, CPU seconds, open files, processes at once); None leaves that limit as inherited.
     """
 
     workspace: Path
     timeout_s: float = 30.0
     output_cap: int = 64_000
     executor: concurrent.futures.Executor | None = None
+    memory_mb: int | None = None
+    cpu_s: int | None = None
+    open_files: int | None = None
+    processes: int | None = None
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:

@@ -28,7 +28,10 @@ before `run` is called, and turns outputs and `ToolError`s into `ToolResult`s.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import hashlib
+import io
 import logging
 import os
 import signal
@@ -39,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent_runtime import native
 from agent_runtime.tools.base import (
     Tool,
     ToolArgumentsInvalid,
@@ -49,9 +53,20 @@ from agent_runtime.tools.base import (
     ToolTimeout,
 )
 from agent_runtime.tools.output import HeadTail, cap_text, trim_incomplete_end
+from agent_runtime.tools.sandbox import SandboxedCommand, reap_orphans
 from agent_runtime.tools.workspace import display_path, resolve_in_workspace
 
-__all__ = ["BUILTIN_TOOLS", "ListDirTool", "ReadFileTool", "ShellTool", "WriteFileTool", "scrubbed_env"]
+__all__ = [
+    "BUILTIN_TOOLS",
+    "EditFileTool",
+    "ListDirTool",
+    "ReadFileTool",
+    "ShellTool",
+    "VersionStore",
+    "WriteFileTool",
+    "file_version",
+    "scrubbed_env",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +79,8 @@ _REAP_WAIT_S = 5.0
 # Upper bound of bytes `read_file` scans to reach `offset` (inline / with an executor).
 _SCAN_INLINE = 4 * 1024 * 1024
 _SCAN_EXECUTOR = 64 * 1024 * 1024
+# Files up to this size get a version (read whole, hashed, remembered) and can be edited.
+_VERSION_MAX = 4 * 1024 * 1024
 _LIST_MAX_ENTRIES = 1000
 _LIST_MAX_SCAN = 100_000
 
@@ -181,6 +198,18 @@ class _ProcessGroup:
             log.warning("shell process group %d did not exit %.0fs after SIGKILL", self.pgid, _REAP_WAIT_S)
 
 
+def _release_later(sandbox: SandboxedCommand, loop: asyncio.AbstractEventLoop, delay: float = 0.02) -> None:
+    """Remove the call's cgroup; killed processes may take a moment to leave it (retried with
+    backoff for about a minute; a cgroup still busy then is left for `reap_orphans`)."""
+    if sandbox.release():
+        return
+    if delay > 8.0:
+        log.warning("pids cgroup %s still busy; left behind", sandbox.cgroup)
+        return
+    sandbox.kill_all()
+    loop.call_later(delay, _release_later, sandbox, loop, delay * 1.5)
+
+
 def _exit_note(rc: int) -> str:
     if rc < 0:
         try:
@@ -219,6 +248,13 @@ class ShellTool(Tool):
         idempotent=False,
     )
 
+    _reaped = False
+
+    def __init__(self) -> None:
+        if not ShellTool._reaped:  # once per process: processes of runtimes that died
+            ShellTool._reaped = True
+            reap_orphans()
+
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         command: str = args["command"]
         timeout = min(float(args.get("timeout_s", ctx.timeout_s)), ctx.timeout_s)
@@ -228,10 +264,13 @@ class ShellTool(Tool):
             raise ToolError(f"the workspace folder {str(workspace)!r} does not exist", code="workspace_missing")
 
         capture = HeadTail(ctx.output_cap)
+        if "\x00" in command:
+            raise ToolArgumentsInvalid("command cannot be run: embedded null byte")
+        sandbox = SandboxedCommand(command, ctx)
         rfd, wfd = os.pipe()  # both ends close-on-exec: no other agent's shell inherits them
         try:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", command],
+                sandbox.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=wfd,
                 stderr=subprocess.STDOUT,
@@ -239,12 +278,15 @@ class ShellTool(Tool):
                 env=scrubbed_env(workspace),
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=sandbox.preexec_fn,  # noqa: PLW1509 - only without prlimit(1)
             )
         except ValueError as exc:  # e.g. an embedded NUL byte
             os.close(rfd)
+            _release_later(sandbox, loop)
             raise ToolArgumentsInvalid(f"command cannot be run: {exc}") from None
         except OSError as exc:
             os.close(rfd)
+            _release_later(sandbox, loop)
             raise ToolError(f"could not start /bin/sh: {exc}", code="spawn_failed") from None
         finally:
             os.close(wfd)
@@ -275,7 +317,10 @@ class ShellTool(Tool):
             # Runs on success, timeout and cancellation alike: nothing of the call survives it.
             if transport is not None:
                 transport.close()
+            sandbox.kill_all()  # what left the process group (setsid) but not the cgroup
             await group.kill_and_reap()
+            sandbox.kill_all()
+            _release_later(sandbox, loop)
             if transport is not None and not pipe_closed.done():
                 await asyncio.wait([pipe_closed], timeout=1.0)  # let the transport release the fd
 
@@ -297,16 +342,66 @@ class ShellTool(Tool):
 # read_file
 
 
-def _read_text(path: Path, shown: str, offset: int, limit: int | None, cap: int, scan_cap: int) -> str:
-    """Lines [offset, offset+limit) of a text file, at most `cap` bytes; notes say how to go on."""
+def file_version(raw: bytes) -> str:
+    """The version of a file's content, as `read_file` reports it and `edit_file` expects it."""
+    return "v-" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+class VersionStore:
+    """Recently read or written file contents by version (content-addressed, bounded by bytes),
+    the bases of `edit_file`'s three-way merges. In memory: after a restart an old version is
+    unknown and the edit asks the model to read the file again."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._items: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._bytes = 0
+
+    def put(self, version: str, text: str) -> None:
+        if version in self._items:
+            self._items.move_to_end(version)
+            return
+        size = len(text)
+        if size > self.max_bytes:
+            return
+        self._items[version] = text
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old)
+
+    def get(self, version: str) -> str | None:
+        text = self._items.get(version)
+        if text is not None:
+            self._items.move_to_end(version)
+        return text
+
+
+VERSIONS = VersionStore()
+"""The process-wide store the built-in `read_file` and `edit_file` share."""
+
+
+def _read_text(
+    path: Path, shown: str, offset: int, limit: int | None, cap: int, scan_cap: int, versions: VersionStore | None = None
+) -> str:
+    """Lines [offset, offset+limit) of a text file, at most `cap` bytes; notes say how to go on.
+    A file of at most 4 MiB is read whole, and its version is noted at the end."""
     try:
         f = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise _os_error(exc, shown) from None
+    version = None
     with f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise ToolError(f"{shown}: not a regular file", code="not_a_file")
+        if versions is not None and st.st_size <= _VERSION_MAX:
+            whole = f.read(_VERSION_MAX + 1)
+            if len(whole) <= _VERSION_MAX and b"\x00" not in whole[:8192]:
+                version = file_version(whole)
+                with contextlib.suppress(UnicodeDecodeError):
+                    versions.put(version, whole.decode("utf-8"))
+            f = io.BytesIO(whole)  # type: ignore[assignment]
         line_no = 1
         scanned = 0
         while line_no < offset:
@@ -349,6 +444,9 @@ def _read_text(path: Path, shown: str, offset: int, limit: int | None, cap: int,
         why = f"output cap of {cap} bytes reached" if truncated else f"limit of {limit} lines reached"
         sep = "" if text.endswith("\n") or not text else "\n"
         text += f"{sep}[... {why}; file is {st.st_size} bytes; continue with offset={next_line} ...]"
+    if version is not None:
+        sep = "" if text.endswith("\n") or not text else "\n"
+        text += f"{sep}[version: {version}]"
     return text
 
 
@@ -359,7 +457,8 @@ class ReadFileTool(Tool):
         name="read_file",
         description=(
             "Read a UTF-8 text file in the workspace. `offset` is the 1-based line to start at, `limit` "
-            "the number of lines. Output is capped; a trailing note then gives the offset to continue."
+            "the number of lines. Output is capped; a trailing note then gives the offset to continue. "
+            "The last line, [version: ...], names the version of the whole file for edit_file."
         ),
         input_schema={
             "type": "object",
@@ -381,8 +480,11 @@ class ReadFileTool(Tool):
         offset = int(args.get("offset", 1))
         limit = int(args["limit"]) if "limit" in args else None
         scan_cap = _SCAN_INLINE if ctx.executor is None else _SCAN_EXECUTOR
-        text = await _run_io(ctx, lambda: _read_text(path, shown, offset, limit, ctx.output_cap, scan_cap))
+        text = await _run_io(ctx, lambda: _read_text(path, shown, offset, limit, ctx.output_cap, scan_cap, self.versions))
         return ToolOutput(text)
+
+    def __init__(self, versions: VersionStore | None = None) -> None:
+        self.versions = versions if versions is not None else VERSIONS
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,6 +547,113 @@ class WriteFileTool(Tool):
 
 
 # --------------------------------------------------------------------------------------------
+# edit_file
+
+
+def _conflict_report(shown: str, version: str, result: native.MergeResult) -> str:
+    lines = [
+        f"{shown} changed since version {version} and your edit conflicts with those changes in "
+        f"{len(result.conflicts)} region(s); nothing was written. Read the file again and redo the edit."
+    ]
+    for c in result.conflicts[:5]:
+        lines.append(
+            f"lines {c.theirs_start + 1}-{max(c.theirs_end, c.theirs_start + 1)} of the current file:\n"
+            f"<<<<<<< your edit\n{c.ours}=======\n{c.theirs}>>>>>>> current file"
+        )
+    if len(result.conflicts) > 5:
+        lines.append(f"[... {len(result.conflicts) - 5} more conflict regions ...]")
+    return "\n".join(lines)
+
+
+def _edit(path: Path, shown: str, version: str, old: str, new: str, replace_all: bool, versions: VersionStore) -> str:
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ToolError(f"{shown}: not a regular file", code="not_a_file")
+            raw = f.read(_VERSION_MAX + 1)
+    except OSError as exc:
+        raise _os_error(exc, shown) from None
+    if len(raw) > _VERSION_MAX:
+        raise ToolError(f"{shown}: larger than {_VERSION_MAX} bytes; use write_file or the shell", code="file_too_large")
+    try:
+        current = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ToolError(f"{shown}: not UTF-8 text", code="binary_file") from None
+    current_version = file_version(raw)
+    versions.put(current_version, current)
+    base = current if version == current_version else versions.get(version)
+    if base is None:
+        raise ToolError(
+            f"{shown} changed since version {version}, and that version is no longer known (it is now "
+            f"{current_version}); read the file again and redo the edit",
+            code="stale_version",
+        )
+    found = base.count(old)
+    if found == 0:
+        raise ToolError(f"old_text does not occur in version {version} of {shown}", code="edit_not_found")
+    if found > 1 and not replace_all:
+        raise ToolError(
+            f"old_text occurs {found} times in {shown}; include more context to make it unique, or set replace_all",
+            code="edit_ambiguous",
+        )
+    ours = base.replace(old, new) if replace_all else base.replace(old, new, 1)
+    merged_note = ""
+    if base is current or version == current_version:
+        result = ours
+    else:
+        merge = native.merge3(base, ours, current, labels=("your edit", "current file"))
+        if merge.merged is None:
+            raise ToolError(_conflict_report(shown, version, merge), code="edit_conflict")
+        result = merge.merged
+        merged_note = f"; merged with the changes made since {version}"
+    data = result.encode("utf-8")
+    _write_atomic(path, shown, data)
+    new_version = file_version(data)
+    versions.put(new_version, result)
+    patch = native.diff(current, result).unified(context=2, from_file=f"a/{shown}", to_file=f"b/{shown}")
+    return f"edited {shown} (version {new_version}{merged_note})\n{patch}"
+
+
+class EditFileTool(Tool):
+    """Replace text in a file of the workspace, against the version the model read."""
+
+    spec = ToolSpec(
+        name="edit_file",
+        description=(
+            "Replace `old_text` by `new_text` in a UTF-8 text file of the workspace. `version` is the "
+            "[version: ...] that read_file showed: if the file changed since, your edit is merged with "
+            "those changes (three-way), or the conflicting regions are returned and nothing is written. "
+            "Returns the new version and a unified diff of the change."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "minLength": 1, "description": "File path, relative to the workspace."},
+                "version": {"type": "string", "minLength": 1, "maxLength": 100, "description": "The version read_file reported."},
+                "old_text": {"type": "string", "minLength": 1, "description": "The exact text to replace."},
+                "new_text": {"type": "string", "description": "The replacement."},
+                "replace_all": {"type": "boolean", "description": "Replace every occurrence (default: exactly one)."},
+            },
+            "required": ["path", "version", "old_text", "new_text"],
+            "additionalProperties": False,
+        },
+        read_only=False,
+        idempotent=False,
+    )
+
+    def __init__(self, versions: VersionStore | None = None) -> None:
+        self.versions = versions if versions is not None else VERSIONS
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        path = resolve_in_workspace(ctx.workspace, args["path"])
+        shown = display_path(ctx.workspace, path)
+        old, new = args["old_text"], args["new_text"]
+        replace_all = bool(args.get("replace_all", False))
+        text = await _run_io(ctx, lambda: _edit(path, shown, args["version"], old, new, replace_all, self.versions))
+        return ToolOutput(cap_text(text, ctx.output_cap))
+
+
+# --------------------------------------------------------------------------------------------
 # list_dir
 
 
@@ -503,4 +712,4 @@ class ListDirTool(Tool):
         return ToolOutput(cap_text(text, ctx.output_cap))
 
 
-BUILTIN_TOOLS: tuple[type[Tool], ...] = (ShellTool, ReadFileTool, WriteFileTool, ListDirTool)
+BUILTIN_TOOLS: tuple[type[Tool], ...] = (ShellTool, ReadFileTool, WriteFileTool, ListDirTool, EditFileTool)

@@ -389,3 +389,49 @@ async def test_kill_during_tool_run(tmp_path: Path, http: aiohttp.ClientSession,
         assert turn_problems(rows) == [], f"{agent_name(i)}: {turn_problems(rows)}"
         calls = sum(len(r.data.get("tool_calls", ())) for r in rows if r.kind == "assistant_message")
         assert described[agent_name(i)]["tool_calls"] == calls, described[agent_name(i)]
+
+
+async def test_kill_mid_approval_then_restart_asks_once_and_finishes(
+    tmp_path: Path, http: aiohttp.ClientSession, servers: list[ServerProcess]
+) -> None:
+    """SIGKILL while a call waits for an operator: the restarted agent waits again for the same
+    question (one `approval_required`, the same deadline), an operator's answer on the new server
+    decides it (one `approval`), and the turn ends with every call announced and answered once."""
+    data_dir = tmp_path / "data"
+    first = ServerProcess(data_dir, tmp_path, tokens_per_s=0, ttft_s=0, name="first")
+    servers.append(first)
+    await first.start()
+    manifest = {"apiVersion": API_VERSION, "kind": "Agent", "metadata": {"name": agent_name(0), "namespace": NAMESPACE},
+                "spec": {"autonomy": {"rules": [{"action": "ask", "tool": "write_file"}], "approvalTimeoutS": 120}}}
+    async with http.post(f"{first.url}/v1/agents", data=orjson.dumps(manifest),
+                         headers={**first.headers, "Content-Type": "application/json"}) as resp:
+        assert resp.status == 201, await resp.text()
+    await post_message(first, http, 0, "t0", task_text(0))
+
+    def asked() -> list[Row]:
+        return [r for r in read_events(db_path(data_dir, 0)) if r.kind == "approval_required"]
+
+    await wait_for(lambda: bool(asked()), 20, "the approval question")
+    question = asked()[0].data
+    first.kill9()
+
+    second = ServerProcess(data_dir, tmp_path, tokens_per_s=0, ttft_s=0, name="second")
+    servers.append(second)
+    await second.start()
+    url = f"{second.url}/v1/agents/{NAMESPACE}/{agent_name(0)}/approvals"
+    body = {"tool_call_id": question["tool_call_id"], "decision": "allow"}
+    deadline = time.monotonic() + 20
+    while True:  # the resumed turn registers the wait shortly after boot
+        async with http.post(url, json=body, headers=second.headers) as resp:
+            if resp.status == 200:
+                break
+            assert resp.status == 409 and time.monotonic() < deadline, await resp.text()
+        await asyncio.sleep(0.05)
+    await wait_for(lambda: all_finished(data_dir, 1), 30, "the agent idle", step_s=0.1)
+    assert await second.stop() == 0, second.stderr()
+    rows = read_events(db_path(data_dir, 0))
+    assert_gap_free(rows, agent_name(0))
+    assert [r.data for r in rows if r.kind == "approval_required"] == [question]
+    assert [r.data for r in rows if r.kind == "approval"] == [{**body, "by": "operator"}]
+    assert turn_problems(rows) == []
+    assert last_status(rows) == {"state": "idle", "reason": "end_turn"}

@@ -15,6 +15,7 @@ import pytest
 
 from agent_runtime.messages import ToolCall, ToolResult
 from agent_runtime.tools import ToolContext, ToolRegistry, default_registry
+from agent_runtime.tools.builtin import file_version
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("error"), pytest.mark.asyncio]
 
@@ -215,7 +216,8 @@ async def test_write_then_read_round_trip(reg: ToolRegistry, ws: Path) -> None:
     assert (res.content, res.is_error) == (f"wrote {len(content.encode())} bytes to deep/er/notes.txt", False)
     assert (ws / "deep/er/notes.txt").read_text() == content
     res = await run(reg, ctx, "read_file", path="deep/er/notes.txt")
-    assert (res.content, res.is_error) == (content, False)
+    version = file_version(content.encode())
+    assert (res.content, res.is_error) == (f"{content}\n[version: {version}]", False)
     res = await run(reg, ctx, "read_file", path="deep/er/notes.txt", offset=2, limit=2)
     assert res.content.startswith("ünïcødé ✓\n\n[... limit of 2 lines reached;")
     assert "continue with offset=4" in res.content
@@ -238,7 +240,7 @@ async def test_read_file_is_capped_with_a_continuation_offset(reg: ToolRegistry,
     res = await run(reg, ToolContext(ws, output_cap=1000), "read_file", path="big.txt", offset=next_offset, limit=1)
     assert res.content.startswith(f"line {next_offset}\n")
     res = await run(reg, ToolContext(ws), "read_file", path="big.txt", offset=100_000)
-    assert res.content == "line 100000\n"
+    assert res.content.startswith("line 100000\n[version: v-")
     res = await run(reg, ToolContext(ws), "read_file", path="big.txt", offset=200_000)
     assert not res.is_error and "past the end" in res.content
 
@@ -331,7 +333,7 @@ async def test_file_io_on_a_shared_executor(reg: ToolRegistry, ws: Path) -> None
     with ThreadPoolExecutor(max_workers=2) as pool:
         ctx = ToolContext(ws, executor=pool)
         assert not (await run(reg, ctx, "write_file", path="x.txt", content="via pool")).is_error
-        assert (await run(reg, ctx, "read_file", path="x.txt")).content == "via pool"
+        assert (await run(reg, ctx, "read_file", path="x.txt")).content == f"via pool\n[version: {file_version(b'via pool')}]"
         assert (await run(reg, ctx, "list_dir")).content == "x.txt"
 
 

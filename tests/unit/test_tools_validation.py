@@ -94,7 +94,7 @@ async def test_unknown_tool_names_the_available_ones(ws: Path) -> None:
     result = await _call(ws, "rm_rf", {"path": "."})
     assert result.is_error
     assert result.content == (
-        "error[unknown_tool]: no tool named 'rm_rf'; available tools: shell, read_file, write_file, list_dir"
+        "error[unknown_tool]: no tool named 'rm_rf'; available tools: shell, read_file, write_file, list_dir, edit_file"
     )
     assert result.duration_ms >= 0
 
@@ -126,7 +126,7 @@ class _Failing(Tool):
 
 def test_specs_follow_the_requested_order() -> None:
     reg = default_registry()
-    assert [s.name for s in reg.specs()] == ["shell", "read_file", "write_file", "list_dir"]
+    assert [s.name for s in reg.specs()] == ["shell", "read_file", "write_file", "list_dir", "edit_file"]
     assert [s.name for s in reg.specs(["list_dir", "shell"])] == ["list_dir", "shell"]
     assert [s.name for s in reg.specs(("write_file", "read_file", "write_file"))] == ["write_file", "read_file"]
     assert reg.specs([]) == []

@@ -58,7 +58,8 @@ def test_tool_use_then_results_then_final_answer() -> None:
     h.commit(h.machine.user_message("m1", "do it"))
     h.commit(h.machine.model_message(AssistantMessage("looking", (CALL, CALL2), "tool_use"), Usage(10, 5), "a1"))
     assert h.machine.next_effect() == RunTools((CALL, CALL2))
-    assert h.machine.tool_calls_started([CALL, CALL2]) == []  # recorded with the message
+    h.commit(h.machine.tool_calls_started([CALL, CALL2]))  # when they start, not with the message
+    assert h.machine.tool_calls_started([CALL, CALL2]) == []  # once
     h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "a.txt"), ToolResult("c2", "read_file", "hi")]))
     assert h.machine.next_effect() == CallModel()
     h.commit(h.machine.model_message(AssistantMessage("done"), Usage(20, 3), "a2"))
@@ -66,7 +67,7 @@ def test_tool_use_then_results_then_final_answer() -> None:
     h.commit(h.machine.finish("end_turn"))
     assert h.machine.next_effect() == Wait()
     assert h.kinds() == [
-        "user_message", "status", "assistant_message", "tool_call", "tool_call", "usage",
+        "user_message", "status", "assistant_message", "usage", "tool_call", "tool_call",
         "tool_result", "tool_result", "assistant_message", "usage", "status",
     ]
     assert h.state.turns == 1 and h.state.model_calls == 2 and h.state.tool_calls == 2
@@ -189,3 +190,73 @@ def test_a_turn_that_ends_early_releases_deferred_messages_into_the_conversation
     h.commit(h.machine.user_message("m3", "third"))  # the next turn carries "second" too
     assert [m.text for m in h.state.messages if isinstance(m, UserMessage)] == ["first", "second", "third"]
     assert h.machine.next_effect() == CallModel()
+
+
+def test_early_calls_before_their_message_stay_started_and_are_announced_once() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.tool_calls_started([CALL], early=True))  # mid-stream
+    assert h.log[-1].data == {**CALL.to_dict(), "early": True}
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL, CALL2), "tool_use"), Usage(), "a1"))
+    assert h.state.started_call_ids == {"c1"}
+    assert [e.data["id"] for e in h.machine.tool_calls_started([CALL, CALL2])] == ["c2"]
+
+
+def test_a_stale_early_call_of_a_failed_stream_is_forgotten_by_the_next_message() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.tool_calls_started([ToolCall("old", "read_file", {"path": "a"})], early=True))
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL,), "tool_use"), Usage(), "a1"))
+    assert h.state.started_call_ids == set() and h.machine.next_effect() == RunTools((CALL,))
+
+
+@pytest.mark.parametrize("stop", ["max_tokens", "content_filter", "error"])
+def test_results_of_an_unfinished_message_end_the_turn(stop: str) -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL,), stop), Usage(), "a1"))  # type: ignore[arg-type]
+    assert h.machine.next_effect() == RunTools((CALL,))
+    h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "a.txt")], incomplete=True))
+    assert h.log[-1].data["incomplete_message"] is True
+    assert h.machine.next_effect() == FinishTurn(stop)
+
+
+def test_approval_is_asked_once_and_decided_once() -> None:
+    h = Harness(autonomy={"approvalTimeoutS": 30, "approvalTimeoutDecision": "allow"})
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL,), "tool_use"), Usage(), "a1"))
+    asked = h.commit(h.machine.approval_required(CALL, "ask by rule 0", deadline=1000.0))
+    assert asked[0].data == {"tool_call_id": "c1", "name": "list_dir", "arguments": {"path": "."}, "reason": "ask by rule 0",
+                             "timeout_s": 30.0, "deadline": 1000.0, "default_decision": "allow"}
+    assert h.machine.approval_required(CALL, "again", deadline=2000.0) == []
+    assert h.state.approvals == {"c1": None} and h.state.approval_deadlines == {"c1": 1000.0}
+    decided = h.commit(h.machine.approval(CALL, "allow", "operator"))
+    assert [e.kind for e in decided] == ["approval", "tool_call"]
+    assert h.machine.approval(CALL, "deny", "timeout") == []
+    assert h.state.approvals == {"c1": "allow"} and h.state.started_call_ids == {"c1"}
+
+
+def test_interrupt_mid_stream_keeps_started_calls_and_finished_results() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.tool_calls_started([CALL, CALL2], early=True))
+    done = ToolResult("c1", "list_dir", "a.txt")
+    h.commit(h.machine.interrupt("partial", "a1", [CALL, CALL2], {"c1": done}))
+    assert h.kinds()[-4:] == ["assistant_message", "tool_result", "tool_result", "status"]
+    message = h.log[-4].data
+    assert message["stop_reason"] == "interrupted" and [c["id"] for c in message["tool_calls"]] == ["c1", "c2"]
+    assert h.log[-3].data["content"] == "a.txt" and h.log[-3].data["incomplete_message"]
+    assert h.log[-2].data["is_error"] and "interrupted" in h.log[-2].data["content"]
+    assert h.machine.next_effect() == Wait()
+
+
+def test_calls_announced_with_their_message_in_one_commit() -> None:
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.tool_calls_started([CALL2], early=True))  # a side effect started mid-stream
+    h.machine.announce = ((CALL, True), (CALL2, True), (ToolCall("zz", "shell", {}), False))
+    events = h.machine.model_message(AssistantMessage("", (CALL, CALL2), "tool_use"), Usage(), "a1")
+    assert [(e.kind, e.data.get("early")) for e in events] == [
+        ("assistant_message", None), ("tool_call", True), ("usage", None),  # CALL2 once; "zz" is not in it
+    ]
+    assert h.machine.announce == ()
