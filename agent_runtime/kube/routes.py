@@ -75,7 +75,10 @@ class RouteTable:
 
     def remove_agent(self, key: str) -> bool:
         """True if the agent was known (its clients should be told)."""
-        return self.agents.pop(key, None) is not None or False
+        if key not in self.agents:
+            return False
+        del self.agents[key]
+        return True
 
     def set_shard(self, namespace: str, info: ShardInfo) -> None:
         self.shards[f"{namespace}/{info.name}"] = info
