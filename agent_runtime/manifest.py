@@ -60,6 +60,9 @@ class AgentSpec(_Model):
     tools: tuple[str, ...] = BUILTIN_TOOLS
     limits: Limits = Limits()
     runtime_pool: str | None = Field(default=None, max_length=63)
+    on_delete: Literal["archive", "remove"] = Field(
+        default="archive", description="What deleting the agent does with its log folder (Kubernetes finalizer)."
+    )
 
     @field_validator("tools")
     @classmethod
