@@ -206,12 +206,15 @@ class Router:
 
         tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
-                if t.exception() is not None and not isinstance(t.exception(), (ConnectionResetError, aiohttp.ClientError)):
-                    log.warning("proxy %s: %r", sock.key, t.exception())
+                exc = t.exception()
+                if exc is not None and not isinstance(exc, (ConnectionResetError, aiohttp.ClientError)):
+                    log.warning("proxy %s: %r", sock.key, exc)
             if sock.close_code is None:
                 await sock.close(CLOSE_MOVED, b"proxy error; reconnect with your cursor")
+            if pending:  # the other side is finishing its close handshake: let it, briefly
+                await asyncio.wait(pending, timeout=5)
         finally:
             for t in tasks:
                 t.cancel()
