@@ -115,8 +115,8 @@ class Cluster:
         token = make_pki(pki)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         procs: list[subprocess.Popen[bytes]] = []
-        etcd_log = (state_dir / "etcd.log").open("wb")
-        procs.append(subprocess.Popen(
+        with (state_dir / "etcd.log").open("wb") as etcd_log:  # the child keeps its own descriptor
+            procs.append(subprocess.Popen(
             [str(bin_dir / "etcd"), "--name", "default", "--data-dir", str(state_dir / "etcd-data"),
              "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
              "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
@@ -130,8 +130,8 @@ class Cluster:
         try:
             cluster._wait(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), procs[0], state_dir / "etcd.log",
                           "etcd", 20)
-            api_log = (state_dir / "apiserver.log").open("wb")
-            procs.append(subprocess.Popen(
+            with (state_dir / "apiserver.log").open("wb") as api_log:
+                procs.append(subprocess.Popen(
                 [str(bin_dir / "kube-apiserver"),
                  "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
                  "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(api_port),

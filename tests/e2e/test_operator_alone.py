@@ -1,0 +1,189 @@
+"""The operator alone against a real kube-apiserver: `python -m agent_operator` as a subprocess,
+shard Leases written by the test (no shard processes; tests/e2e/test_*.py of the full stack run those).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Cluster
+
+WAIT_S = 30.0
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def get(cluster: Cluster, ns: str, *what: str) -> dict[str, Any] | None:
+    proc = cluster.kubectl("get", "-n", ns, *what, "-o", "json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def micro_time(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def put_lease(cluster: Cluster, ns: str, shard: str, pool: str, duration: int, renewed: float | None = None,
+              draining: bool = False) -> None:
+    annotations = {"agentruntime.dev/address": f"http://127.0.0.1:1/{shard}"}
+    if draining:
+        annotations["agentruntime.dev/draining"] = "true"
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": shard, "namespace": ns, "labels": {"agentruntime.dev/pool": pool},
+                          "annotations": annotations},
+             "spec": {"holderIdentity": shard, "leaseDurationSeconds": duration,
+                      "renewTime": micro_time(renewed if renewed is not None else time.time())}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(lease))
+
+
+def apply(cluster: Cluster, doc: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl("apply", "-f", "-", input=json.dumps(doc), check=False)
+
+
+def agent(name: str, ns: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "Agent", "metadata": {"name": name, "namespace": ns},
+            "spec": spec}
+
+
+@pytest.fixture
+def operator(apiserver: Cluster, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    data = tmp_path / "data"
+    data.mkdir()
+    log = (tmp_path / "operator.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig", str(apiserver.kubeconfig),
+                             "--namespace", namespace, "--data", str(data)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield data
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        if proc.returncode not in (0, -15):
+            print((tmp_path / "operator.log").read_text()[-4000:])
+
+
+def test_pool_becomes_statefulset_service_configmap(apiserver: Cluster, namespace: str, operator: Path) -> None:
+    pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+            "metadata": {"name": "eu", "namespace": namespace},
+            "spec": {"region": "eu-west", "shards": 3, "capacityPerShard": 50, "image": "example/agent-runtime:test",
+                     "providers": {"anthropic": "http://llm-proxy:8080"}, "nodeSelector": {"topology.kubernetes.io/region": "eu-west"},
+                     "storage": {"size": "5Gi", "storageClassName": "nfs"}}}
+    assert apply(apiserver, pool).returncode == 0
+    sts = wait_for("StatefulSet eu", lambda: get(apiserver, namespace, "statefulset", "eu"))
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == "eu"
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"topology.kubernetes.io/region": "eu-west"}
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["AGENT_RUNTIME_SHARD"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "eu-data"
+    svc = wait_for("Service eu", lambda: get(apiserver, namespace, "service", "eu"))
+    assert svc["spec"]["clusterIP"] == "None"
+    cm = wait_for("ConfigMap eu-config", lambda: get(apiserver, namespace, "configmap", "eu-config"))
+    assert cm["data"]["AGENT_RUNTIME_ANTHROPIC_BASE_URL"] == "http://llm-proxy:8080"
+    pvc = wait_for("PVC eu-data", lambda: get(apiserver, namespace, "pvc", "eu-data"))
+    assert pvc["spec"]["storageClassName"] == "nfs" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert wait_for("admin token Secret", lambda: get(apiserver, namespace, "secret", "eu-admin-token"))
+    # scaling the pool is a spec change the StatefulSet follows
+    pool["spec"]["shards"] = 4
+    assert apply(apiserver, pool).returncode == 0
+    wait_for("4 replicas", lambda: (get(apiserver, namespace, "statefulset", "eu") or {}).get("spec", {}).get("replicas") == 4)
+
+
+def test_invalid_agent_is_refused_with_a_readable_message(apiserver: Cluster, namespace: str) -> None:
+    proc = apply(apiserver, agent("bad", namespace, tools=["shell", "rm"], limits={"maxTurns": 0},
+                                  model={"provider": "acme"}))
+    assert proc.returncode != 0
+    assert 'spec.tools[1]: Unsupported value: "rm"' in proc.stderr
+    assert "spec.limits.maxTurns" in proc.stderr and "greater than or equal to 1" in proc.stderr
+    assert 'spec.model.provider: Unsupported value: "acme"' in proc.stderr
+    proc = apply(apiserver, agent("Bad_Name", namespace))
+    assert proc.returncode != 0
+    proc = apply(apiserver, agent("typo", namespace, systemPrompts="x"))
+    assert proc.returncode != 0 and "systemPrompts" in proc.stderr
+
+
+def test_agent_placed_then_replaced_on_expiry_then_finalized(apiserver: Cluster, namespace: str,
+                                                              operator: Path) -> None:
+    pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+            "metadata": {"name": "p", "namespace": namespace},
+            "spec": {"region": "local", "shards": 2, "capacityPerShard": 10, "leaseDurationSeconds": 3}}
+    assert apply(apiserver, pool).returncode == 0
+    # no shard yet: Pending, with the reason in the Placed condition
+    assert apply(apiserver, agent("a1", namespace, model={"region": "local"}, onDelete="archive")).returncode == 0
+    pending = wait_for("Pending a1", lambda: (get(apiserver, namespace, "agent", "a1") or {}).get("status", {})
+                       .get("phase") == "Pending" and get(apiserver, namespace, "agent", "a1"))
+    placed_cond = [c for c in pending["status"]["conditions"] if c["type"] == "Placed"][0]
+    assert placed_cond["status"] == "False" and "fresh Lease" in placed_cond["message"]
+    # a shard heartbeats: the agent is placed on it (label + status), with the finalizer
+    put_lease(apiserver, namespace, "p-0", "p", duration=3)
+    a1 = wait_for("a1 on p-0", lambda: (lambda o: o if o and o.get("status", {}).get("shard") == "p-0" else None)(
+        get(apiserver, namespace, "agent", "a1")))
+    assert a1["status"]["phase"] == "Placed"
+    assert a1["metadata"]["labels"]["agentruntime.dev/shard"] == "p-0"
+    assert "agentruntime.dev/finalizer" in a1["metadata"]["finalizers"]
+    # a second shard with a long Lease; p-0 stops renewing -> its Lease expires -> a1 moves to p-1
+    put_lease(apiserver, namespace, "p-1", "p", duration=600)
+    t0 = time.monotonic()
+    moved = wait_for("a1 re-placed on p-1", lambda: (lambda o: o if o and o["metadata"]["labels"].get(
+        "agentruntime.dev/shard") == "p-1" else None)(get(apiserver, namespace, "agent", "a1")))
+    assert moved["status"]["shard"] == "p-1" and moved["status"]["phase"] == "Placed"
+    assert time.monotonic() - t0 < 10
+    # the pool's status counts its ready shards and placed agents
+    wait_for("pool status", lambda: (get(apiserver, namespace, "runtimepool", "p") or {}).get("status", {}) ==
+             {"readyShards": 1, "agents": 1})
+    # delete: the finalizer archives the folder from the shared volume, then the object is gone
+    folder = operator / "agents" / namespace / "a1"
+    (folder / "workspace").mkdir(parents=True)
+    (folder / "events.db").write_bytes(b"log")
+    apiserver.kubectl("delete", "agent", "a1", "-n", namespace, "--wait=false")
+    wait_for("a1 gone", lambda: get(apiserver, namespace, "agent", "a1") is None)
+    assert not folder.exists()
+    archived = list((operator / "archive" / namespace).glob("a1-*"))
+    assert len(archived) == 1 and (archived[0] / "events.db").read_bytes() == b"log"
+
+
+def test_draining_shard_hands_agents_over(apiserver: Cluster, namespace: str, operator: Path) -> None:
+    pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+            "metadata": {"name": "q", "namespace": namespace},
+            "spec": {"region": "r", "shards": 3, "capacityPerShard": 100}}
+    assert apply(apiserver, pool).returncode == 0
+    for shard in ("q-0", "q-1", "q-2"):
+        put_lease(apiserver, namespace, shard, "q", duration=600)
+    docs = [agent(f"ag-{i}", namespace, runtimePool="q", onDelete="remove") for i in range(30)]
+    assert apply(apiserver, {"apiVersion": "v1", "kind": "List", "items": docs}).returncode == 0
+
+    def shards() -> dict[str, str] | None:
+        items = (get(apiserver, namespace, "agents") or {}).get("items", [])
+        got = {i["metadata"]["name"]: i["metadata"].get("labels", {}).get("agentruntime.dev/shard") for i in items}
+        return got if len(got) == 30 and all(got.values()) else None
+
+    before = wait_for("30 placed", shards)
+    counts = {s: list(before.values()).count(s) for s in ("q-0", "q-1", "q-2")}
+    assert max(counts.values()) <= 11, counts
+    put_lease(apiserver, namespace, "q-1", "q", duration=600, draining=True)
+    after = wait_for("q-1 drained", lambda: (lambda m: m if m and "q-1" not in m.values() else None)(shards()))
+    moved = {a for a in before if before[a] != after[a]}
+    assert moved == {a for a, s in before.items() if s == "q-1"}
+    # deleting with onDelete=remove and no folder on the volume still completes
+    apiserver.kubectl("delete", "agents", "--all", "-n", namespace, "--wait=false")
+    wait_for("all deleted", lambda: not (get(apiserver, namespace, "agents") or {"items": [1]})["items"])
