@@ -52,7 +52,7 @@ async def run(args: argparse.Namespace) -> None:
 
             async def watch() -> None:
                 try:
-                    await kopf.operator(registry=registry, standalone=True, namespaces=args.namespace or None,
+                    await kopf.operator(registry=registry, standalone=True, namespaces=args.namespace,
                                         clusterwide=not args.namespace, stop_flag=stop)
                 finally:
                     planner.cancel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import secrets
 import time
@@ -133,11 +134,11 @@ class Controller:
         """One LIST of pools, Leases and Agents per namespace before the first plan, so nothing is
         re-placed only because its shard's Lease had not been seen yet."""
         for ns in self.settings.namespaces or (None,):
-            for pool in await self.api.list(path_for(GV, "runtimepools", ns)):
+            for pool in await self.api.list_items(path_for(GV, "runtimepools", ns)):
                 self.on_pool(None, pool)
-            for lease in await self.api.list(path_for("coordination.k8s.io/v1", "leases", ns), POOL_LABEL):
+            for lease in await self.api.list_items(path_for("coordination.k8s.io/v1", "leases", ns), POOL_LABEL):
                 self.on_lease(None, lease)
-            for agent in await self.api.list(path_for(GV, "agents", ns)):
+            for agent in await self.api.list_items(path_for(GV, "agents", ns)):
                 self.on_agent(None, agent)
 
     # ---- the planner -----------------------------------------------------------------------------
@@ -181,7 +182,7 @@ class Controller:
         for key, agent in self.agents.items():
             if agent.deleting:
                 if FINALIZER in agent.finalizers and key not in self._inflight and key not in self._retry_at:
-                    self._submit(key, lambda a=agent: self._finalize(a))
+                    self._submit(key, functools.partial(self._finalize, agent))
                 continue
             pool_name, reason = agents_mod.choose_pool(agent, regions.get(agent.namespace, {}))
             if pool_name is None:
@@ -202,11 +203,11 @@ class Controller:
                                      why.format(p=pool_name, n=len(eligible), c=pool.spec.capacity_per_shard),
                                      now_iso)
             eligible_set = set(eligible)
-            for key, shard in current.items():  # placed and staying: make sure the object says so
+            for key, on in current.items():  # placed and staying: make sure the object says so
                 agent = self.agents[key]
-                if key not in plan.moves and shard in eligible_set and key not in self._inflight:
-                    if agent.label_shard != shard or agent.status_shard != shard or FINALIZER not in agent.finalizers:
-                        self._record_placement(agent, shard, now_iso)
+                if on is not None and key not in plan.moves and on in eligible_set and key not in self._inflight:
+                    if agent.label_shard != on or agent.status_shard != on or FINALIZER not in agent.finalizers:
+                        self._record_placement(agent, on, now_iso)
         if self.settings.manage_pools:
             for pool in list(self.pools.values()):
                 self._reconcile_pool(pool, by_pool.get((pool.namespace, pool.name), {}), now)
@@ -302,8 +303,8 @@ class Controller:
         shard_names = [s.name for (ns, _), s in self.shards.items() if ns == pool.namespace and s.pool == pool.name]
         retiring = resources.retiring_shards(pool.name, pool.spec.shards, shard_names)
         per_ordinal: dict[int, int] = defaultdict(int)
-        for shard in current.values():
-            if shard is not None and (n := ordinal(shard, pool.name)) is not None:
+        for on in current.values():
+            if on is not None and (n := ordinal(on, pool.name)) is not None:
                 per_ordinal[n] += 1
         replicas = resources.replicas_for(pool.spec.shards, per_ordinal)
         fingerprint = f"{pool.uid}/{pool.generation}/{replicas}"
@@ -314,10 +315,9 @@ class Controller:
             objs = resources.desired_objects(ref, pool.spec, replicas, token)
             self._submit(key, lambda: self._apply_pool(pool, objs, fingerprint))
         for name in retiring:
-            shard = self.shards[(pool.namespace, name)]
             lkey = f"lease:{pool.namespace}/{name}"
-            if not shard.draining and lkey not in self._inflight:
-                self._submit(lkey, lambda n=name: self._mark_draining(pool.namespace, n))
+            if not self.shards[(pool.namespace, name)].draining and lkey not in self._inflight:
+                self._submit(lkey, functools.partial(self._mark_draining, pool.namespace, name))
         ready = len(self.eligible(pool.namespace, pool.name, now))
         placed = sum(1 for s in current.values() if s is not None)
         status = {"readyShards": ready, "agents": placed}

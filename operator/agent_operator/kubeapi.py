@@ -98,7 +98,7 @@ class KubeApi:
             raise ApiError(status, str(doc.get("reason", "")), str(doc.get("message", doc)))
         return doc if isinstance(doc, dict) else {}
 
-    async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+    async def list_items(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         params = {"limit": "500"}
         if label_selector:
             params["labelSelector"] = label_selector

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 from agent_runtime.manifest import API_GROUP
 
@@ -23,8 +24,11 @@ FIELD_MANAGER = "agent-operator"
 AgentPhase = Literal["Pending", "Placed", "Running", "Idle", "WaitingApproval", "Failed"]
 # Phases the shard owns: the operator never overwrites them while the agent stays on its shard.
 SHARD_PHASES = frozenset({"Running", "Idle", "WaitingApproval"})
-URL_RULE = {"rule": "isURL(self) && url(self).getScheme() in ['http', 'https']",
-            "message": "must be an http(s) URL"}
+
+
+def _url_rule() -> JsonDict:
+    return {"x-kubernetes-validations": [{"rule": "isURL(self) && url(self).getScheme() in ['http', 'https']",
+                                          "message": "must be an http(s) URL"}]}
 
 
 class _Model(BaseModel):
@@ -34,9 +38,9 @@ class _Model(BaseModel):
 class ProviderEndpoints(_Model):
     """Base URLs the shards use for each model provider (written into the pool's ConfigMap)."""
 
-    anthropic: str | None = Field(default=None, max_length=2048, json_schema_extra={"x-kubernetes-validations": [URL_RULE]})
-    openai: str | None = Field(default=None, max_length=2048, json_schema_extra={"x-kubernetes-validations": [URL_RULE]})
-    gemini: str | None = Field(default=None, max_length=2048, json_schema_extra={"x-kubernetes-validations": [URL_RULE]})
+    anthropic: str | None = Field(default=None, max_length=2048, json_schema_extra=_url_rule())
+    openai: str | None = Field(default=None, max_length=2048, json_schema_extra=_url_rule())
+    gemini: str | None = Field(default=None, max_length=2048, json_schema_extra=_url_rule())
 
 
 class Storage(_Model):
