@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/k8s/build.sh [OUT_DIR]
-# Builds kube-apiserver + kubectl (k8s $K8S_VERSION) and etcd ($ETCD_VERSION) from the Go module
-# proxy, for the e2e tests (no kubelet: the tests start shard/router processes themselves).
+# Builds kube-apiserver + kubectl (k8s $K8S_VERSION), etcd ($ETCD_VERSION) and helm ($HELM_VERSION)
+# from the Go module proxy, for the e2e tests (no kubelet: the tests start shard/router processes themselves).
 # Binaries are cached in ~/.cache/agent-runtime/k8s/<k8s>-etcd-<etcd>/ and reused (stamp file), so
 # later runs on the same machine cost nothing. Prints the binary folder on its last line.
 # Pinned wrapper modules (go.mod/go.sum) live next to this script; when present, the build uses them
@@ -12,15 +12,24 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-${AGENT_RUNTIME_K8S_BIN:-$HOME/.cache/agent-runtime/k8s/$K8S_VERSION-etcd-$ETCD_VERSION}}
 OUT=$(realpath -m "$OUT"); mkdir -p "$OUT"
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
 KCM=${K8S_BUILD_KCM:-0}
 STAMP="$OUT/.built-$K8S_VERSION-$ETCD_VERSION-kcm$KCM"
-if [ -f "$STAMP" ]; then echo "k8s binaries up to date in $OUT" >&2; echo "$OUT"; exit 0; fi
+HELM_STAMP="$OUT/.built-helm-$HELM_VERSION"
+if [ -f "$STAMP" ] && [ -f "$HELM_STAMP" ]; then echo "k8s binaries up to date in $OUT" >&2; echo "$OUT"; exit 0; fi
 command -v go >/dev/null || { echo "build.sh: Go toolchain not found (need go >= 1.26)" >&2; exit 1; }
 exec 9>"$OUT/.build.lock"
 flock 9  # two concurrent builds (two worktrees, two test runs) wait for each other
-if [ -f "$STAMP" ]; then echo "k8s binaries up to date in $OUT" >&2; echo "$OUT"; exit 0; fi
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 export GOMODCACHE=${GOMODCACHE:-$HOME/go/pkg/mod} GOCACHE=${GOCACHE:-$HOME/.cache/go-build}
+# ---- helm (renders charts/agent-runtime in the tests); its module has no replace directives
+if [ ! -f "$HELM_STAMP" ]; then
+  T0=$(date +%s)
+  GOBIN="$OUT" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  touch "$HELM_STAMP"
+  echo "helm $HELM_VERSION built in $(( $(date +%s) - T0 ))s" >&2
+fi
+if [ -f "$STAMP" ]; then echo "k8s binaries up to date in $OUT" >&2; echo "$OUT"; exit 0; fi
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 ts() { date +%s; }
 T0=$(ts)

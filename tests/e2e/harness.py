@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,14 +118,14 @@ class Cluster:
         procs: list[subprocess.Popen[bytes]] = []
         with (state_dir / "etcd.log").open("wb") as etcd_log:  # the child keeps its own descriptor
             procs.append(subprocess.Popen(
-            [str(bin_dir / "etcd"), "--name", "default", "--data-dir", str(state_dir / "etcd-data"),
-             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
-             "--unsafe-no-fsync", "--quota-backend-bytes=2147483648", "--log-level", "warn"],
-            stdout=etcd_log, stderr=subprocess.STDOUT, start_new_session=True))
+                [str(bin_dir / "etcd"), "--name", "default", "--data-dir", str(state_dir / "etcd-data"),
+                 "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+                 "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+                 "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+                 "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
+                 "--unsafe-no-fsync", "--quota-backend-bytes=2147483648", "--log-level", "warn"],
+                stdout=etcd_log, stderr=subprocess.STDOUT, start_new_session=True))
         url = f"https://127.0.0.1:{api_port}"
         cluster = cls(bin_dir, state_dir, url, state_dir / "kubeconfig", token, pki / "ca.crt", 0.0, procs)
         try:
@@ -132,21 +133,21 @@ class Cluster:
                           "etcd", 20)
             with (state_dir / "apiserver.log").open("wb") as api_log:
                 procs.append(subprocess.Popen(
-                [str(bin_dir / "kube-apiserver"),
-                 "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
-                 "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(api_port),
-                 "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
-                 "--client-ca-file", str(pki / "ca.crt"),
-                 "--service-account-key-file", str(pki / "sa.pub"),
-                 "--service-account-signing-key-file", str(pki / "sa.key"),
-                 "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-                 "--token-auth-file", str(pki / "tokens.csv"),
-                 "--authorization-mode", "RBAC",
-                 "--service-cluster-ip-range", "10.0.0.0/24",
-                 "--endpoint-reconciler-type", "none",
-                 "--max-requests-inflight", "800", "--max-mutating-requests-inflight", "400",
-                 "--cert-dir", str(state_dir / "apiserver-certs")],
-                stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True))
+                    [str(bin_dir / "kube-apiserver"),
+                     "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
+                     "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(api_port),
+                     "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
+                     "--client-ca-file", str(pki / "ca.crt"),
+                     "--service-account-key-file", str(pki / "sa.pub"),
+                     "--service-account-signing-key-file", str(pki / "sa.key"),
+                     "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+                     "--token-auth-file", str(pki / "tokens.csv"),
+                     "--authorization-mode", "RBAC",
+                     "--service-cluster-ip-range", "10.0.0.0/24",
+                     "--endpoint-reconciler-type", "none",
+                     "--max-requests-inflight", "800", "--max-mutating-requests-inflight", "400",
+                     "--cert-dir", str(state_dir / "apiserver-certs")],
+                    stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True))
             ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
             cluster._wait(lambda: _http_ok(f"{url}/readyz", token, ctx), procs[1], state_dir / "apiserver.log",
                           "kube-apiserver", 90)
@@ -165,8 +166,7 @@ class Cluster:
         return cluster
 
     @staticmethod
-    def _wait(ready: object, proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float) -> None:
-        assert callable(ready)
+    def _wait(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready():
@@ -181,6 +181,16 @@ class Cluster:
         """Run our kubectl against this cluster; raises CalledProcessError (with stderr) when `check`."""
         proc = subprocess.run([str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
                               input=input, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+        return proc
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the helm built by scripts/k8s/build.sh (rendering only: `helm template`, `helm lint`)."""
+        proc = subprocess.run([str(self.bin_dir / "helm"), *args], capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "HELM_CACHE_HOME": str(self.state_dir / "helm-cache"),
+                                   "HELM_CONFIG_HOME": str(self.state_dir / "helm-config"),
+                                   "HELM_DATA_HOME": str(self.state_dir / "helm-data")})
         if check and proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc

@@ -14,10 +14,11 @@ from agent_operator import crdgen
 
 def test_checked_in_crds_match_the_models() -> None:
     rendered = crdgen.render()
-    assert sorted(rendered) == sorted(p.name for p in crdgen.CRD_DIR.glob("*.yaml"))
-    for name, text in rendered.items():
-        on_disk = (crdgen.CRD_DIR / name).read_text(encoding="utf-8")
-        assert on_disk == text, f"crds/{name} is stale: run `python -m agent_operator.crdgen`"
+    for folder in (crdgen.CRD_DIR, crdgen.CHART_CRD_DIR):
+        assert sorted(rendered) == sorted(p.name for p in folder.glob("*.yaml")), folder
+        for name, text in rendered.items():
+            on_disk = (folder / name).read_text(encoding="utf-8")
+            assert on_disk == text, f"{folder / name} is stale: run `python -m agent_operator.crdgen`"
 
 
 def test_check_flag_reports_drift(tmp_path: Path) -> None:
