@@ -199,10 +199,21 @@ class Shard:
         else:
             self.desired[key] = obj
             sent = self.batcher.sent.get(key)
-            status = obj.get("status") or {}
-            if sent is not None and (status.get("phase") != sent.phase or status.get("turns") != sent.turns):
+            if sent is not None and not self._shows(obj, sent):
                 self.batcher.invalidate(key)  # overwritten (or an older write arrived): patch again
         self.queue.add(key)
+
+    def _shows(self, obj: dict[str, Any], sent: AgentStatus) -> bool:
+        """Whether the object shows what this shard last patched (a previous owner's late patch,
+        or the operator's Placed, may have overwritten it)."""
+        status = obj.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"), {})
+        return (status.get("phase") == sent.phase and status.get("turns") == sent.turns
+                and ready.get("message") == self.ready_message)
+
+    @property
+    def ready_message(self) -> str:
+        return f"active on shard {self.config.shard}"
 
     def wanted(self, key: str) -> dict[str, Any] | None:
         obj = self.desired.get(key)
@@ -383,7 +394,7 @@ class Shard:
                 return
             ns, name = key.split("/", 1)
             body = {"status": {**status.fields(), "conditions": ready_conditions(
-                obj, status.ready, "Active", f"active on shard {self.config.shard}", time.time())}}
+                obj, status.ready, "Active", self.ready_message, time.time())}}
             await self.kube.merge_patch(agents_path(ns, name, status=True), body)
             ok = True
         except NotFound:
