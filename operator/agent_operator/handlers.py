@@ -1,4 +1,5 @@
-"""kopf registrations: thin. Each watch handler hands the object to the Controller and returns;
+"""kopf registrations: thin, and all async (kopf runs sync handlers in threads; these touch the
+controller's loop-owned state). Each watch handler hands the object to the Controller and returns;
 kopf stores nothing on the objects (only `on.event` handlers), so the only writes are the
 controller's batched patches. Login reuses the operator's own connection settings.
 """
@@ -19,7 +20,7 @@ def build_registry(controller: Controller, conn: Connection) -> kopf.OperatorReg
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
@@ -27,22 +28,22 @@ def build_registry(controller: Controller, conn: Connection) -> kopf.OperatorReg
         settings.scanning.disabled = True
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
+    async def login(**_: Any) -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=conn.server, ca_path=conn.ca_path, insecure=conn.insecure,
                                    token=conn.token, scheme="Bearer" if conn.token else None,
                                    certificate_path=conn.cert_path, private_key_path=conn.key_path,
                                    default_namespace=conn.namespace)
 
     @kopf.on.event(API_GROUP, VERSION, "agents", registry=registry)
-    def agent_event(event: kopf.RawEvent, **_: Any) -> None:
+    async def agent_event(event: kopf.RawEvent, **_: Any) -> None:
         controller.on_agent(event.get("type"), dict(event["object"]))
 
     @kopf.on.event(API_GROUP, VERSION, "runtimepools", registry=registry)
-    def pool_event(event: kopf.RawEvent, **_: Any) -> None:
+    async def pool_event(event: kopf.RawEvent, **_: Any) -> None:
         controller.on_pool(event.get("type"), dict(event["object"]))
 
     @kopf.on.event("coordination.k8s.io", "v1", "leases", labels={POOL_LABEL: kopf.PRESENT}, registry=registry)
-    def lease_event(event: kopf.RawEvent, **_: Any) -> None:
+    async def lease_event(event: kopf.RawEvent, **_: Any) -> None:
         controller.on_lease(event.get("type"), dict(event["object"]))
 
     return registry
