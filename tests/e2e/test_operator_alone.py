@@ -187,3 +187,30 @@ def test_draining_shard_hands_agents_over(apiserver: Cluster, namespace: str, op
     # deleting with onDelete=remove and no folder on the volume still completes
     apiserver.kubectl("delete", "agents", "--all", "-n", namespace, "--wait=false")
     wait_for("all deleted", lambda: not (get(apiserver, namespace, "agents") or {"items": [1]})["items"])
+
+
+def test_scale_down_drains_the_removed_shard_before_shrinking(apiserver: Cluster, namespace: str,
+                                                              operator: Path) -> None:
+    pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+            "metadata": {"name": "s", "namespace": namespace},
+            "spec": {"region": "r", "shards": 3, "capacityPerShard": 100}}
+    assert apply(apiserver, pool).returncode == 0
+    for shard in ("s-0", "s-1", "s-2"):
+        put_lease(apiserver, namespace, shard, "s", duration=600)
+    docs = [agent(f"ag-{i}", namespace, runtimePool="s") for i in range(12)]
+    assert apply(apiserver, {"apiVersion": "v1", "kind": "List", "items": docs}).returncode == 0
+
+    def on_shards() -> set[str] | None:
+        items = (get(apiserver, namespace, "agents") or {}).get("items", [])
+        got = [i["metadata"].get("labels", {}).get("agentruntime.dev/shard") for i in items]
+        return set(got) if len(got) == 12 and all(got) else None
+
+    assert wait_for("12 placed on 3 shards", lambda: on_shards() == {"s-0", "s-1", "s-2"})
+    pool["spec"]["shards"] = 2
+    assert apply(apiserver, pool).returncode == 0
+    lease = wait_for("s-2 marked draining", lambda: (lambda o: o if o and o["metadata"].get("annotations", {}).get(
+        "agentruntime.dev/draining") == "true" else None)(get(apiserver, namespace, "lease", "s-2")))
+    assert lease["metadata"]["name"] == "s-2"
+    assert wait_for("s-2 emptied", lambda: on_shards() == {"s-0", "s-1"})
+    wait_for("StatefulSet shrunk to 2", lambda: (get(apiserver, namespace, "statefulset", "s") or {})
+             .get("spec", {}).get("replicas") == 2)
