@@ -137,19 +137,27 @@ async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
     return await asyncio.gather(*(one(c) for c in coros))
 
 
+RETRIES: dict[str, int] = {}
+
+
 async def send(http: aiohttp.ClientSession, router: str, token: str, key: str, text: str) -> tuple[str, str, int]:
     """POST a message through the router until acknowledged (503s while moving are retried)."""
     mid = uuid.uuid4().hex
-    for _ in range(200):
+    deadline = time.monotonic() + 90
+    last: Any = None
+    while time.monotonic() < deadline:
         async with http.post(f"{router}/v1/agents/{key}/messages", json={"id": mid, "text": text},
                              headers={"Authorization": f"Bearer {token}"}) as resp:
             body = await resp.json()
             if resp.status == 200:
                 return key, mid, int(body["seq"])
-            if resp.status not in (503, 429):
+            if resp.status not in (503, 429, 500):
                 raise RuntimeError(f"{key}: {resp.status} {body}")
+            last = (resp.status, body)
+            code = str(body.get("code"))
+            RETRIES[code] = RETRIES.get(code, 0) + 1
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"{key}: never acknowledged")
+    raise RuntimeError(f"{key}: never acknowledged; last answer {last}")
 
 
 async def naive_replay(kube: KubeClient, count: int, concurrency: int = 20, objects: int = 100) -> tuple[int, float]:
@@ -304,7 +312,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for key, mid, seq in acks:
                 by_agent.setdefault(key, []).append((mid, seq))
             lost = sum(await gather_limited(32, [missing(k, v) for k, v in by_agent.items()]))
-            results.append({"phase": "lost_events", "acknowledged": len(acks), "lost": lost})
+            results.append({"phase": "lost_events", "acknowledged": len(acks), "lost": lost,
+                            "send_retries_by_code": dict(RETRIES)})
             watch_task.cancel()
 
             checks = [
