@@ -35,8 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def run(args: argparse.Namespace) -> None:
-    conn = kubeconfig.load(args.kubeconfig)
+async def run(args: argparse.Namespace, conn: kubeconfig.Connection) -> None:
     api = KubeApi(conn, concurrency=args.workers)
     controller = Controller(api, Settings(namespaces=tuple(args.namespace), data_dir=args.data,
                                           workers=args.workers, manage_pools=not args.no_pools))
@@ -66,7 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf").setLevel(logging.WARNING)
-    asyncio.run(run(args))
+    try:
+        conn = kubeconfig.load(args.kubeconfig)  # file reads before the loop starts
+    except kubeconfig.KubeconfigError as exc:
+        raise SystemExit(f"agent-operator: {exc}") from None
+    asyncio.run(run(args, conn))
 
 
 if __name__ == "__main__":

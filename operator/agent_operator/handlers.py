@@ -24,7 +24,8 @@ def build_registry(controller: Controller, conn: Connection) -> kopf.OperatorReg
         settings.posting.enabled = False
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
-        settings.batching.batch_window = 0.05
+        settings.queueing.idle_timeout = 1.0  # per-object workers; also bounds the shutdown wait
+        settings.queueing.exit_timeout = 0.5
         settings.scanning.disabled = True
 
     @kopf.on.login(registry=registry)

@@ -74,8 +74,12 @@ def plan_pool(current: Mapping[str, str | None], eligible: Iterable[str], capaci
     unplaced: list[str] = []
     pending.sort(key=_order_key)
     for agent in pending:
-        ranked = sorted(shards, key=lambda s: score(agent, s), reverse=True)
-        target = next((s for s in ranked if load[s] < bound), None)
+        scored = [(score(agent, s), s) for s in shards]
+        best = max(scored)[1]
+        if load[best] < bound:  # the usual case: the first choice has room, no sort
+            target: str | None = best
+        else:
+            target = next((s for _, s in sorted(scored, reverse=True) if load[s] < bound), None)
         if target is None:
             unplaced.append(agent)
             continue
