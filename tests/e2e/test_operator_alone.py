@@ -122,6 +122,21 @@ def test_invalid_agent_is_refused_with_a_readable_message(apiserver: Cluster, na
     assert proc.returncode != 0 and "systemPrompts" in proc.stderr
 
 
+def test_invalid_pool_is_refused_with_a_readable_message(apiserver: Cluster, namespace: str) -> None:
+    pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+            "metadata": {"name": "bad", "namespace": namespace},
+            "spec": {"region": "eu", "providers": {"anthropic": "ftp://proxy"}, "storage": {"size": "lots"},
+                     "shards": 600}}
+    proc = apply(apiserver, pool)
+    assert proc.returncode != 0
+    assert 'spec.providers.anthropic: Invalid value: "ftp://proxy": must be an http(s) URL' in proc.stderr
+    assert 'spec.storage.size: Invalid value: "lots": must be a positive quantity such as 10Gi' in proc.stderr
+    assert "spec.shards" in proc.stderr and "less than or equal to 512" in proc.stderr
+    long_name = {**pool, "metadata": {"name": "p" * 41, "namespace": namespace}, "spec": {"region": "eu"}}
+    proc = apply(apiserver, long_name)
+    assert proc.returncode != 0 and "at most 40 characters" in proc.stderr
+
+
 def test_agent_placed_then_replaced_on_expiry_then_finalized(apiserver: Cluster, namespace: str,
                                                               operator: Path) -> None:
     pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
@@ -143,11 +158,9 @@ def test_agent_placed_then_replaced_on_expiry_then_finalized(apiserver: Cluster,
     assert "agentruntime.dev/finalizer" in a1["metadata"]["finalizers"]
     # a second shard with a long Lease; p-0 stops renewing -> its Lease expires -> a1 moves to p-1
     put_lease(apiserver, namespace, "p-1", "p", duration=600)
-    t0 = time.monotonic()
     moved = wait_for("a1 re-placed on p-1", lambda: (lambda o: o if o and o["metadata"]["labels"].get(
         "agentruntime.dev/shard") == "p-1" else None)(get(apiserver, namespace, "agent", "a1")))
     assert moved["status"]["shard"] == "p-1" and moved["status"]["phase"] == "Placed"
-    assert time.monotonic() - t0 < 10
     # the pool's status counts its ready shards and placed agents
     wait_for("pool status", lambda: (get(apiserver, namespace, "runtimepool", "p") or {}).get("status", {}) ==
              {"readyShards": 1, "agents": 1})
