@@ -1,7 +1,8 @@
 """`python -m agent_operator --kubeconfig PATH --namespace NS [--data DIR]`: run the operator.
 
-kopf's watchers and the Controller's planner and workers run under one TaskGroup; SIGTERM/SIGINT
-stop both. Without --kubeconfig: $KUBECONFIG, else the in-cluster service account.
+kopf's watchers and the Controller's planner and workers run under one TaskGroup. kopf handles
+SIGTERM/SIGINT; its cleanup handler stops the planner, and the planner ends when kopf returns.
+Without --kubeconfig: $KUBECONFIG, else the in-cluster service account.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 import kopf
@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=32, help="concurrent apiserver writes")
     p.add_argument("--no-pools", action="store_true",
                    help="do not converge RuntimePool objects (StatefulSet etc.); placement only")
+    p.add_argument("--liveness", default=None, metavar="URL",
+                   help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -40,10 +42,6 @@ async def run(args: argparse.Namespace, conn: kubeconfig.Connection) -> None:
     controller = Controller(api, Settings(namespaces=tuple(args.namespace), data_dir=args.data,
                                           workers=args.workers, manage_pools=not args.no_pools))
     registry = build_registry(controller, conn)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # kopf replaces these with its own; either way it stops
-        loop.add_signal_handler(sig, stop.set)
     try:
         await controller.prime()
         async with asyncio.TaskGroup() as tg:
@@ -52,7 +50,8 @@ async def run(args: argparse.Namespace, conn: kubeconfig.Connection) -> None:
             async def watch() -> None:
                 try:
                     await kopf.operator(registry=registry, standalone=True, namespaces=args.namespace,
-                                        clusterwide=not args.namespace, stop_flag=stop)
+                                        clusterwide=not args.namespace,
+                                        liveness_endpoint=args.liveness)
                 finally:
                     planner.cancel()
 
@@ -64,7 +63,7 @@ async def run(args: argparse.Namespace, conn: kubeconfig.Connection) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kopf").setLevel(logging.WARNING)
+    logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         conn = kubeconfig.load(args.kubeconfig)  # file reads before the loop starts
     except kubeconfig.KubeconfigError as exc:

@@ -84,6 +84,7 @@ class Controller:
         self._tokens: dict[tuple[str, str], str] = {}
         self.steps = 0
         self.patches = 0
+        self._task: asyncio.Task[None] | None = None
 
     # ---- watch input (called by the kopf handlers; no IO) ----------------------------------------
 
@@ -143,14 +144,20 @@ class Controller:
 
     # ---- the planner -----------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """Cancel the planner and its workers (kopf's cleanup calls this when the operator stops)."""
+        if self._task is not None:
+            self._task.cancel()
+
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         async with asyncio.TaskGroup() as tg:
             for _ in range(self.settings.workers):
                 tg.create_task(self._worker())
             while True:
-                timeout = self._next_deadline()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(self._next_deadline()):  # no helper task (kopf counts tasks)
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 await asyncio.sleep(self.settings.debounce_s)

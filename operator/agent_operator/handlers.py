@@ -28,6 +28,10 @@ def build_registry(controller: Controller, conn: Connection) -> kopf.OperatorReg
         settings.queueing.exit_timeout = 0.5
         settings.scanning.disabled = True
 
+    @kopf.on.cleanup(registry=registry)
+    async def stop_planner(**_: Any) -> None:
+        controller.stop()  # else kopf waits 5 s for the planner's tasks as "hung" before exiting
+
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=conn.server, ca_path=conn.ca_path, insecure=conn.insecure,
