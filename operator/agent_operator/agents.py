@@ -12,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from agent_operator.models import FINALIZER, SHARD_LABEL, SHARD_PHASES
+from agent_runtime.manifest import AgentSpec
 
 
 @dataclass(slots=True)
@@ -30,6 +33,7 @@ class AgentView:
     conditions: list[dict[str, Any]]
     finalizers: tuple[str, ...]
     deleting: bool
+    spec_error: str | None = None  # what AgentSpec's validators say that the CRD schema could not
     target: str | None = field(default=None)  # what the operator set (or is setting) last
 
     @property
@@ -49,6 +53,17 @@ def _rv(meta: Mapping[str, Any]) -> int:
         return 0
 
 
+def spec_error(spec: Mapping[str, Any]) -> str | None:
+    """The first problem `AgentSpec` finds in a spec the apiserver accepted, as "spec.<field>: <msg>"."""
+    try:
+        AgentSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("spec", *first["loc"]))
+        return f"{where}: {first['msg']}"
+    return None
+
+
 def agent_view(body: Mapping[str, Any]) -> AgentView:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -65,6 +80,7 @@ def agent_view(body: Mapping[str, Any]) -> AgentView:
         conditions=list(status.get("conditions") or []),
         finalizers=tuple(meta.get("finalizers") or ()),
         deleting=bool(meta.get("deletionTimestamp")),
+        spec_error=spec_error(spec),
     )
 
 
@@ -130,15 +146,16 @@ def placement_patches(agent: AgentView, shard: str, now_iso: str) -> tuple[dict[
     return status_patch, _metadata_patch(agent, shard)
 
 
-def pending_patches(agent: AgentView, reason: str, message: str,
-                    now_iso: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(status patch, metadata patch) recording that `agent` has no shard, and why."""
+def pending_patches(agent: AgentView, reason: str, message: str, now_iso: str,
+                    phase: str = "Pending") -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(status patch, metadata patch) recording that `agent` has no shard, and why (phase Pending, or
+    Failed for a spec no shard could run)."""
     placed = _condition(agent, "Placed")
-    status_ok = (agent.phase == "Pending" and agent.status_shard is None and placed.get("status") == "False"
+    status_ok = (agent.phase == phase and agent.status_shard is None and placed.get("status") == "False"
                  and placed.get("reason") == reason and placed.get("message") == message)
     status_patch = None
     if not status_ok:
-        status_patch = {"status": {"phase": "Pending", "shard": None, "conditions": _with_condition(
+        status_patch = {"status": {"phase": phase, "shard": None, "conditions": _with_condition(
             [c for c in agent.conditions if c.get("type") != "Ready"],
             {"type": "Placed", "status": "False", "reason": reason, "message": message}, now_iso)}}
     return status_patch, _metadata_patch(agent, None)

@@ -191,6 +191,9 @@ class Controller:
                 if FINALIZER in agent.finalizers and key not in self._inflight and key not in self._retry_at:
                     self._submit(key, functools.partial(self._finalize, agent))
                 continue
+            if agent.spec_error is not None:
+                self._record_pending(agent, "InvalidSpec", agent.spec_error, now_iso, phase="Failed")
+                continue
             pool_name, reason = agents_mod.choose_pool(agent, regions.get(agent.namespace, {}))
             if pool_name is None:
                 self._record_pending(agent, "NoRuntimePool", reason, now_iso)
@@ -231,10 +234,11 @@ class Controller:
         agent.target = shard
         self._submit(agent.key, lambda: self._patch_agent(agent, status_patch, meta_patch))
 
-    def _record_pending(self, agent: agents_mod.AgentView, reason: str, message: str, now_iso: str) -> None:
+    def _record_pending(self, agent: agents_mod.AgentView, reason: str, message: str, now_iso: str,
+                        phase: str = "Pending") -> None:
         if agent.key in self._inflight or agent.key in self._retry_at:
             return
-        status_patch, meta_patch = agents_mod.pending_patches(agent, reason, message, now_iso)
+        status_patch, meta_patch = agents_mod.pending_patches(agent, reason, message, now_iso, phase)
         if status_patch is None and meta_patch is None:
             return
         agent.target = None

@@ -72,3 +72,14 @@ def test_choose_pool_by_name_region_or_the_only_one() -> None:
     named = agent_view({**body(), "spec": {"runtimePool": "nope"}})
     pool, why = choose_pool(named, {"x": "us"})
     assert pool is None and "'nope' not found" in why
+
+
+def test_a_spec_the_schema_let_through_but_agentspec_refuses_fails_the_agent() -> None:
+    bad = {**body(), "spec": {"tools": ["shell", "rm"]}}
+    view = agent_view(bad)
+    assert view.spec_error is not None and view.spec_error.startswith("spec.tools: ")
+    assert "unknown tool(s) ['rm']" in view.spec_error
+    status, meta = pending_patches(view, "InvalidSpec", view.spec_error, NOW, phase="Failed")
+    assert status is not None and status["status"]["phase"] == "Failed"
+    assert status["status"]["conditions"][-1]["message"] == view.spec_error
+    assert agent_view(body()).spec_error is None
