@@ -331,9 +331,9 @@ class Controller:
                 self._submit(lkey, functools.partial(self._mark_draining, pool.namespace, name))
         ready = len(self.eligible(pool.namespace, pool.name, now))
         placed = sum(1 for s in current.values() if s is not None)
-        status = {"readyShards": ready, "agents": placed}
+        status = resources.pool_status(pool.spec.shards, ready, placed, pool.status, _now_iso())
         skey = f"pool-status:{pool.namespace}/{pool.name}"
-        if any(pool.status.get(k) != v for k, v in status.items()) and skey not in self._inflight:
+        if resources.status_differs(pool.status, status) and skey not in self._inflight:
             if now >= pool.status_at:
                 pool.status_at = now + self.settings.pool_status_interval_s
                 self._submit(skey, lambda: self._patch_pool_status(pool, status))
@@ -358,7 +358,7 @@ class Controller:
     async def _patch_pool_status(self, pool: PoolView, status: dict[str, Any]) -> None:
         path = path_for(GV, "runtimepools", pool.namespace, pool.name, "status")
         await self.api.merge_patch(path, {"status": status})
-        pool.status.update(status)
+        pool.status = dict(status)
 
     async def _mark_draining(self, namespace: str, shard: str) -> None:
         await self.api.merge_patch(path_for("coordination.k8s.io/v1", "leases", namespace, shard),

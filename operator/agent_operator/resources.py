@@ -194,3 +194,23 @@ def retiring_shards(pool: str, spec_shards: int, shard_names: list[str]) -> list
         if n is not None and n >= spec_shards:
             out.append(name)
     return sorted(out)
+
+
+def pool_status(spec_shards: int, ready: int, placed: int, previous: dict[str, Any], now_iso: str) -> dict[str, Any]:
+    """The RuntimePool's status: counts and a Ready condition (every wanted shard has a fresh,
+    non-draining Lease). `previous` keeps the condition's lastTransitionTime while it holds."""
+    ok = ready >= spec_shards
+    cond: dict[str, Any] = {"type": "Ready", "status": "True" if ok else "False",
+            "reason": "ShardsReady" if ok else "ShardsMissing",
+            "message": f"{ready} of {spec_shards} shards have a fresh Lease and are not draining"}
+    old: dict[str, Any] = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
+    cond["lastTransitionTime"] = old.get("lastTransitionTime") if old.get("status") == cond["status"] else now_iso
+    return {"readyShards": ready, "agents": placed, "conditions": [cond]}
+
+
+def status_differs(current: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """Whether a status patch would change anything (condition timestamps aside)."""
+    def strip(status: dict[str, Any]) -> dict[str, Any]:
+        conds = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []]
+        return {"readyShards": status.get("readyShards"), "agents": status.get("agents"), "conditions": conds}
+    return strip(current) != strip(desired)

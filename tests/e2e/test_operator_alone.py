@@ -162,8 +162,12 @@ def test_agent_placed_then_replaced_on_expiry_then_finalized(apiserver: Cluster,
         "agentruntime.dev/shard") == "p-1" else None)(get(apiserver, namespace, "agent", "a1")))
     assert moved["status"]["shard"] == "p-1" and moved["status"]["phase"] == "Placed"
     # the pool's status counts its ready shards and placed agents
-    wait_for("pool status", lambda: (get(apiserver, namespace, "runtimepool", "p") or {}).get("status", {}) ==
-             {"readyShards": 1, "agents": 1})
+    pool_status = wait_for("pool status", lambda: (lambda st: st if st.get("readyShards") == 1 and st.get("agents") == 1
+                                                   else None)((get(apiserver, namespace, "runtimepool", "p") or {})
+                                                              .get("status", {})))
+    (ready,) = pool_status["conditions"]
+    assert ready["type"] == "Ready" and ready["status"] == "False" and ready["reason"] == "ShardsMissing"
+    assert ready["message"] == "1 of 2 shards have a fresh Lease and are not draining"
     # delete: the finalizer archives the folder from the shared volume, then the object is gone
     folder = operator / "agents" / namespace / "a1"
     (folder / "workspace").mkdir(parents=True)

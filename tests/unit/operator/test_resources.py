@@ -87,3 +87,14 @@ def test_bad_pool_specs_are_refused_by_the_model() -> None:
         RuntimePoolSpec.model_validate({"region": "EU West"})
     with pytest.raises(ValidationError):
         spec(replicas=3)  # unknown field
+
+
+def test_pool_status_ready_condition_keeps_its_transition_time() -> None:
+    first = resources.pool_status(3, 2, 10, {}, "t1")
+    assert first["conditions"][0]["status"] == "False" and first["conditions"][0]["lastTransitionTime"] == "t1"
+    same = resources.pool_status(3, 2, 11, first, "t2")
+    assert same["conditions"][0]["lastTransitionTime"] == "t1"
+    assert resources.status_differs(first, same)  # agent count changed
+    assert not resources.status_differs(same, resources.pool_status(3, 2, 11, same, "t3"))
+    ready = resources.pool_status(3, 3, 11, same, "t4")
+    assert ready["conditions"][0]["status"] == "True" and ready["conditions"][0]["lastTransitionTime"] == "t4"
