@@ -308,7 +308,13 @@ class Controller:
     # ---- pools -----------------------------------------------------------------------------------
 
     def _reconcile_pool(self, pool: PoolView, current: dict[str, str | None], now: float) -> None:
-        if pool.spec is None:
+        skey = f"pool-status:{pool.namespace}/{pool.name}"
+        if pool.spec is None:  # the schema should have refused it; say why nothing happens
+            cond = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": pool.error,
+                    "lastTransitionTime": _now_iso()}
+            bad = {"readyShards": 0, "agents": 0, "conditions": [cond]}
+            if resources.status_differs(pool.status, bad) and skey not in self._inflight:
+                self._submit(skey, lambda: self._patch_pool_status(pool, bad))
             return
         ref = resources.PoolRef(pool.name, pool.namespace, pool.uid)
         shard_names = [s.name for (ns, _), s in self.shards.items() if ns == pool.namespace and s.pool == pool.name]
@@ -332,7 +338,6 @@ class Controller:
         ready = len(self.eligible(pool.namespace, pool.name, now))
         placed = sum(1 for s in current.values() if s is not None)
         status = resources.pool_status(pool.spec.shards, ready, placed, pool.status, _now_iso())
-        skey = f"pool-status:{pool.namespace}/{pool.name}"
         if resources.status_differs(pool.status, status) and skey not in self._inflight:
             if now >= pool.status_at:
                 pool.status_at = now + self.settings.pool_status_interval_s
