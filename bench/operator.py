@@ -238,7 +238,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             "per_shard": per_shard, "imbalance": round(imbalance, 4),
                             "status_patches": int(patches1 - patches0),
                             "status_patches_per_s": round((patches1 - patches0) / place_s, 1)})
-            log(f"placed+Running in {place_s:.1f}s; per shard {per_shard}")
+            log(f"created in {created:.1f}s, placed in {t_placed - t0:.1f}s, Running in {place_s:.1f}s; per shard {per_shard}")
 
             # -- 2. chat: status reporting under load --------------------------------------------
             keys = sorted(watcher.objs)
@@ -280,6 +280,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             def drained() -> bool:
                 return all((running_on(watcher.objs[k]) or victim) != victim for k in on_victim)
 
+            t_replaced = await watcher.until(
+                lambda: all(status(watcher.objs[k]).get("shard") not in (victim, None) for k in on_victim), 120,
+                "drained agents re-placed")
             try:
                 t_drained = await watcher.until(drained, args.drain_timeout, "drained agents Running elsewhere")
             except TimeoutError:
@@ -292,9 +295,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for k in on_victim:
                 s = running_on(watcher.objs[k]) or "?"
                 moved_to[s] = moved_to.get(s, 0) + 1
-            results.append({"phase": "drain", "shard": victim, "agents_moved": len(on_victim),
+            results.append({"phase": "drain", "shard": victim, "agents_moved": len(on_victim), "replaced_s": round(t_replaced - t2, 2),
                             "running_elsewhere_s": round(drain_s, 2), "moved_to": moved_to})
-            log(f"drain: {len(on_victim)} agents Running elsewhere after {drain_s:.1f}s")
+            log(f"drain: {len(on_victim)} agents re-placed after {t_replaced - t2:.1f}s, Running elsewhere after {drain_s:.1f}s")
 
             # -- 4. lost events --------------------------------------------------------------------
             async def missing(key: str, wanted: list[tuple[str, int]]) -> int:
@@ -333,7 +336,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--shards", type=int, default=4)
-    p.add_argument("--capacity", type=int, default=300)
+    p.add_argument("--capacity", type=int, default=400, help="per shard: the drained shard's agents must fit on the rest")
     p.add_argument("--drain-timeout", type=float, default=120)
     p.add_argument("--naive-cap", type=int, default=3000, help="most per-change patches replayed for the baseline")
     args = p.parse_args()

@@ -45,7 +45,7 @@ def unlock(fd: int) -> None:
 
 
 async def acquire(folder: Path, owner: str, timeout_s: float = 30.0, first_backoff_s: float = 0.02,
-                  max_backoff_s: float = 0.5) -> int:
+                  max_backoff_s: float = 0.1) -> int:
     """Take the owner lock of `folder`, retrying for up to `timeout_s`; `LockTimeout` after that."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

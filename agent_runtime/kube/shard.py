@@ -184,6 +184,7 @@ class Shard:
         self.reflector = Reflector(kube, agents_path(config.namespace), self._on_agent,
                                    label_selector=f"{SHARD_LABEL}={config.shard}")
         self.lease_ok = asyncio.Event()
+        self._kick = asyncio.Event()  # wakes the status loop when there is something to patch
         self.fenced = False  # could not renew the Lease for a whole duration
         self.patch_errors = 0
         self.activations = 0
@@ -277,6 +278,10 @@ class Shard:
             raise
         self.active[key] = Active(fd, int((obj.get("metadata") or {}).get("generation") or 0))
         self.activations += 1
+        handle = self.host.handles.get(key)
+        if handle is not None:  # report Running now, not at the next observation tick
+            self.batcher.observe(key, agent_status(handle))
+            self._kick.set()
 
     async def release(self, key: str) -> None:
         """Hibernate the agent (snapshot, close the log), drop it from the host, unlock."""
@@ -418,7 +423,12 @@ class Shard:
                 next_observe = now + interval
             for key, status in self.batcher.take(now):
                 tg.create_task(self._patch_status(key, status))
-            await asyncio.sleep(max(0.01, min(next_observe - time.monotonic(), self.batcher.wait_s(time.monotonic()))))
+            now = time.monotonic()
+            delay = max(0.01, min(next_observe - now, self.batcher.wait_s(now)))
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._kick.wait()
 
     # -- run ---------------------------------------------------------------------------------------
 
