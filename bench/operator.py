@@ -154,7 +154,7 @@ async def send(http: aiohttp.ClientSession, router: str, token: str, key: str, t
             if resp.status not in (503, 429, 500):
                 raise RuntimeError(f"{key}: {resp.status} {body}")
             last = (resp.status, body)
-            code = str(body.get("code"))
+            code = re.sub(r"[0-9a-f]{4,}|\d+", "N", f"{body.get('code')}: {str(body.get('message'))[:90]}")
             RETRIES[code] = RETRIES.get(code, 0) + 1
         await asyncio.sleep(0.1)
     raise RuntimeError(f"{key}: never acknowledged; last answer {last}")
@@ -241,6 +241,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"created in {created:.1f}s, placed in {t_placed - t0:.1f}s, Running in {place_s:.1f}s; per shard {per_shard}")
 
             # -- 2. chat: status reporting under load --------------------------------------------
+            lease_ages: list[float] = []
+
+            async def sample_leases() -> None:
+                from agent_runtime.kube.routes import shard_from_lease
+
+                while True:
+                    items, _ = await kube.list(leases_path(NS))
+                    now = time.time()
+                    lease_ages.extend(now - shard_from_lease(o).renewed for o in items)
+                    await asyncio.sleep(1.0)
+
+            sampler = asyncio.create_task(sample_leases())
             keys = sorted(watcher.objs)
             ev0 = await events_appended(http, shard_procs)
             p0 = await status_patches(kube)
@@ -253,6 +265,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             t_reported = await watcher.until(turned, 180, "all turns reported")
             window = t_reported - t1
+            sampler.cancel()
             ev1 = await events_appended(http, shard_procs)
             p1 = await status_patches(kube)
             changes = ev1 - ev0  # each committed event changes a reported field: the naive patch count
@@ -263,7 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results.append({"phase": "chat", "messages": len(acks), "send_s": round(sent_s, 2),
                             "until_all_reported_s": round(window, 2), "status_changes": changes,
                             "status_patches": batched, "status_patches_per_s": round(batched / window, 1),
-                            "patches_per_change": round(batched / max(1, changes), 4)})
+                            "patches_per_change": round(batched / max(1, changes), 4),
+                            "max_lease_age_s": round(max(lease_ages, default=0.0), 2)})
             results.append({"phase": "chat", "baseline": "naive: one status patch per change",
                             "patches": changes, "measured_replay_patches": replayed,
                             "measured_replay_s": round(replay_s, 2), "apiserver_patch_rate_per_s": round(naive_rate, 1),

@@ -68,6 +68,7 @@ class ShardConfig:
     lease_duration_s: int = 15
     status_rate: float = 20.0  # patches per second, whole shard
     status_interval_s: float = 1.0
+    status_in_flight: int = 8  # most status patches awaiting the apiserver at once
     admin_token_file: Path | None = None
     auth: bool = True
     actor: ActorConfig = ActorConfig()
@@ -172,10 +173,13 @@ class KeyQueue:
 class Shard:
     """The controller, Lease and status reporter of one shard, over a running Host."""
 
-    def __init__(self, config: ShardConfig, host: Host, kube: KubeClient, address: str) -> None:
+    def __init__(self, config: ShardConfig, host: Host, kube: KubeClient, address: str,
+                 lease_kube: KubeClient | None = None) -> None:
         self.config = config
         self.host = host
         self.kube = kube
+        # The heartbeat has its own connection pool: it never queues behind status patches.
+        self.lease_kube = lease_kube or kube
         self.address = address
         self.desired: dict[str, dict[str, Any]] = {}  # key -> Agent object labelled to this shard
         self.active: dict[str, Active] = {}
@@ -343,14 +347,14 @@ class Shard:
             now_iso = _micro_time()
             if current is None:
                 try:
-                    current = await self.kube.get(f"{path}/{self.config.shard}")
+                    current = await self.lease_kube.get(f"{path}/{self.config.shard}")
                 except NotFound:
                     try:
-                        return await self.kube.create(path, self._lease_body(None, now_iso))
+                        return await self.lease_kube.create(path, self._lease_body(None, now_iso))
                     except Conflict:
                         continue  # created meanwhile
             try:
-                return await self.kube.replace(f"{path}/{self.config.shard}", self._lease_body(current, now_iso))
+                return await self.lease_kube.replace(f"{path}/{self.config.shard}", self._lease_body(current, now_iso))
             except (Conflict, NotFound):
                 current = None  # someone changed it (e.g. `agentctl drain`): re-read, keep their annotations
         raise ApiError(409, "Conflict", "lease kept changing")
@@ -361,8 +365,11 @@ class Shard:
         last_ok = time.monotonic()
         while True:
             try:
+                started = time.monotonic()
                 lease = await self.renew_lease(lease)
                 last_ok = time.monotonic()
+                if last_ok - started > period:
+                    log.warning("Lease renewal took %.1fs (period %.1fs)", last_ok - started, period)
                 self.lease_ok.set()
                 if self.fenced:
                     log.warning("Lease renewed again: taking agents back")
@@ -409,6 +416,7 @@ class Shard:
             log.warning("status patch of %s failed: %s", key, exc)
         finally:
             self.batcher.done(key, status, ok)
+            self._kick.set()
 
     async def _status_loop(self, tg: asyncio.TaskGroup) -> None:
         interval = self.config.status_interval_s
@@ -421,10 +429,12 @@ class Shard:
                     if handle is not None:
                         self.batcher.observe(key, agent_status(handle))
                 next_observe = now + interval
-            for key, status in self.batcher.take(now):
+            room = self.config.status_in_flight - len(self.batcher.in_flight)  # slow apiserver: coalesce more
+            for key, status in self.batcher.take(now, limit=max(0, room)):
                 tg.create_task(self._patch_status(key, status))
             now = time.monotonic()
-            delay = max(0.01, min(next_observe - now, self.batcher.wait_s(now)))
+            full = len(self.batcher.in_flight) >= self.config.status_in_flight  # a finished patch kicks us
+            delay = max(0.01, min(next_observe - now, float("inf") if full else self.batcher.wait_s(now)))
             self._kick.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -484,8 +494,8 @@ async def run_shard(config: ShardConfig, kube: KubeClient) -> AsyncIterator[Runn
     token_file = config.admin_token_file or config.data_dir / "admin.token"
     admin = await asyncio.to_thread(ensure_admin_token, token_file) if config.auth else None
     tokens = await asyncio.to_thread(SharedTokenStore, config.data_dir / "tokens.json", admin, config.auth)
-    async with build_host(config) as host:
-        shard = Shard(config, host, kube, address="")
+    async with build_host(config) as host, KubeClient(kube.config) as lease_kube:
+        shard = Shard(config, host, kube, address="", lease_kube=lease_kube)
         app = make_app(host, tokens)
         app.middlewares.append(_starting_middleware(shard))
         runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -140,8 +140,12 @@ class RoutedAgent:
         while True:
             try:
                 self.ws = await self.http.ws_connect(self.url, headers=self.headers, heartbeat=20)
-                await self.ws.send_str(orjson.dumps({"type": "hello", "cursor": self.cursor}).decode())
-                frame = await self._recv(15)
+                try:
+                    await self.ws.send_str(orjson.dumps({"type": "hello", "cursor": self.cursor}).decode())
+                    frame = await self._recv(15)
+                except BaseException:
+                    await self.ws.close()
+                    raise
                 if frame is not None and frame.get("type") == "welcome":
                     return
                 await self.ws.close()
@@ -149,7 +153,7 @@ class RoutedAgent:
                 self.refusals.append(exc.status)
                 if exc.status not in (503, 404) or time.monotonic() > deadline:
                     raise
-            except (aiohttp.ClientError, OSError):
+            except (aiohttp.ClientError, OSError, TimeoutError):
                 if time.monotonic() > deadline:
                     raise
             if time.monotonic() > deadline:

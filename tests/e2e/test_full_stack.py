@@ -54,6 +54,7 @@ class FullStack:
         self.kube = kube
         self.http = http
         self.procs: dict[str, Proc] = {}
+        self.clients: list[RoutedAgent] = []
         self.router_url = ""
 
     def start(self, shards: int) -> None:
@@ -90,6 +91,15 @@ class FullStack:
             raise
         return result
 
+    def client(self, router: str, key: str, token: str) -> RoutedAgent:
+        c = RoutedAgent(self.http, router, key, token)
+        self.clients.append(c)
+        return c
+
+    async def close_clients(self) -> None:
+        for c in self.clients:
+            await c.close()
+
     def stop(self) -> None:
         for p in self.procs.values():
             p.stop()
@@ -102,6 +112,7 @@ async def full(apiserver: Cluster, namespace: str, tmp_path: Path) -> AsyncItera
         try:
             yield s
         finally:
+            await s.close_clients()
             s.stop()
 
 
@@ -114,7 +125,7 @@ async def test_apply_chat_kill_shard_reconnect_delete(full: FullStack) -> None:
     assert any(c.get("type") == "Placed" and c.get("status") == "True" for c in first.get("conditions") or [])
 
     # a client attaches through the router, chats, tools run
-    client = RoutedAgent(full.http, full.router_url, f"{full.ns}/coder", full.admin)
+    client = full.client(full.router_url, f"{full.ns}/coder", full.admin)
     acked = [await client.send("task: write fib")]
     await client.until_idle_after(acked[0])
     assert {"tool_call", "tool_result"} <= {e["kind"] for e in client.events.values()}
@@ -142,7 +153,7 @@ async def test_apply_chat_kill_shard_reconnect_delete(full: FullStack) -> None:
     texts = [e["data"]["text"] for e in client.events.values() if e["kind"] == "user_message"]
     assert texts == ["task: write fib", "and another", "after the crash"]
     # a second client from cursor 0 reads the same history from the new shard
-    again = RoutedAgent(full.http, full.router_url, f"{full.ns}/coder", full.admin)
+    again = full.client(full.router_url, f"{full.ns}/coder", full.admin)
     await again.connect()
     await again.until(lambda e: e["seq"] == max(client.events))
     assert [again.events[s]["kind"] for s in sorted(again.events)] == [client.events[s]["kind"] for s in sorted(client.events)]

@@ -39,6 +39,7 @@ class Stack:
         self.kube = kube
         self.http = http
         self.shards: dict[str, Proc] = {}
+        self.clients: list[RoutedAgent] = []
         self.router: Proc | None = None
 
     def shard(self, name: str) -> Proc:
@@ -75,6 +76,15 @@ class Stack:
         result: dict[str, Any] = await eventually(check, timeout, f"{name} Running on {shard}")
         return result
 
+    def client(self, router: str, key: str, token: str) -> RoutedAgent:
+        c = RoutedAgent(self.http, router, key, token)
+        self.clients.append(c)
+        return c
+
+    async def close_clients(self) -> None:
+        for c in self.clients:
+            await c.close()
+
     def stop(self) -> None:
         for p in [*self.shards.values(), *([self.router] if self.router else [])]:
             p.stop()
@@ -87,6 +97,7 @@ async def stack(apiserver: Cluster, namespace: str, tmp_path: Path) -> AsyncIter
         try:
             yield s
         finally:
+            await s.close_clients()
             s.stop()
 
 
@@ -100,7 +111,7 @@ async def test_placed_agent_runs_reports_status_and_chats_through_the_router(sta
     assert lease["spec"]["holderIdentity"] == "pool-0"
     assert lease["metadata"]["annotations"]["agentruntime.dev/address"] == stack.shards["pool-0"].url
 
-    client = RoutedAgent(stack.http, router, f"{stack.ns}/coder", stack.admin)
+    client = stack.client(router, f"{stack.ns}/coder", stack.admin)
     seq = await client.send("task: write fib")
     await client.until_idle_after(seq)
     kinds = {e["kind"] for e in client.events.values()}
@@ -126,7 +137,7 @@ async def test_kill_9_then_replacement_loses_no_acknowledged_event(stack: Stack)
     router = stack.start_router()
     await stack.place("a", "pool-0")
     await stack.running_on("a", "pool-0")
-    client = RoutedAgent(stack.http, router, f"{stack.ns}/a", stack.admin)
+    client = stack.client(router, f"{stack.ns}/a", stack.admin)
     acked = [await client.send(f"message {i}") for i in range(3)]
     await client.until_idle_after(acked[-1])
 
@@ -154,7 +165,7 @@ async def test_drain_moves_agent_with_1012_and_every_event_kept(stack: Stack) ->
     router = stack.start_router()
     await stack.place("b", "pool-0")
     await stack.running_on("b", "pool-0")
-    client = RoutedAgent(stack.http, router, f"{stack.ns}/b", stack.admin)
+    client = stack.client(router, f"{stack.ns}/b", stack.admin)
     first = await client.send("task: write primes")
     await client.until_idle_after(first)
 
