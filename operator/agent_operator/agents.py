@@ -24,6 +24,7 @@ class AgentView:
     name: str
     uid: str
     resource_version: int
+    generation: int
     runtime_pool: str | None
     region: str | None
     on_delete: str
@@ -64,13 +65,15 @@ def spec_error(spec: Mapping[str, Any]) -> str | None:
     return None
 
 
-def agent_view(body: Mapping[str, Any]) -> AgentView:
+def agent_view(body: Mapping[str, Any], previous: AgentView | None = None) -> AgentView:
+    """The view of `body`; `previous` (same object, same generation) spares re-validating the spec."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
     return AgentView(
         namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
         resource_version=_rv(meta),
+        generation=int(meta.get("generation") or 0),
         runtime_pool=spec.get("runtimePool") or None,
         region=(spec.get("model") or {}).get("region") or None,
         on_delete=str(spec.get("onDelete") or "archive"),
@@ -80,8 +83,17 @@ def agent_view(body: Mapping[str, Any]) -> AgentView:
         conditions=list(status.get("conditions") or []),
         finalizers=tuple(meta.get("finalizers") or ()),
         deleting=bool(meta.get("deletionTimestamp")),
-        spec_error=spec_error(spec),
+        spec_error=(previous.spec_error if previous is not None and previous.uid == meta.get("uid")
+                    and previous.generation == int(meta.get("generation") or 0) else spec_error(spec)),
     )
+
+
+def placement_fields(view: AgentView) -> tuple[Any, ...]:
+    """What placement looks at: an event that changes none of these (turns, tokens, the shard's
+    Ready condition...) needs no planning."""
+    placed = next((c for c in view.conditions if c.get("type") == "Placed"), {})
+    return (view.uid, view.generation, view.label_shard, view.status_shard, view.phase, view.finalizers,
+            view.deleting, placed.get("status"), placed.get("reason"), placed.get("message"))
 
 
 def choose_pool(agent: AgentView, pools: Mapping[str, str]) -> tuple[str | None, str]:

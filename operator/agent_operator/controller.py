@@ -85,18 +85,23 @@ class Controller:
         self.steps = 0
         self.patches = 0
         self._task: asyncio.Task[None] | None = None
+        self._batch_started: float | None = None
+        self._batch_patches = 0
 
     # ---- watch input (called by the kopf handlers; no IO) ----------------------------------------
 
     def on_agent(self, event_type: str | None, body: dict[str, Any]) -> None:
-        view = agents_mod.agent_view(body)
-        old = self.agents.get(view.key)
+        meta = body.get("metadata") or {}
+        old = self.agents.get(f"{meta.get('namespace')}/{meta.get('name')}")
+        view = agents_mod.agent_view(body, old)
         if event_type == "DELETED":
             self.agents.pop(view.key, None)
         elif old is None or view.resource_version >= old.resource_version:
             if old is not None and old.uid == view.uid:
                 view.target = old.target if view.key in self._inflight else None
             self.agents[view.key] = view
+            if old is not None and agents_mod.placement_fields(old) == agents_mod.placement_fields(view):
+                return  # activity only (turns, tokens, Ready): nothing to plan
         self._wake.set()
 
     def on_pool(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -204,6 +209,11 @@ class Controller:
             assert pool.spec is not None
             eligible = self.eligible(ns, pool_name, now)
             plan = placement.plan_pool(current, eligible, pool.spec.capacity_per_shard, self.settings.slack)
+            if plan.moves:
+                log.info("pool %s/%s: placing %d agents (%d unplaced) on %d eligible shards, bound %d", ns, pool_name,
+                         len(plan.moves), len(plan.unplaced), len(eligible), plan.bound)
+                if self._batch_started is None:
+                    self._batch_started, self._batch_patches = time.monotonic(), self.patches
             for key, shard in plan.moves.items():
                 self._record_placement(self.agents[key], shard, now_iso)
             for key in plan.unplaced:
@@ -397,6 +407,10 @@ class Controller:
             finally:
                 self._inflight.discard(key)
                 self._wake.set()
+                if not self._inflight and self._batch_started is not None:
+                    log.info("writes done: %d patches in %.2fs", self.patches - self._batch_patches,
+                             time.monotonic() - self._batch_started)
+                    self._batch_started = None
 
     def _reset_target(self, key: str) -> None:
         agent = self.agents.get(key)
