@@ -83,3 +83,14 @@ def test_a_spec_the_schema_let_through_but_agentspec_refuses_fails_the_agent() -
     assert status is not None and status["status"]["phase"] == "Failed"
     assert status["status"]["conditions"][-1]["message"] == view.spec_error
     assert agent_view(body()).spec_error is None
+
+
+def test_activity_does_not_touch_placement_fields_but_a_label_does() -> None:
+    from agent_operator.agents import placement_fields
+
+    before = agent_view(body(phase="Running", shard="p-1", label="p-1", finalizers=[FINALIZER]))
+    busy = agent_view({**body(phase="Running", shard="p-1", label="p-1", finalizers=[FINALIZER]),
+                       "status": {"phase": "Running", "shard": "p-1", "turns": 9, "tokens": {"input": 5}}}, before)
+    assert placement_fields(before) == placement_fields(busy)
+    moved = agent_view(body(phase="Running", shard="p-1", label="p-2", finalizers=[FINALIZER]), before)
+    assert placement_fields(before) != placement_fields(moved)
