@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from stack import Proc, RoutedAgent, eventually, idle, start_router, start_shard
+from stack import Proc, RoutedAgent, eventually, start_router, start_shard
 
 from agent_runtime.kube.client import KubeClient, NotFound, agents_path, leases_path
 from agent_runtime.kube.config import load_kubeconfig
