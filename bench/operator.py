@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -343,6 +344,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in procs.values():
             p.stop()
         cluster.stop()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return {"bench": "operator", "results": results, "checks": checks}
 
 
@@ -351,6 +356,7 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--capacity", type=int, default=400, help="per shard: the drained shard's agents must fit on the rest")
+    p.add_argument("--keep", action="store_true", help="keep the state folder (logs of every process)")
     p.add_argument("--drain-timeout", type=float, default=120)
     p.add_argument("--naive-cap", type=int, default=3000, help="most per-change patches replayed for the baseline")
     args = p.parse_args()
