@@ -4,9 +4,13 @@ shard Leases written by the test (no shard processes; tests/e2e/test_*.py of the
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -61,15 +65,15 @@ def agent(name: str, ns: str, **spec: Any) -> dict[str, Any]:
             "spec": spec}
 
 
-@pytest.fixture
-def operator(apiserver: Cluster, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    data = tmp_path / "data"
-    data.mkdir()
-    log = (tmp_path / "operator.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig", str(apiserver.kubeconfig),
-                             "--namespace", namespace, "--data", str(data)], stdout=log, stderr=subprocess.STDOUT)
+@contextlib.contextmanager
+def running_operator(apiserver: Cluster, namespace: str, tmp_path: Path, data: Path | None) -> Iterator[None]:
+    """`python -m agent_operator` as a subprocess, exactly as the chart's Deployment runs it."""
+    extra = ["--data", str(data)] if data is not None else []
+    with (tmp_path / "operator.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig", str(apiserver.kubeconfig),
+                                 "--namespace", namespace, *extra], stdout=log, stderr=subprocess.STDOUT)
     try:
-        yield data
+        yield
     finally:
         proc.terminate()
         try:
@@ -77,9 +81,17 @@ def operator(apiserver: Cluster, namespace: str, tmp_path: Path) -> Iterator[Pat
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
         if proc.returncode not in (0, -15):
             print((tmp_path / "operator.log").read_text()[-4000:])
+
+
+@pytest.fixture
+def operator(apiserver: Cluster, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """The operator with the pool volume mounted at --data (it archives/removes folders itself)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with running_operator(apiserver, namespace, tmp_path, data):
+        yield data
 
 
 def test_pool_becomes_statefulset_service_configmap(apiserver: Cluster, namespace: str, operator: Path) -> None:
@@ -231,3 +243,53 @@ def test_scale_down_drains_the_removed_shard_before_shrinking(apiserver: Cluster
     assert wait_for("s-2 emptied", lambda: on_shards() == {"s-0", "s-1"})
     wait_for("StatefulSet shrunk to 2", lambda: (get(apiserver, namespace, "statefulset", "s") or {})
              .get("spec", {}).get("replicas") == 2)
+
+
+class ShardStandIn:
+    """A real HTTP server standing in for a shard's API: records each request's method, path and
+    Authorization header, answers 204 (what `DELETE /v1/agents/{ns}/{name}` returns)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, str | None]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_DELETE(self) -> None:  # noqa: N802 (http.server's naming)
+                outer.requests.append(("DELETE", self.path, self.headers.get("Authorization")))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ShardStandIn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def test_without_data_the_finalizer_asks_the_owning_shard(apiserver: Cluster, namespace: str,
+                                                          tmp_path: Path) -> None:
+    pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+            "metadata": {"name": "w", "namespace": namespace}, "spec": {"region": "r", "shards": 1}}
+    with ShardStandIn() as shard, running_operator(apiserver, namespace, tmp_path, data=None):
+        assert apply(apiserver, pool).returncode == 0
+        put_lease(apiserver, namespace, "w-0", "w", duration=600)
+        apiserver.kubectl("annotate", "lease", "w-0", "-n", namespace, "--overwrite",
+                          f"agentruntime.dev/address={shard.url}")
+        assert apply(apiserver, agent("gone", namespace, runtimePool="w")).returncode == 0
+        wait_for("placed", lambda: ((get(apiserver, namespace, "agent", "gone") or {}).get("status") or {})
+                 .get("shard") == "w-0")
+        secret = wait_for("admin token Secret", lambda: get(apiserver, namespace, "secret", "w-admin-token"))
+        token = base64.b64decode(secret["data"]["admin.token"]).decode()
+        apiserver.kubectl("delete", "agent", "gone", "-n", namespace, "--wait=false")
+        wait_for("gone", lambda: get(apiserver, namespace, "agent", "gone") is None)
+        assert shard.requests == [("DELETE", f"/v1/agents/{namespace}/gone", f"Bearer {token}")]
