@@ -191,6 +191,7 @@ class Shard:
         self._kick = asyncio.Event()  # wakes the status loop when there is something to patch
         self.fenced = False  # could not renew the Lease for a whole duration
         self.patch_errors = 0
+        self.max_loop_lag_s = 0.0
         self.activations = 0
         self.releases = 0
 
@@ -388,7 +389,7 @@ class Shard:
                     await self.release_all()
                 await asyncio.sleep(min(1.0, period))
                 continue
-            await asyncio.sleep(period)
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))  # every period, not period + latency
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -440,6 +441,16 @@ class Shard:
                 async with asyncio.timeout(delay):
                     await self._kick.wait()
 
+    async def _lag_monitor(self) -> None:
+        """Log when the event loop falls behind (a late Lease renewal's usual cause)."""
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.5)
+            lag = time.monotonic() - t0 - 0.5
+            self.max_loop_lag_s = max(self.max_loop_lag_s, lag)
+            if lag > 1.0:
+                log.warning("event loop %.1fs late", lag)
+
     # -- run ---------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -448,11 +459,13 @@ class Shard:
             watch = tg.create_task(self.reflector.run(), name="watch-agents")
             workers = [tg.create_task(self._worker(), name=f"reconcile-{i}") for i in range(self.config.activate_concurrency)]
             status = tg.create_task(self._status_loop(tg), name="status")
+            lag = tg.create_task(self._lag_monitor(), name="lag")
             await stop.wait()
             watch.cancel()
             for w in workers:
                 w.cancel()
             status.cancel()
+            lag.cancel()
             await self.release_all()
             lease.cancel()  # stop renewing: the Lease expires, the operator re-places what is left
             # (status patches still in flight finish with the TaskGroup)
