@@ -9,7 +9,6 @@ kube-controller-manager a namespace is never deleted, so none are.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,20 +23,45 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        if _in_e2e(item):
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
-def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """etcd + kube-apiserver on free loopback ports with crds/*.yaml applied and established."""
-    cluster = Cluster.start(build_binaries(), tmp_path_factory.mktemp("k8s"))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+class _Shared:
+    """The cluster shared by consecutive e2e tests; stopped as soon as the run leaves tests/e2e, so
+    the later suites neither pay for an idle apiserver nor count its processes as pytest's children."""
+
+    cluster: Cluster | None = None
+
+
+def _in_e2e(item: pytest.Item | None) -> bool:
+    return item is not None and Path(__file__).parent in Path(str(item.fspath)).parents
+
+
+def _stop_shared() -> None:
+    if _Shared.cluster is not None:
+        _Shared.cluster.stop()
+        _Shared.cluster = None
+
+
+@pytest.fixture
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    """etcd + kube-apiserver on free loopback ports with crds/*.yaml applied and established (one
+    cluster for all consecutive e2e tests)."""
+    if _Shared.cluster is None:
+        _Shared.cluster = Cluster.start(build_binaries(), tmp_path_factory.mktemp("k8s"))
+    return _Shared.cluster
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures (operator, shards) have stopped
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if not _in_e2e(nextitem):
+        _stop_shared()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _stop_shared()
 
 
 @pytest.fixture

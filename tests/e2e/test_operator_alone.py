@@ -163,15 +163,22 @@ def test_agent_placed_then_replaced_on_expiry_then_finalized(apiserver: Cluster,
     assert placed_cond["status"] == "False" and "fresh Lease" in placed_cond["message"]
     # a shard heartbeats: the agent is placed on it (label + status), with the finalizer
     put_lease(apiserver, namespace, "p-0", "p", duration=3)
-    a1 = wait_for("a1 on p-0", lambda: (lambda o: o if o and o.get("status", {}).get("shard") == "p-0" else None)(
-        get(apiserver, namespace, "agent", "a1")))
+    def on(shard: str) -> Callable[[], dict[str, Any] | None]:  # status first, then label: wait for both
+        def probe() -> dict[str, Any] | None:
+            o = get(apiserver, namespace, "agent", "a1")
+            if o and o.get("status", {}).get("shard") == shard and \
+                    o["metadata"].get("labels", {}).get("agentruntime.dev/shard") == shard:
+                return o
+            return None
+        return probe
+
+    a1 = wait_for("a1 on p-0", on("p-0"))
     assert a1["status"]["phase"] == "Placed"
     assert a1["metadata"]["labels"]["agentruntime.dev/shard"] == "p-0"
     assert "agentruntime.dev/finalizer" in a1["metadata"]["finalizers"]
     # a second shard with a long Lease; p-0 stops renewing -> its Lease expires -> a1 moves to p-1
     put_lease(apiserver, namespace, "p-1", "p", duration=600)
-    moved = wait_for("a1 re-placed on p-1", lambda: (lambda o: o if o and o["metadata"]["labels"].get(
-        "agentruntime.dev/shard") == "p-1" else None)(get(apiserver, namespace, "agent", "a1")))
+    moved = wait_for("a1 re-placed on p-1", on("p-1"))
     assert moved["status"]["shard"] == "p-1" and moved["status"]["phase"] == "Placed"
     # the pool's status counts its ready shards and placed agents
     pool_status = wait_for("pool status", lambda: (lambda st: st if st.get("readyShards") == 1 and st.get("agents") == 1
@@ -286,8 +293,8 @@ def test_without_data_the_finalizer_asks_the_owning_shard(apiserver: Cluster, na
         apiserver.kubectl("annotate", "lease", "w-0", "-n", namespace, "--overwrite",
                           f"agentruntime.dev/address={shard.url}")
         assert apply(apiserver, agent("gone", namespace, runtimePool="w")).returncode == 0
-        wait_for("placed", lambda: ((get(apiserver, namespace, "agent", "gone") or {}).get("status") or {})
-                 .get("shard") == "w-0")
+        wait_for("placed with the finalizer", lambda: "agentruntime.dev/finalizer" in (
+            (get(apiserver, namespace, "agent", "gone") or {}).get("metadata", {}).get("finalizers") or []))
         secret = wait_for("admin token Secret", lambda: get(apiserver, namespace, "secret", "w-admin-token"))
         token = base64.b64decode(secret["data"]["admin.token"]).decode()
         apiserver.kubectl("delete", "agent", "gone", "-n", namespace, "--wait=false")
