@@ -1,4 +1,4 @@
-"""e2e fixtures: a real kube-apiserver + etcd on loopback (tests/e2e/harness.py), shared by the session.
+"""e2e fixtures: a real kube-apiserver + etcd on loopback (tests/e2e/harness.py), shared by consecutive e2e tests.
 
 The binaries come from scripts/k8s/build.sh (built once from the Go module proxy, then cached under
 ~/.cache/agent-runtime/k8s/). Every test in tests/e2e is marked `e2e`. Tests should use their own
