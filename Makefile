@@ -5,15 +5,16 @@ PY := $(VENV)/bin/python
 NATIVE_SRC := $(shell find native -path native/target -prune -o \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-native test-python bench lint clean
+.PHONY: setup demo test test-native test-python bench lint clean k8s
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml $(NATIVE_SRC)
+$(STAMP): pyproject.toml operator/pyproject.toml $(NATIVE_SRC)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >&2
 	@echo 'installing .[test] (with the native build) into $(VENV)' >&2
 	@$(PY) -m pip install -q -e '.[test]' >&2
+	@$(PY) -m pip install -q -e ./operator >&2
 	@touch $(STAMP)
 
 demo: setup
@@ -24,8 +25,13 @@ test: setup test-native test-python
 test-native:
 	cargo test -q --manifest-path native/Cargo.toml -p agent-native-core
 
-test-python: setup
+test-python: setup k8s
 	$(PY) -m pytest
+
+# kube-apiserver + etcd + kubectl for tests/e2e, built once from the Go module proxy (~6 min on 2 cores)
+# and cached under ~/.cache/agent-runtime/k8s/ (scripts/k8s/build.sh).
+k8s:
+	@bash scripts/k8s/build.sh >/dev/null
 
 # Every benchmark prints one JSON document; files starting with _ are their helpers.
 bench: setup

@@ -101,6 +101,9 @@ class AgentSpec(_Model):
     limits: Limits = Limits()
     autonomy: Autonomy = Autonomy()
     runtime_pool: str | None = Field(default=None, max_length=63)
+    on_delete: Literal["archive", "remove"] = Field(
+        default="archive", description="What deleting the agent does with its log folder (Kubernetes finalizer)."
+    )
 
     @field_validator("tools")
     @classmethod

@@ -175,6 +175,60 @@ async def cmd_demo(args: argparse.Namespace) -> int:
                                      data_dir=Path(args.data_dir) if args.data_dir else None))
 
 
+def _env(name: str, default: str | None = None) -> str | None:
+    import os
+
+    return os.environ.get(f"AGENT_RUNTIME_{name}", default)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected HOST:PORT")
+    return host or "0.0.0.0", int(port)
+
+
+async def cmd_shard(args: argparse.Namespace) -> int:
+    from agent_runtime.kube.shard import ShardConfig, serve_shard
+
+    missing = [n for n in ("namespace", "pool", "shard", "data") if not getattr(args, n)]
+    if missing:
+        print(f"agentctl shard: missing --{' --'.join(missing)} (or AGENT_RUNTIME_* env vars)", file=sys.stderr)
+        return 2
+    host, port = _host_port(args.listen)
+    config = ShardConfig(
+        namespace=args.namespace, pool=args.pool, shard=args.shard, data_dir=Path(args.data),
+        listen_host=host, listen_port=port, advertise=args.advertise, lease_duration_s=args.lease_duration,
+        status_rate=args.status_rate, admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
+        actor=ActorConfig(idle_timeout_s=args.idle_timeout),
+    )
+    await serve_shard(config, args.kubeconfig)
+    return 0
+
+
+async def cmd_router(args: argparse.Namespace) -> int:
+    from agent_runtime.kube.router import RouterConfig, serve_router
+
+    host, port = _host_port(args.listen)
+    await serve_router(RouterConfig(host, port, tuple(args.namespace or ())), args.kubeconfig)
+    return 0
+
+
+async def cmd_drain(args: argparse.Namespace) -> int:
+    from agent_runtime.kube.client import NotFound, connect, leases_path
+    from agent_runtime.kube.names import DRAINING_ANNOTATION
+
+    async with connect(args.kubeconfig) as kube:
+        try:
+            await kube.merge_patch(leases_path(args.namespace, args.shard),
+                                   {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
+        except NotFound:
+            print(f"agentctl: no Lease {args.namespace}/{args.shard} (is the shard running?)", file=sys.stderr)
+            return 1
+    print(f"shard {args.namespace}/{args.shard} draining: its agents move to the pool's other shards")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agentctl", description="Run and talk to LLM agents.")
     p.add_argument("--server", help=f"runtime URL (default $AGENTCTL_SERVER or {DEFAULT_SERVER})")
@@ -234,6 +288,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=60.0, help="seconds")
     s.add_argument("--data-dir", help="where to keep the demo's agents (default: a new folder under ./var)")
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("shard", help="run one shard of a RuntimePool (Kubernetes mode)")
+    s.add_argument("--namespace", default=_env("NAMESPACE"))
+    s.add_argument("--pool", default=_env("POOL"))
+    s.add_argument("--shard", default=_env("SHARD"), help="shard name = the StatefulSet pod name")
+    s.add_argument("--data", default=_env("DATA"), help="the pool's shared data volume")
+    s.add_argument("--listen", default=_env("LISTEN", "0.0.0.0:8470"), help="HOST:PORT (port 0: any)")
+    s.add_argument("--advertise", default=_env("ADVERTISE"), help="base URL the router uses (default: the bound address)")
+    s.add_argument("--kubeconfig", help="default $KUBECONFIG, else the in-cluster service account")
+    s.add_argument("--lease-duration", type=int, default=int(_env("LEASE_DURATION", "15") or 15))
+    s.add_argument("--status-rate", type=float, default=float(_env("STATUS_RATE", "20") or 20),
+                   help="most Agent status patches per second from this shard")
+    s.add_argument("--admin-token-file", default=_env("ADMIN_TOKEN_FILE"), help="default <data>/admin.token")
+    s.add_argument("--idle-timeout", type=float, default=30.0, help="seconds before an idle agent hibernates")
+    s.set_defaults(fn=cmd_shard)
+
+    s = sub.add_parser("router", help="route /v1/agents/{ns}/{name}/... to the owning shard (Kubernetes mode)")
+    s.add_argument("--listen", default=_env("ROUTER_LISTEN", "0.0.0.0:8480"), help="HOST:PORT")
+    s.add_argument("--namespace", action="append", help="watch only this namespace (repeatable; default all)")
+    s.add_argument("--kubeconfig")
+    s.set_defaults(fn=cmd_router)
+
+    s = sub.add_parser("drain", help="drain a shard: its agents move to the pool's other shards")
+    s.add_argument("shard")
+    s.add_argument("--namespace", required=True)
+    s.add_argument("--kubeconfig")
+    s.set_defaults(fn=cmd_drain)
     return p
 
 

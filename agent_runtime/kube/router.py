@@ -1,0 +1,301 @@
+"""The router: one URL for every agent of the cluster (the Ingress target).
+
+It watches Agents (`status.shard`) and shard Leases (address annotation) into a `RouteTable` and
+answers each request from it — no apiserver call per request. `/v1/agents/{ns}/{name}/ws` is
+proxied frame by frame both ways (text and binary, close codes passed on); the HTTP API under
+`/v1/agents/{ns}/{name}` is forwarded with its method, query, body and `Authorization` header.
+
+When an agent moves to another shard (or its shard's connection drops) the router closes the
+client's socket with 1012 (service restart): the client reconnects with its cursor, lands on the
+new owner and misses nothing (events are durable in the agent's log on the shared volume).
+
+Errors (JSON, the API's error shape): 404 `agent_not_found` (no such Agent), 503 `agent_not_placed`,
+503 `shard_unavailable` (no Lease, expired Lease, or unreachable), 503 `agent_moving` (the shard
+no longer has it; the route is about to change) — all 503s carry `Retry-After: 1`.
+Authentication is the shard's job: the router passes `Authorization` through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import WSMsgType, web
+
+from agent_runtime.kube.client import KubeClient, Reflector, agents_path, leases_path, object_key
+from agent_runtime.kube.names import POOL_LABEL
+from agent_runtime.kube.routes import RouteError, RouteTable, agent_shard, shard_from_lease
+
+log = logging.getLogger(__name__)
+
+CLOSE_MOVED = 1012
+MAX_FRAME = 8 * 1024 * 1024
+FORWARD_HEADERS = ("Authorization", "Content-Type", "Accept")
+ROUTER_KEY: web.AppKey["Router"] = web.AppKey("router")
+
+
+def _error(code: str, message: str, status: int) -> web.Response:
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return web.Response(body=orjson.dumps({"type": "error", "code": code, "message": message}), status=status,
+                        content_type="application/json", headers=headers)
+
+
+class ProxiedSocket:
+    """One client WebSocket and its upstream on the owning shard."""
+
+    def __init__(self, key: str, client: web.WebSocketResponse) -> None:
+        self.key = key
+        self.client = client
+        self.upstream: aiohttp.ClientWebSocketResponse | None = None
+        self.close_code: int | None = None  # set when the router decides the close code
+
+    async def close(self, code: int, reason: bytes) -> None:
+        self.close_code = code
+        await self.client.close(code=code, message=reason)
+        if self.upstream is not None:
+            await self.upstream.close()
+
+
+def client_close_code(upstream_code: int | None, reason: str) -> int:
+    """The close code the client gets when the shard side ends: a dropped shard (no close frame,
+    1006, 1011) or a shard shutting down (1001 "server shutting down") means "reconnect" (1012);
+    everything else (1000, 1001 agent deleted, 1013 too slow, ...) passes through."""
+    if upstream_code is None or upstream_code in (1005, 1006, 1011):
+        return CLOSE_MOVED
+    if upstream_code == 1001 and "shutting down" in reason:
+        return CLOSE_MOVED
+    return upstream_code
+
+
+class Router:
+    def __init__(self, table: RouteTable | None = None) -> None:
+        self.table = table or RouteTable()
+        self.sockets: dict[str, set[ProxiedSocket]] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self.moves = 0
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- the table, fed by watches --------------------------------------------------------------
+
+    def on_agent(self, kind: str, obj: dict[str, Any]) -> None:
+        key = object_key(obj)
+        if kind == "DELETED":
+            if self.table.remove_agent(key):
+                self._close_all(key, 1001, b"agent deleted")
+            return
+        if self.table.set_agent(key, agent_shard(obj)):
+            self.moves += 1
+            self._close_all(key, CLOSE_MOVED, b"agent moved; reconnect with your cursor")
+
+    def on_lease(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        ns = str(meta.get("namespace", ""))
+        if kind == "DELETED":
+            self.table.remove_shard(ns, str(meta.get("name", "")))
+        else:
+            self.table.set_shard(ns, shard_from_lease(obj))
+
+    def _close_all(self, key: str, code: int, reason: bytes) -> None:
+        for sock in list(self.sockets.get(key, ())):
+            task = asyncio.get_running_loop().create_task(sock.close(code, reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    async def http_proxy(self, request: web.Request) -> web.StreamResponse:
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        try:
+            route = self.table.resolve(ns, name, time.time())
+        except RouteError as exc:
+            return _error(exc.code, str(exc), exc.status)
+        assert self.session is not None
+        headers = {h: request.headers[h] for h in FORWARD_HEADERS if h in request.headers}
+        body = await request.read()
+        try:
+            async with self.session.request(request.method, route.address + request.path_qs, headers=headers,
+                                            data=body or None, allow_redirects=False) as up:
+                data = await up.read()
+                if up.status == 404 and b"agent_not_found" in data and request.method != "DELETE":
+                    return _error("agent_moving", f"agent {route.key} is not on shard {route.shard} any more; retry", 503)
+                out_headers = {k: v for k, v in up.headers.items() if k in ("Content-Type", "Retry-After")}
+                return web.Response(body=data, status=up.status, headers=out_headers)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry", 503)
+
+    # -- WebSocket --------------------------------------------------------------------------------
+
+    async def ws_proxy(self, request: web.Request) -> web.StreamResponse:
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        key = f"{ns}/{name}"
+        try:
+            route = self.table.resolve(ns, name, time.time())
+        except RouteError as exc:
+            return _error(exc.code, str(exc), exc.status)
+        assert self.session is not None
+        headers = {h: request.headers[h] for h in ("Authorization",) if h in request.headers}
+        try:
+            upstream = await self.session.ws_connect(route.address + request.path_qs, headers=headers,
+                                                     max_msg_size=MAX_FRAME, heartbeat=30.0)
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 404:
+                return _error("agent_moving", f"agent {key} is not on shard {route.shard} any more; retry", 503)
+            codes = {401: "unauthenticated", 403: "forbidden", 503: "unavailable", 429: "busy"}
+            return _error(codes.get(exc.status, "upstream_refused"), f"shard {route.shard} refused: {exc.message}",
+                          exc.status)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return _error("shard_unavailable", f"shard {route.shard} of agent {key} is unreachable: {exc}; retry", 503)
+        client = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30.0)
+        sock = ProxiedSocket(key, client)
+        sock.upstream = upstream
+        try:
+            await client.prepare(request)
+            self.sockets.setdefault(key, set()).add(sock)
+            if self.table.agents.get(key) != route.shard:  # moved while we connected
+                await sock.close(CLOSE_MOVED, b"agent moved; reconnect with your cursor")
+                return client
+            await self._pump(sock, upstream, client)
+        finally:
+            peers = self.sockets.get(key)
+            if peers is not None:
+                peers.discard(sock)
+                if not peers:
+                    del self.sockets[key]
+            await upstream.close()
+        return client
+
+    async def _pump(self, sock: ProxiedSocket, upstream: aiohttp.ClientWebSocketResponse,
+                    client: web.WebSocketResponse) -> None:
+        async def down() -> None:  # shard -> client
+            code: int | None = None
+            reason = ""
+            while True:
+                msg = await upstream.receive()
+                if msg.type == WSMsgType.TEXT:
+                    await client.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await client.send_bytes(msg.data)
+                elif msg.type == WSMsgType.CLOSE:
+                    code, reason = int(msg.data), str(msg.extra or "")
+                    break
+                elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    code = upstream.close_code
+                    break
+            if sock.close_code is None:
+                sock.close_code = client_close_code(code, reason)
+                await client.close(code=sock.close_code, message=reason.encode()[:120] or b"upstream closed")
+
+        async def up() -> None:  # client -> shard
+            async for msg in client:
+                if msg.type == WSMsgType.TEXT:
+                    await upstream.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await upstream.send_bytes(msg.data)
+            if sock.close_code is None:
+                sock.close_code = client.close_code or 1000
+                await upstream.close(code=sock.close_code)
+
+        tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                exc = t.exception()
+                if exc is not None and not isinstance(exc, (ConnectionResetError, aiohttp.ClientError)):
+                    log.warning("proxy %s: %r", sock.key, exc)
+            if sock.close_code is None:
+                await sock.close(CLOSE_MOVED, b"proxy error; reconnect with your cursor")
+            if pending:  # the other side is finishing its close handshake: let it, briefly
+                await asyncio.wait(pending, timeout=5)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+
+    # -- misc -------------------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        now = time.time()
+        alive = sum(1 for s in self.table.shards.values() if s.alive(now))
+        return web.json_response({"status": "ok", "agents": len(self.table.agents), "shards": len(self.table.shards),
+                                  "shards_alive": alive, "sockets": sum(len(s) for s in self.sockets.values()),
+                                  "moves": self.moves})
+
+    async def not_here(self, request: web.Request) -> web.Response:
+        return _error("not_supported", "in Kubernetes mode agents are managed with kubectl (kubectl get/apply agents); "
+                      "the router serves /v1/agents/{namespace}/{name}/...", 501)
+
+    async def _shutdown(self, app: web.Application) -> None:
+        for key in list(self.sockets):
+            for sock in list(self.sockets.get(key, ())):
+                await sock.close(1001, b"router shutting down")
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app[ROUTER_KEY] = self
+        app.on_shutdown.append(self._shutdown)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_route("*", "/v1/agents", self.not_here)
+        app.router.add_get("/v1/agents/{namespace}/{name}/ws", self.ws_proxy)
+        app.router.add_route("*", "/v1/agents/{namespace}/{name}", self.http_proxy)
+        app.router.add_route("*", "/v1/agents/{namespace}/{name}/{tail:.*}", self.http_proxy)
+        return app
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouterConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8480
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+
+
+@contextlib.asynccontextmanager
+async def run_router(config: RouterConfig, kube: KubeClient | None, router: Router | None = None) -> AsyncIterator[tuple[Router, str]]:
+    """Serve the router (and, with `kube`, keep its table current from watches)."""
+    router = router or Router()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
+        router.session = session
+        runner = web.AppRunner(router.make_app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, config.listen_host, config.listen_port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001
+        port = int(sockets[0].getsockname()[1]) if sockets else config.listen_port
+        url = f"http://{config.listen_host}:{port}"
+        try:
+            async with asyncio.TaskGroup() as tg:
+                reflectors: list[asyncio.Task[None]] = []
+                if kube is not None:
+                    for ns in config.namespaces or (None,):
+                        reflectors.append(tg.create_task(Reflector(kube, agents_path(ns), router.on_agent).run()))
+                        reflectors.append(tg.create_task(Reflector(kube, leases_path(ns), router.on_lease,
+                                                                   label_selector=POOL_LABEL).run()))
+                try:
+                    yield router, url
+                finally:
+                    for t in reflectors:
+                        t.cancel()
+        finally:
+            await runner.cleanup()
+
+
+async def serve_router(config: RouterConfig, kubeconfig: str | None) -> None:
+    from agent_runtime.kube.client import connect
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with connect(kubeconfig) as kube, run_router(config, kube) as (_, url):
+        print(f"router listening on {url} (pid {os.getpid()})", flush=True)
+        await stop.wait()

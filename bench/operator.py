@@ -1,0 +1,368 @@
+"""1,000 Agents on a real kube-apiserver: operator + 4 shard processes + router, started by this
+bench exactly as the pods run them (tests/e2e/stack.py), on the project's etcd + kube-apiserver.
+
+Phases (one run):
+1. place:  create 1,000 Agents (RuntimePool: 4 shards x 300) -> time until every Agent is placed
+           and reported Running by its shard; placement imbalance across the shards.
+2. chat:   one message to every agent through the router (HTTP) -> turns run -> the shards report
+           turns/tokens. Status patches counted at the apiserver (its own request metrics) and
+           compared with the naive baseline, one patch per status change (every committed event
+           changes lastActivity/turns/tokens), MEASURED by replaying that many per-change patches
+           against the same apiserver in the same run (capped; the rate is measured, the total
+           time extrapolated at that rate).
+3. drain:  a second message to every agent of shard pool-0 (acknowledged, turns still running),
+           then the shard's Lease gets `agentruntime.dev/draining=true` (what `agentctl drain`
+           does) -> time until every one of its agents is Running on another shard.
+4. lost:   every acknowledged message of phases 2-3 is read back through the router from the
+           agents' logs (now on their new shards): `lost_events` counts the ones missing.
+
+Usage: `.venv/bin/python bench/operator.py [--agents 1000] [--shards 4]`. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+import aiohttp  # noqa: E402
+from harness import Cluster, build_binaries  # noqa: E402
+from stack import Proc, start_router, start_shard  # noqa: E402
+
+from agent_runtime.kube.client import KubeClient, Reflector, agents_path, leases_path, object_key  # noqa: E402
+from agent_runtime.kube.config import load_kubeconfig  # noqa: E402
+from agent_runtime.kube.names import DRAINING_ANNOTATION  # noqa: E402
+
+NS = "bench"
+POOL = "pool"
+PATCH_METRIC = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$', re.M)
+
+
+def log(msg: str) -> None:
+    print(f"[bench/operator {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def agent_body(i: int) -> dict[str, Any]:
+    return {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "Agent",
+            "metadata": {"name": f"agent-{i:04d}", "namespace": NS},
+            "spec": {"runtimePool": POOL, "model": {"provider": "simulated", "name": "sim-coder-1"},
+                     "limits": {"tokenBudget": 10_000_000}}}
+
+
+class Watcher:
+    """The bench's own view of every Agent (a watch), with the moment each condition first held."""
+
+    def __init__(self) -> None:
+        self.objs: dict[str, dict[str, Any]] = {}
+        self.changed = asyncio.Event()
+
+    def on(self, kind: str, obj: dict[str, Any]) -> None:
+        key = object_key(obj)
+        if kind == "DELETED":
+            self.objs.pop(key, None)
+        else:
+            self.objs[key] = obj
+        self.changed.set()
+
+    async def until(self, pred: Any, timeout: float, what: str) -> float:
+        t0 = time.monotonic()
+        while not pred():
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"{what}: not reached in {timeout}s")
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), 0.5)
+            except TimeoutError:
+                pass
+        return time.monotonic()
+
+
+def status(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj.get("status") or {}
+
+
+def running_on(obj: dict[str, Any]) -> str | None:
+    """The shard that reports this agent Running (its Ready condition names itself), else None."""
+    s = status(obj)
+    shard = s.get("shard")
+    if s.get("phase") != "Running" or not shard:
+        return None
+    for c in s.get("conditions") or []:
+        if c.get("type") == "Ready" and c.get("status") == "True" and str(c.get("message", "")).endswith(f" {shard}"):
+            return str(shard)
+    return None
+
+
+async def status_patches(kube: KubeClient) -> float:
+    """PATCH requests on agents/status so far, from the apiserver's own metrics."""
+    assert kube._session is not None  # noqa: SLF001
+    async with kube._session.get(kube.config.server + "/metrics", headers=kube._headers()) as resp:  # noqa: SLF001
+        text = await resp.text()
+    total = 0.0
+    for labels, value in PATCH_METRIC.findall(text):
+        if 'resource="agents"' in labels and 'subresource="status"' in labels and 'verb="PATCH"' in labels:
+            total += float(value)
+    return total
+
+
+async def events_appended(http: aiohttp.ClientSession, shards: dict[str, Proc]) -> int:
+    total = 0
+    for p in shards.values():
+        if not p.alive():
+            continue
+        async with http.get(f"{p.url}/metrics") as resp:
+            m = re.search(r"^agent_runtime_events_appended_total (\d+)", await resp.text(), re.M)
+            total += int(m.group(1)) if m else 0
+    return total
+
+
+async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
+    sem = asyncio.Semaphore(n)
+
+    async def one(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+RETRIES: dict[str, int] = {}
+
+
+async def send(http: aiohttp.ClientSession, router: str, token: str, key: str, text: str) -> tuple[str, str, int]:
+    """POST a message through the router until acknowledged (503s while moving are retried)."""
+    mid = uuid.uuid4().hex
+    deadline = time.monotonic() + 90
+    last: Any = None
+    while time.monotonic() < deadline:
+        async with http.post(f"{router}/v1/agents/{key}/messages", json={"id": mid, "text": text},
+                             headers={"Authorization": f"Bearer {token}"}) as resp:
+            body = await resp.json()
+            if resp.status == 200:
+                return key, mid, int(body["seq"])
+            if resp.status not in (503, 429, 500):
+                raise RuntimeError(f"{key}: {resp.status} {body}")
+            last = (resp.status, body)
+            code = re.sub(r"[0-9a-f]{4,}|\d+", "N", f"{body.get('code')}: {str(body.get('message'))[:90]}")
+            RETRIES[code] = RETRIES.get(code, 0) + 1
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{key}: never acknowledged; last answer {last}")
+
+
+async def naive_replay(kube: KubeClient, count: int, concurrency: int = 20, objects: int = 100) -> tuple[int, float]:
+    """The baseline: one status merge-patch per status change, as a naive reporter sends them —
+    against Agent objects of a namespace no operator/shard watches (so the run is not disturbed)."""
+    await kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "baseline"}})
+    keys = []
+    for i in range(objects):
+        body = agent_body(i)
+        body["metadata"]["namespace"] = "baseline"
+        await kube.create(agents_path("baseline"), body)
+        keys.append(f"baseline/{body['metadata']['name']}")
+
+    async def one(i: int) -> None:
+        ns, name = keys[i % len(keys)].split("/")
+        await kube.merge_patch(agents_path(ns, name, status=True),
+                               {"status": {"lastActivity": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                           "turns": 1}})
+
+    t0 = time.monotonic()
+    await gather_limited(concurrency, [one(i) for i in range(count)])
+    return count, time.monotonic() - t0
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    n, shards = args.agents, args.shards
+    tmp = Path(tempfile.mkdtemp(prefix="bench-operator-"))
+    data, logs = tmp / "pool-volume", tmp / "logs"
+    log(f"building/reusing the apiserver binaries; state in {tmp}")
+    cluster = Cluster.start(build_binaries(), tmp / "k8s")
+    procs: dict[str, Proc] = {}
+    results: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
+    try:
+        async with KubeClient(load_kubeconfig(cluster.kubeconfig)) as kube, aiohttp.ClientSession() as http:
+            await kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+            await kube.create(f"/apis/agentruntime.dev/v1alpha1/namespaces/{NS}/runtimepools", {
+                "apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool", "metadata": {"name": POOL, "namespace": NS},
+                "spec": {"region": "local", "shards": shards, "capacityPerShard": args.capacity,
+                         "leaseDurationSeconds": 15}})
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            procs["operator"] = Proc("operator", [sys.executable, "-m", "agent_operator", "--kubeconfig",
+                                                  str(cluster.kubeconfig), "--namespace", NS, "--data", str(data)],
+                                     env, logs)
+            shard_procs: dict[str, Proc] = {}
+            for i in range(shards):
+                name = f"{POOL}-{i}"
+                shard_procs[name] = procs[name] = start_shard(NS, POOL, name, data, cluster.kubeconfig, logs,
+                                                              lease_duration=15, idle_timeout=600)
+            procs["router"] = router_proc = start_router(cluster.kubeconfig, logs, (NS,))
+            router = router_proc.url
+            assert router
+            token = (data / "admin.token").read_text().strip()
+            watcher = Watcher()
+            reflector = Reflector(kube, agents_path(NS), watcher.on)
+            watch_task = asyncio.create_task(reflector.run())
+            await asyncio.sleep(2.0)  # operator and shards hold their watches and Leases
+
+            # -- 1. place ------------------------------------------------------------------------
+            log(f"creating {n} Agents")
+            patches0 = await status_patches(kube)
+            t0 = time.monotonic()
+            await gather_limited(32, [kube.create(agents_path(NS), agent_body(i)) for i in range(n)])
+            created = time.monotonic() - t0
+            t_placed = await watcher.until(lambda: sum(1 for o in watcher.objs.values() if status(o).get("shard")) >= n,
+                                           120, "all placed")
+            t_running = await watcher.until(lambda: sum(1 for o in watcher.objs.values() if running_on(o)) >= n,
+                                            120, "all Running")
+            place_s = t_running - t0
+            per_shard = {s: 0 for s in shard_procs}
+            for o in watcher.objs.values():
+                per_shard[str(status(o).get("shard"))] = per_shard.get(str(status(o).get("shard")), 0) + 1
+            ideal = n / shards
+            imbalance = max(per_shard.values()) / ideal - 1
+            patches1 = await status_patches(kube)
+            results.append({"phase": "place", "agents": n, "shards": shards, "create_s": round(created, 2),
+                            "all_placed_s": round(t_placed - t0, 2), "all_running_s": round(place_s, 2),
+                            "per_shard": per_shard, "imbalance": round(imbalance, 4),
+                            "status_patches": int(patches1 - patches0),
+                            "status_patches_per_s": round((patches1 - patches0) / place_s, 1)})
+            log(f"created in {created:.1f}s, placed in {t_placed - t0:.1f}s, Running in {place_s:.1f}s; per shard {per_shard}")
+
+            # -- 2. chat: status reporting under load --------------------------------------------
+            lease_ages: list[float] = []
+
+            async def sample_leases() -> None:
+                from agent_runtime.kube.routes import shard_from_lease
+
+                while True:
+                    items, _ = await kube.list(leases_path(NS))
+                    now = time.time()
+                    lease_ages.extend(now - shard_from_lease(o).renewed for o in items)
+                    await asyncio.sleep(1.0)
+
+            sampler = asyncio.create_task(sample_leases())
+            keys = sorted(watcher.objs)
+            ev0 = await events_appended(http, shard_procs)
+            p0 = await status_patches(kube)
+            t1 = time.monotonic()
+            acks = await gather_limited(64, [send(http, router, token, k, "hello, what can you do?") for k in keys])
+            sent_s = time.monotonic() - t1
+
+            def turned() -> bool:
+                return all((status(watcher.objs[k]).get("turns") or 0) >= 1 for k in keys)
+
+            t_reported = await watcher.until(turned, 180, "all turns reported")
+            window = t_reported - t1
+            sampler.cancel()
+            ev1 = await events_appended(http, shard_procs)
+            p1 = await status_patches(kube)
+            changes = ev1 - ev0  # each committed event changes a reported field: the naive patch count
+            batched = int(p1 - p0)
+            replay_n = min(changes, args.naive_cap)
+            replayed, replay_s = await naive_replay(kube, replay_n)
+            naive_rate = replayed / replay_s
+            results.append({"phase": "chat", "messages": len(acks), "send_s": round(sent_s, 2),
+                            "until_all_reported_s": round(window, 2), "status_changes": changes,
+                            "status_patches": batched, "status_patches_per_s": round(batched / window, 1),
+                            "patches_per_change": round(batched / max(1, changes), 4),
+                            "max_lease_age_s": round(max(lease_ages, default=0.0), 2)})
+            results.append({"phase": "chat", "baseline": "naive: one status patch per change",
+                            "patches": changes, "measured_replay_patches": replayed,
+                            "measured_replay_s": round(replay_s, 2), "apiserver_patch_rate_per_s": round(naive_rate, 1),
+                            "naive_time_to_report_s": round(changes / naive_rate, 2)})
+            log(f"chat: {changes} status changes -> {batched} patches; naive replay {naive_rate:.0f} patches/s")
+
+            # -- 3. drain ------------------------------------------------------------------------
+            victim = f"{POOL}-0"
+            on_victim = [k for k in keys if running_on(watcher.objs[k]) == victim]
+            acks += await gather_limited(64, [send(http, router, token, k, "one more before the drain") for k in on_victim])
+            t2 = time.monotonic()
+            await kube.merge_patch(leases_path(NS, victim), {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
+
+            def drained() -> bool:
+                return all((running_on(watcher.objs[k]) or victim) != victim for k in on_victim)
+
+            t_replaced = await watcher.until(
+                lambda: all(status(watcher.objs[k]).get("shard") not in (victim, None) for k in on_victim), 120,
+                "drained agents re-placed")
+            try:
+                t_drained = await watcher.until(drained, args.drain_timeout, "drained agents Running elsewhere")
+            except TimeoutError:
+                stuck = [k for k in on_victim if (running_on(watcher.objs[k]) or victim) == victim]
+                for k in stuck[:3]:
+                    log(f"stuck {k}: labels {watcher.objs[k]['metadata'].get('labels')} status {json.dumps(status(watcher.objs[k]))}")
+                raise
+            drain_s = t_drained - t2
+            moved_to: dict[str, int] = {}
+            for k in on_victim:
+                s = running_on(watcher.objs[k]) or "?"
+                moved_to[s] = moved_to.get(s, 0) + 1
+            results.append({"phase": "drain", "shard": victim, "agents_moved": len(on_victim), "replaced_s": round(t_replaced - t2, 2),
+                            "running_elsewhere_s": round(drain_s, 2), "moved_to": moved_to})
+            log(f"drain: {len(on_victim)} agents re-placed after {t_replaced - t2:.1f}s, Running elsewhere after {drain_s:.1f}s")
+
+            # -- 4. lost events --------------------------------------------------------------------
+            async def missing(key: str, wanted: list[tuple[str, int]]) -> int:
+                for _ in range(100):
+                    async with http.get(f"{router}/v1/agents/{key}/events?after=0&limit=10000",
+                                        headers={"Authorization": f"Bearer {token}"}) as resp:
+                        if resp.status == 200:
+                            got = {(e.get("client_id"), e["seq"]) for e in (await resp.json())["events"]}
+                            seqs = {s for _, s in got}
+                            return sum(1 for mid, seq in wanted if seq not in seqs)
+                    await asyncio.sleep(0.1)
+                return len(wanted)
+
+            by_agent: dict[str, list[tuple[str, int]]] = {}
+            for key, mid, seq in acks:
+                by_agent.setdefault(key, []).append((mid, seq))
+            lost = sum(await gather_limited(32, [missing(k, v) for k, v in by_agent.items()]))
+            results.append({"phase": "lost_events", "acknowledged": len(acks), "lost": lost,
+                            "send_retries_by_code": dict(RETRIES)})
+            watch_task.cancel()
+
+            checks = [
+                {"name": "place_1000_s", "value": round(place_s, 2), "target": "<= 30", "met": place_s <= 30},
+                {"name": "imbalance", "value": round(imbalance, 4), "target": "<= 0.10", "met": imbalance <= 0.10},
+                {"name": "drain_1000_s", "value": round(drain_s, 2), "target": "<= 10", "met": drain_s <= 10},
+                {"name": "lost_events", "value": lost, "target": "== 0", "met": lost == 0},
+            ]
+    finally:
+        for p in procs.values():
+            p.stop()
+        cluster.stop()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"bench": "operator", "results": results, "checks": checks}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--agents", type=int, default=1000)
+    p.add_argument("--shards", type=int, default=4)
+    p.add_argument("--capacity", type=int, default=400, help="per shard: the drained shard's agents must fit on the rest")
+    p.add_argument("--keep", action="store_true", help="keep the state folder (logs of every process)")
+    p.add_argument("--drain-timeout", type=float, default=120)
+    p.add_argument("--naive-cap", type=int, default=3000, help="most per-change patches replayed for the baseline")
+    args = p.parse_args()
+    out = asyncio.run(run(args))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""`python -m agent_operator --kubeconfig PATH --namespace NS [--data DIR]`: run the operator.
+
+kopf's watchers and the Controller's planner and workers run under one TaskGroup. kopf handles
+SIGTERM/SIGINT; its cleanup handler stops the planner, and the planner ends when kopf returns.
+Without --kubeconfig: $KUBECONFIG, else the in-cluster service account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+import kopf
+
+from agent_operator import kubeconfig
+from agent_operator.controller import Controller, Settings
+from agent_operator.handlers import build_registry
+from agent_operator.kubeapi import KubeApi
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m agent_operator", description="agent-runtime Kubernetes operator")
+    p.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    p.add_argument("--namespace", "-n", action="append", default=[],
+                   help="namespace to watch (repeatable; default: all namespaces)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="the pools' shared data volume, mounted here: deleted agents' folders are archived/removed "
+                        "directly (without it, the owning shard is asked via DELETE)")
+    p.add_argument("--workers", type=int, default=32, help="concurrent apiserver writes")
+    p.add_argument("--no-pools", action="store_true",
+                   help="do not converge RuntimePool objects (StatefulSet etc.); placement only")
+    p.add_argument("--liveness", default=None, metavar="URL",
+                   help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace, conn: kubeconfig.Connection) -> None:
+    api = KubeApi(conn, concurrency=args.workers)
+    controller = Controller(api, Settings(namespaces=tuple(args.namespace), data_dir=args.data,
+                                          workers=args.workers, manage_pools=not args.no_pools))
+    registry = build_registry(controller, conn)
+    try:
+        await controller.prime()
+        async with asyncio.TaskGroup() as tg:
+            planner = tg.create_task(controller.run())
+
+            async def watch() -> None:
+                try:
+                    await kopf.operator(registry=registry, standalone=True, namespaces=args.namespace,
+                                        clusterwide=not args.namespace,
+                                        liveness_endpoint=args.liveness)
+                finally:
+                    planner.cancel()
+
+            tg.create_task(watch())
+    finally:
+        await api.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLogger().level))
+    try:
+        conn = kubeconfig.load(args.kubeconfig)  # file reads before the loop starts
+    except kubeconfig.KubeconfigError as exc:
+        raise SystemExit(f"agent-operator: {exc}") from None
+    asyncio.run(run(args, conn))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Agents as the operator sees them, and the patches that record a placement (pure).
+
+`AgentView` is the slice of an Agent object placement needs. `choose_pool` picks the agent's pool
+(spec.runtimePool, else the pool of its model's region, else the namespace's only pool).
+`placement_patches` / `pending_patches` return the merge patches for /status and for metadata, or
+None when the object already says so (so watch echoes of our own patches change nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent_operator.models import FINALIZER, SHARD_LABEL, SHARD_PHASES
+from agent_runtime.manifest import AgentSpec
+
+
+@dataclass(slots=True)
+class AgentView:
+    namespace: str
+    name: str
+    uid: str
+    resource_version: int
+    generation: int
+    runtime_pool: str | None
+    region: str | None
+    on_delete: str
+    label_shard: str | None
+    status_shard: str | None
+    phase: str | None
+    conditions: list[dict[str, Any]]
+    finalizers: tuple[str, ...]
+    deleting: bool
+    spec_error: str | None = None  # what AgentSpec's validators say that the CRD schema could not
+    target: str | None = field(default=None)  # what the operator set (or is setting) last
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def current(self) -> str | None:
+        """The shard placement counts this agent on: our pending target, else its label."""
+        return self.target if self.target is not None else self.label_shard
+
+
+def _rv(meta: Mapping[str, Any]) -> int:
+    try:
+        return int(meta.get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def spec_error(spec: Mapping[str, Any]) -> str | None:
+    """The first problem `AgentSpec` finds in a spec the apiserver accepted, as "spec.<field>: <msg>"."""
+    try:
+        AgentSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("spec", *first["loc"]))
+        return f"{where}: {first['msg']}"
+    return None
+
+
+def agent_view(body: Mapping[str, Any], previous: AgentView | None = None) -> AgentView:
+    """The view of `body`; `previous` (same object, same generation) spares re-validating the spec."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    return AgentView(
+        namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
+        resource_version=_rv(meta),
+        generation=int(meta.get("generation") or 0),
+        runtime_pool=spec.get("runtimePool") or None,
+        region=(spec.get("model") or {}).get("region") or None,
+        on_delete=str(spec.get("onDelete") or "archive"),
+        label_shard=(meta.get("labels") or {}).get(SHARD_LABEL) or None,
+        status_shard=status.get("shard") or None,
+        phase=status.get("phase"),
+        conditions=list(status.get("conditions") or []),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        deleting=bool(meta.get("deletionTimestamp")),
+        spec_error=(previous.spec_error if previous is not None and previous.uid == meta.get("uid")
+                    and previous.generation == int(meta.get("generation") or 0) else spec_error(spec)),
+    )
+
+
+def placement_fields(view: AgentView) -> tuple[Any, ...]:
+    """What placement looks at: an event that changes none of these (turns, tokens, the shard's
+    Ready condition...) needs no planning."""
+    placed = next((c for c in view.conditions if c.get("type") == "Placed"), {})
+    return (view.uid, view.generation, view.label_shard, view.status_shard, view.phase, view.finalizers,
+            view.deleting, placed.get("status"), placed.get("reason"), placed.get("message"))
+
+
+def choose_pool(agent: AgentView, pools: Mapping[str, str]) -> tuple[str | None, str]:
+    """(pool name, reason) for an agent; `pools` maps the namespace's pool names to their regions."""
+    if agent.runtime_pool:
+        if agent.runtime_pool in pools:
+            return agent.runtime_pool, ""
+        return None, f"RuntimePool {agent.runtime_pool!r} not found in namespace {agent.namespace}"
+    if agent.region:
+        matching = sorted(p for p, region in pools.items() if region == agent.region)
+        if matching:
+            return matching[0], ""
+    if len(pools) == 1:
+        return next(iter(pools)), ""
+    if not pools:
+        return None, f"no RuntimePool in namespace {agent.namespace}"
+    return None, (f"{len(pools)} RuntimePools in namespace {agent.namespace} and none for region "
+                  f"{agent.region!r}; set spec.runtimePool")
+
+
+def _with_condition(conditions: Sequence[Mapping[str, Any]], cond: dict[str, Any], now_iso: str) -> list[dict[str, Any]]:
+    """`conditions` with the one of cond's type replaced (others, e.g. the shard's Ready, kept)."""
+    out: list[dict[str, Any]] = []
+    for c in conditions:
+        if c.get("type") == cond["type"]:
+            same = c.get("status") == cond["status"]
+            cond = {**cond, "lastTransitionTime": c.get("lastTransitionTime") if same else now_iso}
+        else:
+            out.append(dict(c))
+    cond.setdefault("lastTransitionTime", now_iso)
+    return [*out, cond]
+
+
+def _condition(agent: AgentView, ctype: str) -> Mapping[str, Any]:
+    return next((c for c in agent.conditions if c.get("type") == ctype), {})
+
+
+def _metadata_patch(agent: AgentView, shard: str | None) -> dict[str, Any] | None:
+    meta: dict[str, Any] = {}
+    if agent.label_shard != shard:
+        meta["labels"] = {SHARD_LABEL: shard}
+    if FINALIZER not in agent.finalizers:
+        meta["finalizers"] = [*agent.finalizers, FINALIZER]
+    return {"metadata": meta} if meta else None
+
+
+def placement_patches(agent: AgentView, shard: str, now_iso: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(status patch, metadata patch) placing `agent` on `shard`. The shard's own phases (Running,
+    Idle, WaitingApproval) stay when the shard does not change."""
+    message = f"placed on shard {shard}"
+    placed = _condition(agent, "Placed")
+    keep_phase = agent.phase in SHARD_PHASES and agent.status_shard == shard
+    status_ok = (agent.status_shard == shard and (keep_phase or agent.phase == "Placed")
+                 and placed.get("status") == "True" and placed.get("message") == message)
+    status_patch = None
+    if not status_ok:
+        status: dict[str, Any] = {"shard": shard, "conditions": _with_condition(
+            agent.conditions, {"type": "Placed", "status": "True", "reason": "Placed", "message": message}, now_iso)}
+        if not keep_phase:
+            status["phase"] = "Placed"
+        status_patch = {"status": status}
+    return status_patch, _metadata_patch(agent, shard)
+
+
+def pending_patches(agent: AgentView, reason: str, message: str, now_iso: str,
+                    phase: str = "Pending") -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(status patch, metadata patch) recording that `agent` has no shard, and why (phase Pending, or
+    Failed for a spec no shard could run)."""
+    placed = _condition(agent, "Placed")
+    status_ok = (agent.phase == phase and agent.status_shard is None and placed.get("status") == "False"
+                 and placed.get("reason") == reason and placed.get("message") == message)
+    status_patch = None
+    if not status_ok:
+        status_patch = {"status": {"phase": phase, "shard": None, "conditions": _with_condition(
+            [c for c in agent.conditions if c.get("type") != "Ready"],
+            {"type": "Placed", "status": "False", "reason": reason, "message": message}, now_iso)}}
+    return status_patch, _metadata_patch(agent, None)

@@ -1,0 +1,418 @@
+"""The operator's async shell: holds what the watches report, plans in batches, applies the plan.
+
+kopf's watch handlers call `on_agent` / `on_pool` / `on_lease`, which only update the in-memory
+view and wake the planner. The planner (`run`) coalesces wake-ups (a short debounce), then in one
+`step`: converges each changed RuntimePool's objects (server-side apply), plans every pool's
+placement with `placement.plan_pool` (one batch, so a Lease expiry or a drain re-places all of a
+shard's agents at once), and queues the patches. A fixed set of workers drains the queue with a
+bounded number of requests in flight; an agent with a patch in flight is not planned again until
+it lands. It also wakes itself when the next fresh Lease would expire, so expiry needs no event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import ValidationError
+
+from agent_operator import agents as agents_mod
+from agent_operator import folders, placement, resources
+from agent_operator.kubeapi import ApiError, KubeApi, path_for
+from agent_operator.models import (
+    DRAINING_ANNOTATION, FINALIZER, POOL_LABEL, VERSION, RuntimePoolSpec,
+)
+from agent_operator.shards import Shard, ordinal, shard_from_lease
+from agent_runtime.manifest import API_GROUP
+
+log = logging.getLogger("agent_operator")
+GV = f"{API_GROUP}/{VERSION}"
+Job = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass(slots=True)
+class PoolView:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: RuntimePoolSpec | None
+    error: str = ""
+    applied: str = ""  # fingerprint of the last converged desired state
+    status: dict[str, Any] = field(default_factory=dict)
+    status_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    namespaces: tuple[str, ...]
+    data_dir: Path | None = None
+    workers: int = 32
+    debounce_s: float = 0.05
+    pool_status_interval_s: float = 1.0
+    slack: float = placement.DEFAULT_SLACK
+    manage_pools: bool = True
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Controller:
+    def __init__(self, api: KubeApi, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.api = api
+        self.settings = settings
+        self.clock = clock
+        self.agents: dict[str, agents_mod.AgentView] = {}
+        self.pools: dict[tuple[str, str], PoolView] = {}
+        self.shards: dict[tuple[str, str], Shard] = {}
+        self._wake = asyncio.Event()
+        self._queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue(maxsize=10_000)
+        self._inflight: set[str] = set()
+        self._retry_at: dict[str, float] = {}
+        self._tokens: dict[tuple[str, str], str] = {}
+        self.steps = 0
+        self.patches = 0
+        self._task: asyncio.Task[None] | None = None
+        self._batch_started: float | None = None
+        self._batch_patches = 0
+
+    # ---- watch input (called by the kopf handlers; no IO) ----------------------------------------
+
+    def on_agent(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        old = self.agents.get(f"{meta.get('namespace')}/{meta.get('name')}")
+        view = agents_mod.agent_view(body, old)
+        if event_type == "DELETED":
+            self.agents.pop(view.key, None)
+        elif old is None or view.resource_version >= old.resource_version:
+            if old is not None and old.uid == view.uid:
+                view.target = old.target if view.key in self._inflight else None
+            self.agents[view.key] = view
+            if old is not None and agents_mod.placement_fields(old) == agents_mod.placement_fields(view):
+                return  # activity only (turns, tokens, Ready): nothing to plan
+        self._wake.set()
+
+    def on_pool(self, event_type: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            self.pools.pop(key, None)
+            self._wake.set()
+            return
+        old = self.pools.get(key)
+        generation = int(meta.get("generation") or 0)
+        if old is not None and old.uid == meta.get("uid") and old.generation == generation:
+            return  # a status echo
+        try:
+            spec, error = RuntimePoolSpec.model_validate(body.get("spec") or {}), ""
+        except ValidationError as exc:
+            spec, error = None, f"invalid spec: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        self.pools[key] = PoolView(key[0], key[1], str(meta.get("uid", "")), generation, spec, error,
+                                   status=dict(body.get("status") or {}))
+        self._wake.set()
+
+    def on_lease(self, event_type: str | None, body: dict[str, Any]) -> None:
+        shard = shard_from_lease(body)
+        if shard is None:
+            return
+        key = (shard.namespace, shard.name)
+        if event_type == "DELETED":
+            self.shards.pop(key, None)
+        else:
+            self.shards[key] = shard
+        self._wake.set()
+
+    # ---- startup ---------------------------------------------------------------------------------
+
+    async def prime(self) -> None:
+        """One LIST of pools, Leases and Agents per namespace before the first plan, so nothing is
+        re-placed only because its shard's Lease had not been seen yet."""
+        for ns in self.settings.namespaces or (None,):
+            for pool in await self.api.list_items(path_for(GV, "runtimepools", ns)):
+                self.on_pool(None, pool)
+            for lease in await self.api.list_items(path_for("coordination.k8s.io/v1", "leases", ns), POOL_LABEL):
+                self.on_lease(None, lease)
+            for agent in await self.api.list_items(path_for(GV, "agents", ns)):
+                self.on_agent(None, agent)
+
+    # ---- the planner -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Cancel the planner and its workers (kopf's cleanup calls this when the operator stops)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(self.settings.workers):
+                tg.create_task(self._worker())
+            while True:
+                try:
+                    async with asyncio.timeout(self._next_deadline()):  # no helper task (kopf counts tasks)
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                await asyncio.sleep(self.settings.debounce_s)
+                self._wake.clear()
+                await self.step()
+
+    def _next_deadline(self) -> float | None:
+        now = self.clock()
+        times = [s.expires_at for s in self.shards.values() if s.expires_at is not None and s.expires_at > now]
+        times += [t for t in self._retry_at.values()]
+        times += [p.status_at for p in self.pools.values() if p.status_at > now]
+        if not times:
+            return None
+        return max(0.01, min(times) - now + 0.01)
+
+    def eligible(self, namespace: str, pool: str, now: float) -> list[str]:
+        return [s.name for (ns, _), s in self.shards.items() if ns == namespace and s.pool == pool and s.eligible(now)]
+
+    async def step(self) -> None:
+        self.steps += 1
+        now = self.clock()
+        now_iso = _now_iso()
+        self._retry_at = {k: t for k, t in self._retry_at.items() if t > now}
+        by_pool: dict[tuple[str, str], dict[str, str | None]] = defaultdict(dict)
+        regions: dict[str, dict[str, str]] = defaultdict(dict)
+        for (ns, name), pool in self.pools.items():
+            if pool.spec is not None:
+                regions[ns][name] = pool.spec.region
+        for key, agent in self.agents.items():
+            if agent.deleting:
+                if FINALIZER in agent.finalizers and key not in self._inflight and key not in self._retry_at:
+                    self._submit(key, functools.partial(self._finalize, agent))
+                continue
+            if agent.spec_error is not None:
+                self._record_pending(agent, "InvalidSpec", agent.spec_error, now_iso, phase="Failed")
+                continue
+            pool_name, reason = agents_mod.choose_pool(agent, regions.get(agent.namespace, {}))
+            if pool_name is None:
+                self._record_pending(agent, "NoRuntimePool", reason, now_iso)
+                continue
+            by_pool[(agent.namespace, pool_name)][key] = agent.current
+        for (ns, pool_name), current in by_pool.items():
+            pool = self.pools[(ns, pool_name)]
+            assert pool.spec is not None
+            eligible = self.eligible(ns, pool_name, now)
+            plan = placement.plan_pool(current, eligible, pool.spec.capacity_per_shard, self.settings.slack)
+            if plan.moves:
+                log.info("pool %s/%s: placing %d agents (%d unplaced) on %d eligible shards, bound %d", ns, pool_name,
+                         len(plan.moves), len(plan.unplaced), len(eligible), plan.bound)
+                if self._batch_started is None:
+                    self._batch_started, self._batch_patches = time.monotonic(), self.patches
+            for key, shard in plan.moves.items():
+                self._record_placement(self.agents[key], shard, now_iso)
+            for key in plan.unplaced:
+                why = ("no shard of RuntimePool {p} has a fresh Lease and is not draining" if not eligible
+                       else "RuntimePool {p} is full ({n} shards x {c} agents)")
+                self._record_pending(self.agents[key], "NoEligibleShard" if not eligible else "PoolFull",
+                                     why.format(p=pool_name, n=len(eligible), c=pool.spec.capacity_per_shard),
+                                     now_iso)
+            eligible_set = set(eligible)
+            for key, on in current.items():  # placed and staying: make sure the object says so
+                agent = self.agents[key]
+                if on is not None and key not in plan.moves and on in eligible_set and key not in self._inflight:
+                    if agent.label_shard != on or agent.status_shard != on or FINALIZER not in agent.finalizers:
+                        self._record_placement(agent, on, now_iso)
+        if self.settings.manage_pools:
+            for pool in list(self.pools.values()):
+                self._reconcile_pool(pool, by_pool.get((pool.namespace, pool.name), {}), now)
+
+    # ---- agents ----------------------------------------------------------------------------------
+
+    def _record_placement(self, agent: agents_mod.AgentView, shard: str, now_iso: str) -> None:
+        if agent.key in self._inflight or agent.key in self._retry_at:
+            return
+        status_patch, meta_patch = agents_mod.placement_patches(agent, shard, now_iso)
+        if status_patch is None and meta_patch is None:
+            agent.target = None
+            return
+        agent.target = shard
+        self._submit(agent.key, lambda: self._patch_agent(agent, status_patch, meta_patch))
+
+    def _record_pending(self, agent: agents_mod.AgentView, reason: str, message: str, now_iso: str,
+                        phase: str = "Pending") -> None:
+        if agent.key in self._inflight or agent.key in self._retry_at:
+            return
+        status_patch, meta_patch = agents_mod.pending_patches(agent, reason, message, now_iso, phase)
+        if status_patch is None and meta_patch is None:
+            return
+        agent.target = None
+        self._submit(agent.key, lambda: self._patch_agent(agent, status_patch, meta_patch))
+
+    async def _patch_agent(self, agent: agents_mod.AgentView, status_patch: dict[str, Any] | None,
+                           meta_patch: dict[str, Any] | None) -> None:
+        path = path_for(GV, "agents", agent.namespace, agent.name)
+        # status first: the shard starts the agent when the label arrives, and its Running must
+        # not be overwritten by our Placed
+        if status_patch is not None:
+            self.on_agent("MODIFIED", await self.api.merge_patch(path + "/status", status_patch))
+            self.patches += 1
+        if meta_patch is not None:
+            self.on_agent("MODIFIED", await self.api.merge_patch(path, meta_patch))
+            self.patches += 1
+
+    async def _finalize(self, agent: agents_mod.AgentView) -> None:
+        what = await self._dispose(agent)
+        log.info("agent %s deleted: %s", agent.key, what)
+        path = path_for(GV, "agents", agent.namespace, agent.name)
+        idx = agent.finalizers.index(FINALIZER)
+        try:
+            await self.api.json_patch(path, [
+                {"op": "test", "path": f"/metadata/finalizers/{idx}", "value": FINALIZER},
+                {"op": "remove", "path": f"/metadata/finalizers/{idx}"}])
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            if exc.status != 422:
+                raise
+            fresh = await self.api.get(path)
+            finals = [f for f in (fresh.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
+            await self.api.merge_patch(path, {"metadata": {"finalizers": finals or None}})
+
+    async def _dispose(self, agent: agents_mod.AgentView) -> str:
+        if self.settings.data_dir is not None:
+            return await asyncio.to_thread(folders.dispose, self.settings.data_dir, agent.namespace, agent.name,
+                                           agent.on_delete)
+        shard = self.shards.get((agent.namespace, agent.label_shard or agent.status_shard or ""))
+        if shard is not None and shard.fresh(self.clock()) and shard.address:
+            token = await self._admin_token(agent.namespace, shard.pool)
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            url = f"{shard.address.rstrip('/')}/v1/agents/{agent.namespace}/{agent.name}"
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                async with http.delete(url, headers=headers) as resp:
+                    if resp.status in (200, 202, 204, 404):
+                        return f"shard {shard.name} answered {resp.status} to DELETE"
+                    raise ApiError(resp.status, "ShardRefused", await resp.text())
+        log.warning("agent %s: no data folder configured and its shard is gone; the log folder stays on the "
+                    "pool volume", agent.key)
+        return "folder left on the pool volume (operator has no --data and the shard is gone)"
+
+    async def _admin_token(self, namespace: str, pool: str) -> str | None:
+        key = (namespace, pool)
+        if key not in self._tokens:
+            try:
+                secret = await self.api.get(path_for("v1", "secrets", namespace, f"{pool}-admin-token"))
+            except ApiError:
+                return None
+            raw = (secret.get("data") or {}).get("admin.token")
+            if not raw:
+                return None
+            self._tokens[key] = base64.b64decode(raw).decode().strip()
+        return self._tokens[key]
+
+    # ---- pools -----------------------------------------------------------------------------------
+
+    def _reconcile_pool(self, pool: PoolView, current: dict[str, str | None], now: float) -> None:
+        skey = f"pool-status:{pool.namespace}/{pool.name}"
+        if pool.spec is None:  # the schema should have refused it; say why nothing happens
+            cond = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": pool.error,
+                    "lastTransitionTime": _now_iso()}
+            bad = {"readyShards": 0, "agents": 0, "conditions": [cond]}
+            if resources.status_differs(pool.status, bad) and skey not in self._inflight:
+                self._submit(skey, lambda: self._patch_pool_status(pool, bad))
+            return
+        ref = resources.PoolRef(pool.name, pool.namespace, pool.uid)
+        shard_names = [s.name for (ns, _), s in self.shards.items() if ns == pool.namespace and s.pool == pool.name]
+        retiring = resources.retiring_shards(pool.name, pool.spec.shards, shard_names)
+        per_ordinal: dict[int, int] = defaultdict(int)
+        for on in current.values():
+            if on is not None and (n := ordinal(on, pool.name)) is not None:
+                per_ordinal[n] += 1
+        replicas = resources.replicas_for(pool.spec.shards, per_ordinal)
+        fingerprint = f"{pool.uid}/{pool.generation}/{replicas}"
+        key = f"pool:{pool.namespace}/{pool.name}"
+        if fingerprint != pool.applied and key not in self._inflight and key not in self._retry_at:
+            pool.applied = fingerprint
+            token = self._tokens.get((pool.namespace, pool.name)) or secrets.token_urlsafe(32)
+            objs = resources.desired_objects(ref, pool.spec, replicas, token)
+            self._submit(key, lambda: self._apply_pool(pool, objs, fingerprint))
+        for name in retiring:
+            lkey = f"lease:{pool.namespace}/{name}"
+            if not self.shards[(pool.namespace, name)].draining and lkey not in self._inflight:
+                self._submit(lkey, functools.partial(self._mark_draining, pool.namespace, name))
+        ready = len(self.eligible(pool.namespace, pool.name, now))
+        placed = sum(1 for s in current.values() if s is not None)
+        status = resources.pool_status(pool.spec.shards, ready, placed, pool.status, _now_iso())
+        if resources.status_differs(pool.status, status) and skey not in self._inflight:
+            if now >= pool.status_at:
+                pool.status_at = now + self.settings.pool_status_interval_s
+                self._submit(skey, lambda: self._patch_pool_status(pool, status))
+
+    async def _apply_pool(self, pool: PoolView, objs: list[resources.Desired], fingerprint: str) -> None:
+        try:
+            for obj in objs:
+                if obj.create_only:
+                    try:
+                        await self.api.create(obj.manifest)
+                    except ApiError as exc:
+                        if exc.status != 409:
+                            raise
+                else:
+                    await self.api.apply(obj.manifest)
+            log.info("pool %s/%s converged (%s objects)", pool.namespace, pool.name, len(objs))
+        except BaseException:
+            if pool.applied == fingerprint:
+                pool.applied = ""
+            raise
+
+    async def _patch_pool_status(self, pool: PoolView, status: dict[str, Any]) -> None:
+        path = path_for(GV, "runtimepools", pool.namespace, pool.name, "status")
+        await self.api.merge_patch(path, {"status": status})
+        pool.status = dict(status)
+
+    async def _mark_draining(self, namespace: str, shard: str) -> None:
+        await self.api.merge_patch(path_for("coordination.k8s.io/v1", "leases", namespace, shard),
+                                   {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
+
+    # ---- the work queue --------------------------------------------------------------------------
+
+    def _submit(self, key: str, job: Job) -> None:
+        self._inflight.add(key)
+        self._queue.put_nowait((key, job))
+
+    async def _worker(self) -> None:
+        while True:
+            key, job = await self._queue.get()
+            try:
+                await job()
+            except ApiError as exc:
+                if exc.status == 404:
+                    log.debug("%s: gone (%s)", key, exc)
+                else:
+                    log.warning("%s: %s; retrying", key, exc)
+                    self._retry_at[key] = self.clock() + (0.5 if exc.retryable else 5.0)
+                    self._reset_target(key)
+            except folders.FolderBusy as exc:
+                log.info("%s: %s; retrying", key, exc)
+                self._retry_at[key] = self.clock() + 1.0
+            except Exception:
+                log.exception("%s: failed; retrying in 5s", key)
+                self._retry_at[key] = self.clock() + 5.0
+                self._reset_target(key)
+            finally:
+                self._inflight.discard(key)
+                self._wake.set()
+                if not self._inflight and self._batch_started is not None:
+                    log.info("writes done: %d patches in %.2fs", self.patches - self._batch_patches,
+                             time.monotonic() - self._batch_started)
+                    self._batch_started = None
+
+    def _reset_target(self, key: str) -> None:
+        agent = self.agents.get(key)
+        if agent is not None:
+            agent.target = None

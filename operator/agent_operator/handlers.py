@@ -1,0 +1,54 @@
+"""kopf registrations: thin, and all async (kopf runs sync handlers in threads; these touch the
+controller's loop-owned state). Each watch handler hands the object to the Controller and returns;
+kopf stores nothing on the objects (only `on.event` handlers), so the only writes are the
+controller's batched patches. Login reuses the operator's own connection settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from agent_operator.controller import Controller
+from agent_operator.kubeconfig import Connection
+from agent_operator.models import POOL_LABEL, VERSION
+from agent_runtime.manifest import API_GROUP
+
+
+def build_registry(controller: Controller, conn: Connection) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.enabled = False
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.queueing.idle_timeout = 1.0  # per-object workers; also bounds the shutdown wait
+        settings.queueing.exit_timeout = 0.5
+        settings.scanning.disabled = True
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_planner(**_: Any) -> None:
+        controller.stop()  # else kopf waits 5 s for the planner's tasks as "hung" before exiting
+
+    @kopf.on.login(registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=conn.server, ca_path=conn.ca_path, insecure=conn.insecure,
+                                   token=conn.token, scheme="Bearer" if conn.token else None,
+                                   certificate_path=conn.cert_path, private_key_path=conn.key_path,
+                                   default_namespace=conn.namespace)
+
+    @kopf.on.event(API_GROUP, VERSION, "agents", registry=registry)
+    async def agent_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_agent(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(API_GROUP, VERSION, "runtimepools", registry=registry)
+    async def pool_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_pool(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event("coordination.k8s.io", "v1", "leases", labels={POOL_LABEL: kopf.PRESENT}, registry=registry)
+    async def lease_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_lease(event.get("type"), dict(event["object"]))
+
+    return registry

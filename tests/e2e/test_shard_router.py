@@ -1,0 +1,219 @@
+"""Shards and the router on a real kube-apiserver, processes started exactly as the pods run them.
+
+Here the test itself places agents (label + status.shard, what the operator writes), so these tests
+pin the shard/router half of the contract; test_full_stack.py runs the same flows with the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from stack import Proc, RoutedAgent, eventually, start_router, start_shard
+
+from agent_runtime.kube.client import KubeClient, NotFound, agents_path, leases_path
+from agent_runtime.kube.config import load_kubeconfig
+from agent_runtime.kube.names import DRAINING_ANNOTATION, SHARD_LABEL
+from harness import Cluster
+
+LEASE_S = 6
+POOL = "pool"
+
+
+def agent_yaml(name: str, namespace: str) -> str:
+    return (f"apiVersion: agentruntime.dev/v1alpha1\nkind: Agent\nmetadata:\n  name: {name}\n  namespace: {namespace}\n"
+            "spec:\n  model: {provider: simulated, name: sim-coder-1}\n  limits: {tokenBudget: 10000000}\n")
+
+
+class Stack:
+    def __init__(self, cluster: Cluster, namespace: str, tmp: Path, kube: KubeClient, http: aiohttp.ClientSession) -> None:
+        self.cluster = cluster
+        self.ns = namespace
+        self.data = tmp / "pool-volume"  # the pool's shared volume
+        self.logs = tmp / "logs"
+        self.kube = kube
+        self.http = http
+        self.shards: dict[str, Proc] = {}
+        self.clients: list[RoutedAgent] = []
+        self.router: Proc | None = None
+
+    def shard(self, name: str) -> Proc:
+        p = start_shard(self.ns, POOL, name, self.data, self.cluster.kubeconfig, self.logs, lease_duration=LEASE_S)
+        self.shards[name] = p
+        return p
+
+    def start_router(self) -> str:
+        self.router = start_router(self.cluster.kubeconfig, self.logs, (self.ns,))
+        assert self.router.url
+        return self.router.url
+
+    @property
+    def admin(self) -> str:
+        return (self.data / "admin.token").read_text().strip()
+
+    async def place(self, name: str, shard: str) -> None:
+        """What the operator does: label for the shard's watch, status.shard for the router."""
+        await self.kube.merge_patch(agents_path(self.ns, name), {"metadata": {"labels": {SHARD_LABEL: shard}}})
+        await self.kube.merge_patch(agents_path(self.ns, name, status=True), {"status": {"shard": shard, "phase": "Placed"}})
+
+    async def agent(self, name: str) -> dict[str, Any]:
+        return await self.kube.get(agents_path(self.ns, name))
+
+    async def status(self, name: str) -> dict[str, Any]:
+        return (await self.agent(name)).get("status") or {}
+
+    async def running_on(self, name: str, shard: str, timeout: float = 30) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            s = await self.status(name)
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in s.get("conditions") or [])
+            return s if s.get("phase") == "Running" and s.get("shard") == shard and ready else None
+
+        result: dict[str, Any] = await eventually(check, timeout, f"{name} Running on {shard}")
+        return result
+
+    def client(self, router: str, key: str, token: str) -> RoutedAgent:
+        c = RoutedAgent(self.http, router, key, token)
+        self.clients.append(c)
+        return c
+
+    async def close_clients(self) -> None:
+        for c in self.clients:
+            await c.close()
+
+    def stop(self) -> None:
+        for p in [*self.shards.values(), *([self.router] if self.router else [])]:
+            p.stop()
+
+
+@pytest_asyncio.fixture
+async def stack(apiserver: Cluster, namespace: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with KubeClient(load_kubeconfig(apiserver.kubeconfig)) as kube, aiohttp.ClientSession() as http:
+        s = Stack(apiserver, namespace, tmp_path, kube, http)
+        try:
+            yield s
+        finally:
+            await s.close_clients()
+            s.stop()
+    gc.collect()  # an unreleased connection warns here, in this test, not in a later one
+
+
+async def test_placed_agent_runs_reports_status_and_chats_through_the_router(stack: Stack) -> None:
+    stack.cluster.kubectl("apply", "-f", "-", input=agent_yaml("coder", stack.ns))
+    stack.shard("pool-0")
+    router = stack.start_router()
+    await stack.place("coder", "pool-0")
+    await stack.running_on("coder", "pool-0")
+    lease = await stack.kube.get(leases_path(stack.ns, "pool-0"))
+    assert lease["spec"]["holderIdentity"] == "pool-0"
+    assert lease["metadata"]["annotations"]["agentruntime.dev/address"] == stack.shards["pool-0"].url
+
+    client = stack.client(router, f"{stack.ns}/coder", stack.admin)
+    seq = await client.send("task: write fib")
+    await client.until_idle_after(seq)
+    kinds = {e["kind"] for e in client.events.values()}
+    assert {"tool_call", "tool_result", "assistant_message"} <= kinds
+    assert (stack.data / "agents" / stack.ns / "coder" / "workspace" / "fib.py").exists()  # the tool wrote it
+
+    async def counted() -> dict[str, Any] | None:
+        s = await stack.status("coder")
+        return s if s.get("turns", 0) >= 1 and s.get("tokens", {}).get("input", 0) > 0 else None
+
+    status = await eventually(counted, 15, "turns and tokens in status")
+    assert status["tokens"]["output"] > 0 and "lastActivity" in status and 0 <= status["cachedShare"] <= 1
+    assert status["shard"] == "pool-0"  # the operator's field is untouched
+    table = stack.cluster.kubectl("get", "agents", "-n", stack.ns).stdout
+    assert "coder" in table and "Running" in table and "pool-0" in table
+    await client.close()
+
+
+async def test_kill_9_then_replacement_loses_no_acknowledged_event(stack: Stack) -> None:
+    stack.cluster.kubectl("apply", "-f", "-", input=agent_yaml("a", stack.ns))
+    first = stack.shard("pool-0")
+    stack.shard("pool-1")
+    router = stack.start_router()
+    await stack.place("a", "pool-0")
+    await stack.running_on("a", "pool-0")
+    client = stack.client(router, f"{stack.ns}/a", stack.admin)
+    acked = [await client.send(f"message {i}") for i in range(3)]
+    await client.until_idle_after(acked[-1])
+
+    first.kill9()  # no goodbye: its flock is released by the kernel, its Lease stops being renewed
+    renewed = (await stack.kube.get(leases_path(stack.ns, "pool-0")))["spec"]["renewTime"]
+    await asyncio.sleep(0.5)
+    assert (await stack.kube.get(leases_path(stack.ns, "pool-0")))["spec"]["renewTime"] == renewed
+    await stack.place("a", "pool-1")  # the operator's re-placement
+    await stack.running_on("a", "pool-1")
+
+    acked.append(await client.send("after the move"))  # reconnects through the router
+    await client.until_idle_after(acked[-1])
+    assert client.closes, "the client's socket was closed when its shard died"
+    cursor = client.cursor
+    assert all(seq <= cursor for seq in acked)
+    assert sorted(client.events) == list(range(1, max(client.events) + 1))  # gap-free, nothing lost
+    texts = [e["data"]["text"] for e in client.events.values() if e["kind"] == "user_message"]
+    assert texts == ["message 0", "message 1", "message 2", "after the move"]
+
+
+async def test_drain_moves_agent_with_1012_and_every_event_kept(stack: Stack) -> None:
+    stack.cluster.kubectl("apply", "-f", "-", input=agent_yaml("b", stack.ns))
+    stack.shard("pool-0")
+    stack.shard("pool-1")
+    router = stack.start_router()
+    await stack.place("b", "pool-0")
+    await stack.running_on("b", "pool-0")
+    client = stack.client(router, f"{stack.ns}/b", stack.admin)
+    first = await client.send("task: write primes")
+    await client.until_idle_after(first)
+
+    proc = await asyncio.create_subprocess_exec(
+        *stack.shards["pool-0"].argv[:3], "drain", "pool-0", "--namespace", stack.ns,
+        "--kubeconfig", str(stack.cluster.kubeconfig), stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and b"draining" in out
+    lease = await stack.kube.get(leases_path(stack.ns, "pool-0"))
+    assert lease["metadata"]["annotations"][DRAINING_ANNOTATION] == "true"
+    await asyncio.sleep(LEASE_S / 3 + 0.5)  # a renewal after the drain keeps the annotation
+    lease = await stack.kube.get(leases_path(stack.ns, "pool-0"))
+    assert lease["metadata"]["annotations"][DRAINING_ANNOTATION] == "true"
+
+    await stack.place("b", "pool-1")  # the operator moves the drained shard's agents
+    await stack.running_on("b", "pool-1")
+    second = await client.send("after the drain")
+    await client.until_idle_after(second)
+    assert 1012 in client.closes
+    assert sorted(client.events) == list(range(1, max(client.events) + 1))
+    # the old shard released it: its owner lock is now held by pool-1
+    lock = (stack.data / "agents" / stack.ns / "b" / "owner.lock").read_text()
+    assert lock.startswith("pool-1 ")
+
+
+async def test_unknown_and_unplaced_agents_get_typed_errors_and_sigterm_releases(stack: Stack) -> None:
+    stack.cluster.kubectl("apply", "-f", "-", input=agent_yaml("c", stack.ns))
+    shard = stack.shard("pool-0")
+    router = stack.start_router()
+
+    async def router_knows() -> bool:
+        async with stack.http.get(f"{router}/v1/agents/{stack.ns}/c/events") as resp:
+            return resp.status == 503
+
+    await eventually(router_knows, 15, "router sees the unplaced agent")
+    async with stack.http.get(f"{router}/v1/agents/{stack.ns}/c/events") as resp:
+        assert (resp.status, (await resp.json())["code"]) == (503, "agent_not_placed")
+    async with stack.http.get(f"{router}/v1/agents/{stack.ns}/nobody/events") as resp:
+        assert (resp.status, (await resp.json())["code"]) == (404, "agent_not_found")
+    await stack.place("c", "pool-0")
+    await stack.running_on("c", "pool-0")
+    assert shard.stop() == 0  # SIGTERM: releases the agent (snapshot, unlock) and exits cleanly
+    assert "releasing 1 agents" in shard.tail()
+    from agent_runtime.kube import fence
+
+    fd = await fence.acquire(stack.data / "agents" / stack.ns / "c", "test", timeout_s=1)
+    await fence.release(fd)
+    with pytest.raises(NotFound):
+        await stack.kube.get(agents_path(stack.ns, "nobody"))

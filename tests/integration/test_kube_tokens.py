@@ -1,0 +1,45 @@
+"""Tokens across the shards of a pool: one admin token from the Secret file, other tokens shared
+through <data>/tokens.json on the pool's volume."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent_runtime.auth import AuthError, Grant, Role
+from agent_runtime.kube import tokens as kt
+
+
+def test_a_token_made_on_one_shard_works_on_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kt, "RECHECK_S", 0.0)
+    admin = kt.ensure_admin_token(tmp_path / "admin.token")
+    shard_a = kt.SharedTokenStore(tmp_path / "tokens.json", admin)
+    shard_b = kt.SharedTokenStore(tmp_path / "tokens.json", admin)
+    assert shard_b.authenticate(f"Bearer {admin}").role is Role.ADMIN
+    viewer = shard_a.create(Grant(Role.VIEWER, "ns", "a"))
+    os.utime(tmp_path / "tokens.json", (1, 1))  # make the change visible even within one mtime tick
+    grant = shard_b.authenticate(f"Bearer {viewer}")
+    assert (grant.role, grant.namespace, grant.agent) == (Role.VIEWER, "ns", "a")
+    assert shard_b.authenticate(f"Bearer {admin}").role is Role.ADMIN  # the admin survives the reload
+    with pytest.raises(AuthError) as exc:
+        shard_b.authenticate("Bearer art_nope")
+    assert exc.value.code == "unauthenticated"
+    # the admin token lives in the Secret file only, never in the shared digest file
+    stored = json.loads((tmp_path / "tokens.json").read_text())
+    assert [g["role"] for g in stored.values()] == ["viewer"]
+
+
+def test_concurrent_first_starts_agree_on_one_admin_token(tmp_path: Path) -> None:
+    path = tmp_path / "admin.token"
+    got: list[str] = []
+    threads = [threading.Thread(target=lambda: got.append(kt.ensure_admin_token(path))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 1 and path.read_text().strip() == got[0]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
