@@ -30,7 +30,7 @@ from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
 from agent_runtime.hub import Hub
 from agent_runtime.manifest import AgentManifest
-from agent_runtime.messages import AssistantMessage, StopReason, ToolCall, ToolResult, Usage
+from agent_runtime.messages import AssistantMessage, ProviderState, StopReason, ToolCall, ToolResult, Usage
 from agent_runtime.providers.base import (
     MessageCompleted,
     ModelRequest,
@@ -363,6 +363,7 @@ class AgentActor:
             context_tokens=self.machine.context_tokens(),
             provider=spec.model.provider,
             region=spec.model.region,
+            thinking_budget=spec.model.thinking_budget,
         )
         provider = spec.model.provider
         cfg = self.config
@@ -415,6 +416,7 @@ class AgentActor:
         calls: list[ToolCall] = []
         stop: StopReason = "end_turn"
         usage = Usage()
+        provider_state: ProviderState | None = None
         waited = 0.0
         self._forget_message_tools()
         stream = self.provider.stream(request)
@@ -441,7 +443,7 @@ class AgentActor:
                         task = asyncio.get_running_loop().create_task(self._execute(call), name=f"tool:{call.id}")
                         self._early[call.id] = (call, task)
                 elif isinstance(item, MessageCompleted):
-                    stop, usage = item.stop_reason, item.usage
+                    stop, usage, provider_state = item.stop_reason, item.usage, item.provider_state
         except BaseException:
             await self._cancel_early()
             self.machine.announce = ()
@@ -455,7 +457,8 @@ class AgentActor:
         self.machine.announce = tuple(
             (c, c.id in self._early) for c in calls if c.id in self._early or (not is_incomplete(stop) and self._starts_at_end(c))
         )
-        return AssistantMessage("".join(parts), tuple(calls), stop), usage, waited
+        message = AssistantMessage("".join(parts), tuple(calls), stop, provider_state=provider_state)
+        return message, usage, waited
 
     # -- tools --------------------------------------------------------------------------------
 

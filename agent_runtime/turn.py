@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from agent_runtime import native
 from agent_runtime.events import EventKind, NewEvent
@@ -105,17 +106,17 @@ class TurnMachine:
         ids = {c.id for c in message.tool_calls}
         started = self.state.started_call_ids
         tokens = count(message.text) + sum(count(str(c.arguments)) for c in message.tool_calls)
+        data: dict[str, Any] = {
+            "id": message_id,
+            "text": message.text,
+            "tool_calls": [c.to_dict() for c in message.tool_calls],
+            "stop_reason": message.stop_reason,
+            "tokens": tokens,
+        }
+        if message.provider_state is not None:
+            data["provider_state"] = message.provider_state.to_dict()
         return [
-            NewEvent(
-                EventKind.ASSISTANT_MESSAGE,
-                {
-                    "id": message_id,
-                    "text": message.text,
-                    "tool_calls": [c.to_dict() for c in message.tool_calls],
-                    "stop_reason": message.stop_reason,
-                    "tokens": tokens,
-                },
-            ),
+            NewEvent(EventKind.ASSISTANT_MESSAGE, data),
             *(
                 NewEvent(EventKind.TOOL_CALL, {**c.to_dict(), **({"early": True} if early else {})})
                 for c, early in announce

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
-from agent_runtime.messages import Message, StopReason, ToolCall, Usage
+from agent_runtime.messages import Message, ProviderState, StopReason, ToolCall, Usage
 
 if TYPE_CHECKING:
     from agent_runtime.tools.base import ToolSpec
@@ -31,6 +31,7 @@ class ModelRequest:
     context_tokens: int = 0
     provider: str = "simulated"
     region: str | None = None
+    thinking_budget: int | None = None  # spec.model.thinkingBudget: reasoning on, with this many tokens
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,8 +67,12 @@ class ToolCallCompleted:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MessageCompleted:
+    """The end of the message. `provider_state`: what the provider needs echoed back on the next
+    call (signed thinking blocks, thought signatures, reasoning items); durable with the message."""
+
     stop_reason: StopReason
     usage: Usage
+    provider_state: ProviderState | None = None
 
 
 StreamEvent = TextDelta | ThinkingDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | MessageCompleted
