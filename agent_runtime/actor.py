@@ -36,6 +36,7 @@ from agent_runtime.providers.base import (
     ModelRequest,
     Provider,
     ProviderError,
+    ProviderStateUpdated,
     TextDelta,
     ToolCallCompleted,
 )
@@ -142,6 +143,7 @@ class AgentActor:
         # operator's decision. All three are emptied when the message's results are committed.
         self._early: dict[str, tuple[ToolCall, asyncio.Task[ToolResult]]] = {}
         self._results: dict[str, ToolResult] = {}
+        self._partial_state: ProviderState | None = None  # reasoning state of the message being streamed
         self._approvals: dict[str, asyncio.Future[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -266,8 +268,9 @@ class AgentActor:
         partial = self.hub.end_live()
         early = [call for call, _ in self._early.values()]
         finished = dict(self._results)
+        state = self._partial_state
         self._forget_message_tools()
-        await self._commit(lambda: self.machine.interrupt(partial, message_id, early, finished))
+        await self._commit(lambda: self.machine.interrupt(partial, message_id, early, finished, provider_state=state))
         return True
 
     def approve(self, tool_call_id: str, decision: str) -> None:
@@ -442,6 +445,8 @@ class AgentActor:
                             await self._commit(lambda: self.machine.tool_calls_started([call], early=True))
                         task = asyncio.get_running_loop().create_task(self._execute(call), name=f"tool:{call.id}")
                         self._early[call.id] = (call, task)
+                elif isinstance(item, ProviderStateUpdated):
+                    self._partial_state = item.provider_state
                 elif isinstance(item, MessageCompleted):
                     stop, usage, provider_state = item.stop_reason, item.usage, item.provider_state
         except BaseException:
@@ -531,6 +536,7 @@ class AgentActor:
                 task.cancel()
         self._early = {}
         self._results = {}
+        self._partial_state = None
         for fut in self._approvals.values():
             if not fut.done():
                 fut.cancel()

@@ -38,6 +38,7 @@ from agent_runtime.providers.base import (
     MessageCompleted,
     ModelRequest,
     ProviderError,
+    ProviderStateUpdated,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -179,7 +180,7 @@ class AnthropicDecoder:
                 return [ThinkingDelta(block["thinking"])] if block.get("thinking") else []
             if btype == "redacted_thinking":
                 self.reasoning.append({"type": "redacted_thinking", "data": str(block["data"])})
-                return []
+                return self._state_so_far()
             if btype == "text" and block.get("text"):
                 return [TextDelta(block["text"])]
             return []
@@ -207,6 +208,8 @@ class AnthropicDecoder:
             if block["type"] == "tool_use":
                 args = parse_tool_arguments("".join(block["args"]), "anthropic")
                 return [ToolCallCompleted(block["slot"], ToolCall(block["id"], block["name"], args))]
+            if block["type"] == "thinking":
+                return self._state_so_far()
             return []
         if kind == "message_delta":
             reason = data["delta"].get("stop_reason")
@@ -218,6 +221,10 @@ class AnthropicDecoder:
             self.done = True
             return [MessageCompleted(self.stop or "end_turn", self.usage_totals(), self.provider_state())]
         return []  # new event types are to be ignored gracefully (the docs say so)
+
+    def _state_so_far(self) -> list[StreamEvent]:
+        state = self.provider_state()
+        return [ProviderStateUpdated(state)] if state is not None else []
 
     def provider_state(self) -> ProviderState | None:
         if not self.reasoning:

@@ -66,6 +66,15 @@ class ToolCallCompleted:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ProviderStateUpdated:
+    """The provider state of the reasoning complete so far in the stream (a finished thinking block,
+    a signed call, a reasoning item). Live only: an interrupt keeps the latest one with the partial
+    message (its started calls need it on the next call); `MessageCompleted`'s supersedes it."""
+
+    provider_state: ProviderState
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class MessageCompleted:
     """The end of the message. `provider_state`: what the provider needs echoed back on the next
     call (signed thinking blocks, thought signatures, reasoning items); durable with the message."""
@@ -75,7 +84,10 @@ class MessageCompleted:
     provider_state: ProviderState | None = None
 
 
-StreamEvent = TextDelta | ThinkingDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | MessageCompleted
+StreamEvent = (
+    TextDelta | ThinkingDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | ProviderStateUpdated
+    | MessageCompleted
+)
 
 
 class ProviderError(Exception):

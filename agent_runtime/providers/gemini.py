@@ -47,6 +47,7 @@ from agent_runtime.providers.base import (
     MessageCompleted,
     ModelRequest,
     ProviderError,
+    ProviderStateUpdated,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -181,7 +182,9 @@ class GeminiDecoder:
                         out.append(ToolCallArgsDelta(slot, orjson.dumps(args).decode()))
                         out.append(ToolCallCompleted(slot, ToolCall(call_id, fc["name"], dict(args))))
                         if part.get("thoughtSignature"):
+                            # before the call completes: an interrupt that keeps the call keeps this
                             self.call_signatures[call_id] = str(part["thoughtSignature"])
+                            out.insert(-1, ProviderStateUpdated(ProviderState.of("gemini", {"calls": self.call_signatures})))
                         continue
                     if part.get("thoughtSignature"):
                         self.text_signature = str(part["thoughtSignature"])
@@ -210,12 +213,15 @@ class GeminiDecoder:
             output_tokens=int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0),
             cache_read_tokens=cached,
         )
+        return [MessageCompleted(stop, usage, self.provider_state())]
+
+    def provider_state(self) -> ProviderState | None:
         state: dict[str, Any] = {}
         if self.call_signatures:
             state["calls"] = self.call_signatures
         if self.text_signature:
             state["text"] = self.text_signature
-        return [MessageCompleted(stop, usage, ProviderState.of("gemini", state) if state else None)]
+        return ProviderState.of("gemini", state) if state else None
 
 
 class GeminiCodec:

@@ -32,6 +32,7 @@ from agent_runtime.providers.base import (
     MessageCompleted,
     ModelRequest,
     ProviderError,
+    ProviderStateUpdated,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -154,6 +155,7 @@ class OpenAIResponsesDecoder:
             if item.get("type") == "reasoning" and item.get("encrypted_content"):
                 self.reasoning.append({"type": "reasoning", "id": item["id"], "summary": item.get("summary") or [],
                                        "encrypted_content": item["encrypted_content"]})
+                return [ProviderStateUpdated(ProviderState.of("openai-responses", {"items": self.reasoning}))]
             return []
         if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             return [ThinkingDelta(data["delta"])] if data.get("delta") else []

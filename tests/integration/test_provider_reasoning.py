@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import collect, mock_and_adapters, request  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor, UserMail  # noqa: E402
+from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UserMail  # noqa: E402
 from agent_runtime.eventlog.executor import SqliteExecutor  # noqa: E402
 from agent_runtime.eventlog.sqlite import SqliteEventLog  # noqa: E402
 from agent_runtime.hub import Hub  # noqa: E402
@@ -33,8 +33,14 @@ from agent_runtime.messages import (  # noqa: E402
     UserMessage,
 )
 from agent_runtime.metrics import Metrics  # noqa: E402
-from agent_runtime.mock_providers.server import MockConfig, MockServer  # noqa: E402
-from agent_runtime.providers.base import MessageCompleted, ModelRequest, ProviderError, ToolCallCompleted  # noqa: E402
+from agent_runtime.mock_providers.server import Fault, MockConfig, MockServer  # noqa: E402
+from agent_runtime.providers.base import (  # noqa: E402
+    MessageCompleted,
+    ModelRequest,
+    ProviderError,
+    ProviderStateUpdated,
+    ToolCallCompleted,
+)
 from agent_runtime.providers.registry import ProviderSettings, build_router, codec_for  # noqa: E402
 from agent_runtime.providers.simulated import SimulatedProvider  # noqa: E402
 from agent_runtime.providers.wire import HttpRequest  # noqa: E402
@@ -60,6 +66,12 @@ async def first_call(api: str, adapters: dict[str, Any]) -> tuple[list[Message],
     events = await collect(adapters[api], request(api, history, thinking_budget=BUDGET))
     done = events[-1]
     assert isinstance(done, MessageCompleted) and done.stop_reason == "tool_use"
+    # the state complete so far is announced before the calls (an interrupt keeps it with them)
+    updates = [i for i, e in enumerate(events) if isinstance(e, ProviderStateUpdated)]
+    first_call_at = next(i for i, e in enumerate(events) if isinstance(e, ToolCallCompleted))
+    assert updates and updates[0] < first_call_at
+    last = events[updates[-1]]
+    assert isinstance(last, ProviderStateUpdated) and last.provider_state == done.provider_state
     calls = tuple(e.call for e in events if isinstance(e, ToolCallCompleted))
     assert [c.name for c in calls] == ["list_dir"]
     history.append(AssistantMessage("", calls, "tool_use", provider_state=done.provider_state))
@@ -238,3 +250,42 @@ async def test_state_is_durable_and_replays_to_identical_request_bytes(api: str,
     for req, n, http in sent[:calls_before]:
         again = fresh.encode(dataclasses.replace(req, messages=restored[:n]), "http://x", "k")
         assert again.body == http.body
+
+
+# Gemini is left out: its mock sends the calls in the last chunk, so no interrupt falls after them.
+@pytest.mark.parametrize("api", ["anthropic", "openai-responses"])
+async def test_an_interrupt_after_an_early_call_keeps_the_reasoning_so_far(api: str, tmp_path: Path) -> None:
+    """Interrupted mid-stream after a read-only call started early: the partial message keeps the
+    reasoning complete so far, so the next call (which carries that call's result) is accepted."""
+    sent: list[tuple[ModelRequest, int, HttpRequest]] = []
+    async with MockServer() as mock, SqliteExecutor(max_workers=2) as executor:
+        router = recording_router(mock, sent)
+        log = SqliteEventLog(tmp_path / "a1.db", executor)
+        await log.open()
+        actor = make_actor(log, router, api)
+        await actor.start()
+        runner = asyncio.create_task(actor.run())
+        try:
+            mock.state.faults.append(Fault.parse("slow:delay=0.15"))
+            reply: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+            actor.submit(UserMail("m1", "task: write fib.py", reply))
+            await reply
+            for _ in range(2000):
+                if actor._early:  # noqa: SLF001 - a read-only call is announced only with its message
+                    break
+                await asyncio.sleep(0.005)
+            done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            actor.submit(InterruptMail(done))
+            assert await done
+            await run_turn(actor, "task: write hello.py", "m2", 2)
+            events = await log.read()
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await log.close()
+            await router.aclose()
+    interrupted = [e.data for e in events if e.kind == "assistant_message" and e.data["stop_reason"] == "interrupted"]
+    assert len(interrupted) == 1 and interrupted[0]["tool_calls"], "interrupted after the early call started"
+    assert interrupted[0]["provider_state"]["provider"] == api
+    assert not [e.data for e in events if e.kind == "error"]
+    assert events[-1].data == {"state": "idle", "reason": "end_turn"}
