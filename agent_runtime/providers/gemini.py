@@ -56,14 +56,7 @@ from agent_runtime.providers.base import (
     ToolCallStarted,
 )
 from agent_runtime.providers.retry import gemini_retry_delay
-from agent_runtime.providers.wire import (
-    FragmentCache,
-    HttpRequest,
-    dumps,
-    http_error,
-    loads_event,
-    stream_cut,
-)
+from agent_runtime.providers.wire import FragmentCache, HttpRequest, dumps, http_error, loads_event, stream_cut
 
 FINISH_REASONS: dict[str, StopReason] = {
     "STOP": "end_turn",
