@@ -30,12 +30,13 @@ from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
 from agent_runtime.hub import Hub
 from agent_runtime.manifest import AgentManifest
-from agent_runtime.messages import AssistantMessage, StopReason, ToolCall, ToolResult, Usage
+from agent_runtime.messages import AssistantMessage, ProviderState, StopReason, ToolCall, ToolResult, Usage
 from agent_runtime.providers.base import (
     MessageCompleted,
     ModelRequest,
     Provider,
     ProviderError,
+    ProviderStateUpdated,
     TextDelta,
     ToolCallCompleted,
 )
@@ -142,6 +143,7 @@ class AgentActor:
         # operator's decision. All three are emptied when the message's results are committed.
         self._early: dict[str, tuple[ToolCall, asyncio.Task[ToolResult]]] = {}
         self._results: dict[str, ToolResult] = {}
+        self._partial_state: ProviderState | None = None  # reasoning state of the message being streamed
         self._approvals: dict[str, asyncio.Future[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -266,8 +268,9 @@ class AgentActor:
         partial = self.hub.end_live()
         early = [call for call, _ in self._early.values()]
         finished = dict(self._results)
+        state = self._partial_state
         self._forget_message_tools()
-        await self._commit(lambda: self.machine.interrupt(partial, message_id, early, finished))
+        await self._commit(lambda: self.machine.interrupt(partial, message_id, early, finished, provider_state=state))
         return True
 
     def approve(self, tool_call_id: str, decision: str) -> None:
@@ -363,6 +366,7 @@ class AgentActor:
             context_tokens=self.machine.context_tokens(),
             provider=spec.model.provider,
             region=spec.model.region,
+            thinking_budget=spec.model.thinking_budget,
         )
         provider = spec.model.provider
         cfg = self.config
@@ -415,6 +419,7 @@ class AgentActor:
         calls: list[ToolCall] = []
         stop: StopReason = "end_turn"
         usage = Usage()
+        provider_state: ProviderState | None = None
         waited = 0.0
         self._forget_message_tools()
         stream = self.provider.stream(request)
@@ -440,8 +445,10 @@ class AgentActor:
                             await self._commit(lambda: self.machine.tool_calls_started([call], early=True))
                         task = asyncio.get_running_loop().create_task(self._execute(call), name=f"tool:{call.id}")
                         self._early[call.id] = (call, task)
+                elif isinstance(item, ProviderStateUpdated):
+                    self._partial_state = item.provider_state
                 elif isinstance(item, MessageCompleted):
-                    stop, usage = item.stop_reason, item.usage
+                    stop, usage, provider_state = item.stop_reason, item.usage, item.provider_state
         except BaseException:
             await self._cancel_early()
             self.machine.announce = ()
@@ -455,7 +462,8 @@ class AgentActor:
         self.machine.announce = tuple(
             (c, c.id in self._early) for c in calls if c.id in self._early or (not is_incomplete(stop) and self._starts_at_end(c))
         )
-        return AssistantMessage("".join(parts), tuple(calls), stop), usage, waited
+        message = AssistantMessage("".join(parts), tuple(calls), stop, provider_state=provider_state)
+        return message, usage, waited
 
     # -- tools --------------------------------------------------------------------------------
 
@@ -528,6 +536,7 @@ class AgentActor:
                 task.cancel()
         self._early = {}
         self._results = {}
+        self._partial_state = None
         for fut in self._approvals.values():
             if not fut.done():
                 fut.cancel()

@@ -43,6 +43,11 @@ class ModelRef(_Model):
     provider: Literal["simulated", "anthropic", "openai", "openai-responses", "gemini"] = "simulated"
     name: str = Field(default="sim-coder-1", min_length=1, max_length=200)
     region: str | None = Field(default=None, max_length=63)
+    thinking_budget: int | None = Field(
+        default=None, ge=1024, le=200_000,
+        description="Extended thinking / reasoning on, with this many tokens (Anthropic budget_tokens, Gemini "
+        "thinkingBudget, OpenAI Responses reasoning effort); unset: off.",
+    )
 
 
 class Limits(_Model):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+import orjson
+
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "content_filter", "interrupted", "error"]
 
 
@@ -55,11 +57,41 @@ class UserMessage:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ProviderState:
+    """What a provider needs back, unchanged, on the next call and that nothing else may read:
+    Anthropic signed `thinking` / `redacted_thinking` blocks, Gemini `thoughtSignature`s, OpenAI
+    Responses `reasoning` items. `provider` names the API that produced it; only that API's codec
+    sends it back (another provider's codec drops it). `data` is a small JSON value with its object
+    keys sorted (`of`), so the live message and the one rebuilt from the event log (stored with
+    sorted keys) encode to the same bytes."""
+
+    provider: str
+    data: Any
+
+    @classmethod
+    def of(cls, provider: str, data: Any) -> ProviderState:
+        return cls(provider, orjson.loads(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProviderState:
+        return cls.of(str(d["provider"]), d.get("data"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class AssistantMessage:
     text: str
     tool_calls: tuple[ToolCall, ...] = ()
     stop_reason: StopReason = "end_turn"
     role: Literal["assistant"] = "assistant"
+    provider_state: ProviderState | None = None
+
+    def state_for(self, provider: str) -> Any:
+        """The opaque state `provider` left on this message, or None (none, or another provider's)."""
+        ps = self.provider_state
+        return ps.data if ps is not None and ps.provider == provider else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from typing import Any
 from agent_runtime.events import Event, EventKind
 from agent_runtime.messages import (
     AssistantMessage,
+    ProviderState,
     Message,
     ToolCall,
     ToolResult,
@@ -136,7 +137,9 @@ class AgentState:
                 self._add_message(message, tokens)
         elif event.kind == EventKind.ASSISTANT_MESSAGE:
             calls = tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ()))
-            self._add_message(AssistantMessage(data.get("text", ""), calls, data.get("stop_reason", "end_turn")), tokens)
+            ps = data.get("provider_state")
+            self._add_message(AssistantMessage(data.get("text", ""), calls, data.get("stop_reason", "end_turn"),
+                                               provider_state=ProviderState.from_dict(ps) if ps else None), tokens)
             self.open_call_ids = [c.id for c in calls]
             # Calls started while the message was still streaming have their `tool_call` event
             # before the message: keep those of this message, forget any others.

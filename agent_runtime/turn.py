@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from agent_runtime import native
 from agent_runtime.events import EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec
-from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, ToolResultMessage, Usage
+from agent_runtime.messages import AssistantMessage, ProviderState, ToolCall, ToolResult, ToolResultMessage, Usage
 from agent_runtime.state import AgentState
 
 INCOMPLETE_STOPS = frozenset({"max_tokens", "content_filter", "error", "interrupted"})
@@ -105,17 +106,17 @@ class TurnMachine:
         ids = {c.id for c in message.tool_calls}
         started = self.state.started_call_ids
         tokens = count(message.text) + sum(count(str(c.arguments)) for c in message.tool_calls)
+        data: dict[str, Any] = {
+            "id": message_id,
+            "text": message.text,
+            "tool_calls": [c.to_dict() for c in message.tool_calls],
+            "stop_reason": message.stop_reason,
+            "tokens": tokens,
+        }
+        if message.provider_state is not None:
+            data["provider_state"] = message.provider_state.to_dict()
         return [
-            NewEvent(
-                EventKind.ASSISTANT_MESSAGE,
-                {
-                    "id": message_id,
-                    "text": message.text,
-                    "tool_calls": [c.to_dict() for c in message.tool_calls],
-                    "stop_reason": message.stop_reason,
-                    "tokens": tokens,
-                },
-            ),
+            NewEvent(EventKind.ASSISTANT_MESSAGE, data),
             *(
                 NewEvent(EventKind.TOOL_CALL, {**c.to_dict(), **({"early": True} if early else {})})
                 for c, early in announce
@@ -192,11 +193,13 @@ class TurnMachine:
         message_id: str,
         early_calls: Sequence[ToolCall] = (),
         finished: dict[str, ToolResult] | None = None,
+        provider_state: ProviderState | None = None,
     ) -> list[NewEvent]:
         """Stop the turn, keep history. While streaming: the partial text so far, with the calls
         that had already started (`early_calls`, their `tool_call` events are in the log). Then a
         result for each open call (providers require one for every call): the real one if it
-        had finished (`finished`), else `interrupted`."""
+        had finished (`finished`), else `interrupted`. `provider_state`: the reasoning state complete
+        so far in the stream, kept with the partial message (its started calls need it back)."""
         if not self.state.running:
             return []
         finished = finished or {}
@@ -207,13 +210,12 @@ class TurnMachine:
             started = list(early_calls)
             if partial_text or started:
                 tokens = count(partial_text) + sum(count(str(c.arguments)) for c in started)
-                events.append(
-                    NewEvent(
-                        EventKind.ASSISTANT_MESSAGE,
-                        {"id": message_id, "text": partial_text, "tool_calls": [c.to_dict() for c in started],
-                         "stop_reason": "interrupted", "tokens": tokens},
-                    )
-                )
+                data: dict[str, Any] = {"id": message_id, "text": partial_text,
+                                        "tool_calls": [c.to_dict() for c in started], "stop_reason": "interrupted",
+                                        "tokens": tokens}
+                if provider_state is not None:
+                    data["provider_state"] = provider_state.to_dict()
+                events.append(NewEvent(EventKind.ASSISTANT_MESSAGE, data))
                 # read-only calls started mid-stream are announced with their message
                 events.extend(self.tool_calls_started(started, early=True))
             open_calls, incomplete = started, True

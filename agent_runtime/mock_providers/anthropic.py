@@ -1,4 +1,10 @@
-"""The mock Anthropic Messages API: request parsing and byte-faithful SSE streams (sans-IO)."""
+"""The mock Anthropic Messages API: request parsing and byte-faithful SSE streams (sans-IO).
+
+Extended thinking as the real API checks it: with `thinking` enabled, when the request ends in
+`tool_result`s the assistant turn before them must start with a `thinking` / `redacted_thinking`
+block (400 `invalid_request_error` otherwise), and every `thinking` block's `signature` (every
+`redacted_thinking` block's `data`) must be one this mock issued for exactly that block.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,17 @@ import orjson
 
 from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, UserMessage
 from agent_runtime.mock_providers.caching import Block, block_of
-from agent_runtime.mock_providers.common import ARGS_PIECE, TEXT_PIECE, Answer, BadRequest, ParsedRequest, pieces, sse
+from agent_runtime.mock_providers.common import (
+    ARGS_PIECE,
+    TEXT_PIECE,
+    Answer,
+    BadRequest,
+    ParsedRequest,
+    pieces,
+    sign,
+    sse,
+    verify,
+)
 from agent_runtime.tools.base import ToolSpec
 
 STOP = {"end_turn": "end_turn", "tool_use": "tool_use", "max_tokens": "max_tokens", "content_filter": "refusal"}
@@ -28,6 +44,47 @@ def _ttl(block: Any) -> str | None:
 
 def _strip(block: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in block.items() if k != "cache_control"}
+
+
+THINKING_KIND = "anthropic-thinking"
+REDACTED_KIND = "anthropic-redacted"
+
+
+def thinking_signature(thinking: str) -> str:
+    """The `signature` the mock gives (and requires back on) a thinking block with this text."""
+    return sign(THINKING_KIND, thinking)
+
+
+def redacted_data(seed: str) -> str:
+    return sign(REDACTED_KIND, seed)
+
+
+def _check_thinking(messages: list[Any]) -> None:
+    for i, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        for j, b in enumerate(content if isinstance(content, list) else ()):
+            kind = b.get("type") if isinstance(b, dict) else None
+            if kind == "thinking" and verify(THINKING_KIND, b.get("signature")) != b.get("thinking"):
+                raise BadRequest(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+            if kind == "redacted_thinking" and verify(REDACTED_KIND, b.get("data")) is None:
+                raise BadRequest(f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block")
+    last = messages[-1] if messages else None
+    if not (isinstance(last, dict) and last.get("role") == "user" and isinstance(last.get("content"), list)
+            and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in last["content"])):
+        return
+    i = len(messages) - 2
+    prev = messages[i] if i >= 0 else None
+    if not isinstance(prev, dict) or prev.get("role") != "assistant":
+        return
+    content = prev.get("content")
+    first = content[0] if isinstance(content, list) and content else {}
+    found = first.get("type") if isinstance(first, dict) else "text"
+    if found not in ("thinking", "redacted_thinking"):
+        raise BadRequest(
+            f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. When "
+            "`thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the "
+            "lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from "
+            "previous turns. To avoid this requirement, disable `thinking`.")
 
 
 def parse(body: Any) -> ParsedRequest:
@@ -80,6 +137,8 @@ def parse(body: Any) -> ParsedRequest:
             messages.append(AssistantMessage("".join(texts), tuple(calls), "tool_use" if calls else "end_turn"))
     auto = body.get("cache_control")
     thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "enabled"
+    if thinking:
+        _check_thinking(body["messages"])
     return ParsedRequest(
         model=str(body["model"]), system=system_text, messages=messages, tools=tools, blocks=blocks,
         max_tokens=int(body["max_tokens"]), automatic_ttl=_ttl({"cache_control": auto}) if auto else None,
@@ -114,7 +173,13 @@ def stream(req: ParsedRequest, answer: Answer) -> list[bytes]:
             out.append(_ev("content_block_delta", {"type": "content_block_delta", "index": index,
                                                    "delta": {"type": "thinking_delta", "thinking": p}}))
         out.append(_ev("content_block_delta", {"type": "content_block_delta", "index": index,
-                                               "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM" + answer.id}}))
+                                               "delta": {"type": "signature_delta",
+                                                         "signature": thinking_signature(answer.thinking)}}))
+        out.append(_ev("content_block_stop", {"type": "content_block_stop", "index": index}))
+        index += 1
+    if answer.thinking and answer.redacted_thinking:
+        out.append(_ev("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
+            "type": "redacted_thinking", "data": redacted_data(answer.id)}}))
         out.append(_ev("content_block_stop", {"type": "content_block_stop", "index": index}))
         index += 1
     if msg.text:

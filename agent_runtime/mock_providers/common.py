@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 from typing import Any
 
 from agent_runtime.messages import AssistantMessage, Message
@@ -41,6 +43,30 @@ class Answer:
     output_tokens: int
     thinking: str = ""
     id: str = "0"
+    redacted_thinking: bool = False  # Anthropic: also a `redacted_thinking` block
+
+
+MOCK_SIGNING_KEY = b"agent-runtime mock provider signing key"
+
+
+def sign(kind: str, payload: str) -> str:
+    """An opaque, verifiable token (plain base64, as the real ones are) standing in for a provider's
+    signature or encrypted reasoning. `verify` recovers the payload or says it was tampered with."""
+    raw = payload.encode()
+    digest = hashlib.sha256(MOCK_SIGNING_KEY + kind.encode() + b"\0" + raw).digest()[:18]
+    return base64.b64encode(raw + b"\0" + digest).decode()
+
+
+def verify(kind: str, token: Any) -> str | None:
+    """The payload `sign(kind, ...)` put in `token`, or None if it is not a valid token of `kind`."""
+    if not isinstance(token, str):
+        return None
+    try:  # standard or URL-safe alphabet: proto-JSON bytes accept both (google-genai sends URL-safe)
+        decoded = base64.b64decode(token.replace("-", "+").replace("_", "/"), validate=True)
+        raw = decoded[:-19].decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return raw if base64.b64decode(sign(kind, raw)) == decoded else None
 
 
 def pieces(text: str, size: int) -> list[str]:

@@ -1,4 +1,11 @@
-"""The mock Gemini `streamGenerateContent?alt=sse` API: request parsing and CRLF-framed SSE (sans-IO)."""
+"""The mock Gemini `streamGenerateContent?alt=sse` API: request parsing and CRLF-framed SSE (sans-IO).
+
+Thinking (`generationConfig.thinkingConfig`): the answer starts with a thought part, its first
+`functionCall` part (or, without calls, its last text part) carries a `thoughtSignature`, and, as
+Gemini 2.5/3 do for function calling with thinking, a request whose current turn (the model turns
+after the last user text) has a `functionCall` part without its valid signature (the first call of
+each model turn) is refused: 400 `INVALID_ARGUMENT`.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,38 @@ import orjson
 
 from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, UserMessage
 from agent_runtime.mock_providers.caching import Block, block_of
-from agent_runtime.mock_providers.common import TEXT_PIECE, Answer, BadRequest, ParsedRequest, pieces, sse
+from agent_runtime.mock_providers.common import TEXT_PIECE, Answer, BadRequest, ParsedRequest, pieces, sign, sse, verify
 from agent_runtime.tools.base import ToolSpec
 
 FINISH = {"end_turn": "STOP", "tool_use": "STOP", "max_tokens": "MAX_TOKENS", "content_filter": "SAFETY"}
+
+
+SIGNATURE_KIND = "gemini-thought"
+
+
+def thought_signature(name: str) -> str:
+    """The `thoughtSignature` the mock gives (and requires back on) a call of function `name`."""
+    return sign(SIGNATURE_KIND, name)
+
+
+def _check_signatures(contents: list[Any]) -> None:
+    start = 0
+    for i, content in enumerate(contents):
+        parts = content.get("parts") or []
+        if content.get("role", "user") == "user" and any("text" in p for p in parts):
+            start = i + 1
+    for i in range(start, len(contents)):
+        content = contents[i]
+        if content.get("role") != "model":
+            continue
+        calls = [p for p in content.get("parts") or [] if "functionCall" in p]
+        if calls and verify(SIGNATURE_KIND, calls[0].get("thoughtSignature")) != calls[0]["functionCall"].get("name"):
+            name = calls[0]["functionCall"].get("name")
+            raise BadRequest(
+                f"Function call is missing a thought_signature in functionCall parts. This is required for tools to "
+                f"work correctly, and missing thought_signature may lead to degraded model performance. Additional "
+                f"data, function call `default_api:{name}` , position {i + 1}. Please refer to "
+                "https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
 
 
 def parse(body: Any, model: str) -> ParsedRequest:
@@ -53,8 +88,11 @@ def parse(body: Any, model: str) -> ParsedRequest:
         if texts:
             messages.append(UserMessage("\n".join(texts)))
     gen = body.get("generationConfig") or {}
+    thinking = isinstance(gen.get("thinkingConfig"), dict)
+    if thinking:
+        _check_signatures(body["contents"])
     return ParsedRequest(model=model, system=system, messages=messages, tools=tools, blocks=blocks,
-                         max_tokens=int(gen.get("maxOutputTokens") or 8192))
+                         max_tokens=int(gen.get("maxOutputTokens") or 8192), thinking=thinking)
 
 
 def _usage(answer: Answer, final: bool) -> dict[str, Any]:
@@ -78,8 +116,16 @@ def stream(req: ParsedRequest, answer: Answer) -> list[bytes]:
     final_parts: list[dict[str, Any]] = []
     if msg.tool_calls:
         final_parts = [{"functionCall": {"id": c.id, "name": c.name, "args": c.arguments}} for c in msg.tool_calls]
+        if answer.thinking:
+            final_parts[0]["thoughtSignature"] = thought_signature(msg.tool_calls[0].name)
     elif text_pieces:
         final_parts = [{"text": text_pieces.pop()}]
+        if answer.thinking:
+            final_parts[0]["thoughtSignature"] = sign(SIGNATURE_KIND, "text")
+    if answer.thinking:
+        data = {"candidates": [{"content": {"parts": [{"text": answer.thinking, "thought": True}], "role": "model"},
+                                "index": 0}], "usageMetadata": _usage(answer, False), **head}
+        out.append(sse(orjson.dumps(data), crlf=True))
     for p in text_pieces:
         data = {"candidates": [{"content": {"parts": [{"text": p}], "role": "model"}, "index": 0}],
                 "usageMetadata": _usage(answer, False), **head}

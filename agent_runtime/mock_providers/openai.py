@@ -1,4 +1,12 @@
-"""The mock OpenAI Chat Completions and Responses APIs: request parsing and SSE streams (sans-IO)."""
+"""The mock OpenAI Chat Completions and Responses APIs: request parsing and SSE streams (sans-IO).
+
+Responses reasoning (`reasoning` in the request): the answer starts with a `reasoning` output item
+(summary streamed as `reasoning_summary_text` events) whose `encrypted_content` is present when the
+request includes `reasoning.encrypted_content`. Reasoning items sent back must carry content this
+mock issued for that id (else 400), and, with `store: false`, the function calls of the turn being
+continued (after the last user message) must be preceded by their reasoning item (else 400) — the
+conversation state a stateless client has to keep.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,17 @@ import orjson
 
 from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, UserMessage
 from agent_runtime.mock_providers.caching import Block, block_of
-from agent_runtime.mock_providers.common import ARGS_PIECE, TEXT_PIECE, Answer, BadRequest, ParsedRequest, pieces, sse
+from agent_runtime.mock_providers.common import (
+    ARGS_PIECE,
+    TEXT_PIECE,
+    Answer,
+    BadRequest,
+    ParsedRequest,
+    pieces,
+    sign,
+    sse,
+    verify,
+)
 from agent_runtime.tools.base import ToolSpec
 
 FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length", "content_filter": "content_filter"}
@@ -70,6 +88,31 @@ def parse_chat(body: Any) -> ParsedRequest:
     )
 
 
+REASONING_KIND = "openai-reasoning"
+
+
+def encrypted_reasoning(item_id: str) -> str:
+    """The `encrypted_content` the mock gives (and requires back with) reasoning item `item_id`."""
+    return sign(REASONING_KIND, item_id)
+
+
+def _check_reasoning(items: list[Any], store: bool) -> None:
+    last_user = max((i for i, it in enumerate(items) if it.get("type", "message") == "message"
+                     and it.get("role") == "user"), default=-1)
+    reasoned = False
+    for i, item in enumerate(items):
+        kind = item.get("type", "message")
+        if kind == "reasoning":
+            if verify(REASONING_KIND, item.get("encrypted_content")) != item.get("id"):
+                raise BadRequest(f"input[{i}]: The encrypted content for item {item.get('id')} could not be verified.")
+            reasoned = True
+        elif kind == "function_call_output" or (kind == "message" and item.get("role") == "user"):
+            reasoned = False
+        elif kind == "function_call" and i > last_user and not store and not reasoned:
+            raise BadRequest(f"input[{i}]: Item of type 'function_call' (call_id {item.get('call_id')!r}) was provided "
+                             "without its required 'reasoning' item.")
+
+
 def parse_responses(body: Any) -> ParsedRequest:
     if not isinstance(body, dict) or "model" not in body:
         raise BadRequest("'model' is required")
@@ -112,13 +155,19 @@ def parse_responses(body: Any) -> ParsedRequest:
         elif kind == "message":
             flush()
             messages.append(UserMessage(_text(item.get("content"))))
+        elif kind == "reasoning":
+            flush()
         else:
             raise BadRequest(f"input: unsupported item type {kind!r}")
     flush()
+    thinking = isinstance(body.get("reasoning"), dict)
+    if thinking:
+        _check_reasoning(items, bool(body.get("store", True)))
     return ParsedRequest(
         model=str(body["model"]), system=system, messages=messages, tools=tools, blocks=blocks,
         max_tokens=int(body.get("max_output_tokens") or 4096), cache_key=str(body.get("prompt_cache_key") or ""),
-        stream=bool(body.get("stream")),
+        stream=bool(body.get("stream")), thinking=thinking,
+        extra={"encrypted_reasoning": "reasoning.encrypted_content" in (body.get("include") or ())},
     )
 
 
@@ -183,6 +232,24 @@ def stream_responses(req: ParsedRequest, answer: Answer) -> list[bytes]:
     ev("response.in_progress", response=response("in_progress", [], None))
     done: list[dict[str, Any]] = []
     index = 0
+    if answer.thinking:
+        rid_ = f"rs_{answer.id}"
+        ev("response.output_item.added", output_index=index,
+           item={"id": rid_, "type": "reasoning", "summary": [], "status": "in_progress"})
+        ev("response.reasoning_summary_part.added", item_id=rid_, output_index=index, summary_index=0,
+           part={"type": "summary_text", "text": ""})
+        for p in pieces(answer.thinking, TEXT_PIECE):
+            ev("response.reasoning_summary_text.delta", item_id=rid_, output_index=index, summary_index=0, delta=p)
+        ev("response.reasoning_summary_text.done", item_id=rid_, output_index=index, summary_index=0,
+           text=answer.thinking)
+        summary = {"type": "summary_text", "text": answer.thinking}
+        ev("response.reasoning_summary_part.done", item_id=rid_, output_index=index, summary_index=0, part=summary)
+        item = {"id": rid_, "type": "reasoning", "summary": [summary], "status": "completed"}
+        if req.extra.get("encrypted_reasoning"):
+            item["encrypted_content"] = encrypted_reasoning(rid_)
+        ev("response.output_item.done", output_index=index, item=item)
+        done.append(item)
+        index += 1
     if msg.text:
         mid = f"msg_{answer.id}"
         ev("response.output_item.added", output_index=index,

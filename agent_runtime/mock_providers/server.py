@@ -83,6 +83,7 @@ class MockConfig:
     openai_min_cache_tokens: int = 1024
     gemini_min_cache_tokens: int = 1024
     thinking_text: str = "The user wants a small program; I will look at the workspace first."
+    redacted_thinking: bool = False  # Anthropic: each thinking answer also has a `redacted_thinking` block
     api_key: str | None = None  # when set, requests must carry exactly this key
 
 
@@ -266,7 +267,8 @@ class MockProviderApp:
         thinking = state.config.thinking_text if parsed.thinking else ""
         out_text = message.text + "".join(orjson.dumps(c.arguments).decode() for c in message.tool_calls)
         output_tokens = count_tokens(out_text + thinking) if out_text or thinking else 0
-        return Answer(message, usage, max(1, output_tokens), thinking, f"mock{next(state.ids):08d}")
+        return Answer(message, usage, max(1, output_tokens), thinking, f"mock{next(state.ids):08d}",
+                      redacted_thinking=state.config.redacted_thinking)
 
     def _encode(self, api: str, parsed: ParsedRequest, answer: Answer) -> list[bytes]:
         if api == "anthropic":

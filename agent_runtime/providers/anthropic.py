@@ -9,6 +9,12 @@ block's `input_json_delta` fragments are joined and parsed at its `content_block
 when `ToolCallCompleted` is emitted. `message_delta.usage` is cumulative. `event: error` (an overload
 after the 200) is a retryable `ProviderError`. Canonical usage: `input_tokens` is what Anthropic
 reports (the uncached tokens after the last breakpoint), plus cache read/write as reported.
+
+Extended thinking: the `thinking` blocks (with their `signature`) and `redacted_thinking` blocks
+(with their `data`) of a message are kept, unchanged and in order, as its `ProviderState`
+(`{"blocks": [...]}`) and sent back first in that assistant turn, as the API requires before a
+`tool_use` when thinking is on. Only the Anthropic codec sends them back; an assistant turn
+without text or tool calls is not sent at all (thinking alone is not a turn).
 """
 
 from __future__ import annotations
@@ -17,12 +23,22 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from agent_runtime.messages import AssistantMessage, Message, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
+from agent_runtime.messages import (
+    AssistantMessage,
+    Message,
+    ProviderState,
+    StopReason,
+    ToolCall,
+    ToolResultMessage,
+    Usage,
+    UserMessage,
+)
 from agent_runtime.native import SseEvent
 from agent_runtime.providers.base import (
     MessageCompleted,
     ModelRequest,
     ProviderError,
+    ProviderStateUpdated,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -58,13 +74,19 @@ def blocks_json(m: Message) -> list[dict[str, Any]]:
         content.append({"type": "text", "text": m.text})
     for call in m.tool_calls:
         content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
+    state = m.state_for("anthropic")
+    if content and isinstance(state, dict) and state.get("blocks"):
+        content[:0] = [dict(b) for b in state["blocks"]]
     return content
 
 
 def build_body(request: ModelRequest, *, thinking_budget: int | None = None,
                cache: FragmentCache | None = None) -> dict[str, Any]:
     """The request body; with a `cache`, earlier messages go in as pre-encoded JSON fragments. The
-    last block of the conversation carries the rolling cache breakpoint, so it is encoded afresh."""
+    last block of the conversation carries the rolling cache breakpoint, so it is encoded afresh.
+    Thinking: `request.thinking_budget` (the manifest's), else the shard's `thinking_budget`; the
+    budget is added to `max_tokens` (the API wants `budget_tokens < max_tokens`)."""
+    thinking_budget = request.thinking_budget or thinking_budget
     history = request.messages
     last = len(history) - 1
     while last >= 0 and isinstance(history[last], AssistantMessage) and not blocks_json(history[last]):
@@ -89,7 +111,7 @@ def build_body(request: ModelRequest, *, thinking_budget: int | None = None,
             messages.append({"role": role, "content": entries})
     body: dict[str, Any] = {
         "model": request.model,
-        "max_tokens": request.max_tokens,
+        "max_tokens": request.max_tokens + (thinking_budget or 0),
         "stream": True,
         "messages": messages,
     }
@@ -114,6 +136,7 @@ class AnthropicDecoder:
         self.tool_index = 0
         self.stop: StopReason | None = None
         self.usage: dict[str, Any] = {}
+        self.reasoning: list[dict[str, Any]] = []  # thinking / redacted_thinking blocks, in order
 
     def feed(self, event: SseEvent) -> list[StreamEvent]:
         kind = event.event
@@ -150,6 +173,14 @@ class AnthropicDecoder:
                 self.blocks[index] = {"type": btype, "id": block["id"], "name": block["name"], "args": [], "slot": slot}
                 return [ToolCallStarted(slot, block["id"], block["name"])]
             self.blocks[index] = {"type": btype}
+            if btype == "thinking":
+                kept = {"type": "thinking", "thinking": [block.get("thinking") or ""], "signature": [block.get("signature") or ""]}
+                self.blocks[index]["kept"] = kept
+                self.reasoning.append(kept)
+                return [ThinkingDelta(block["thinking"])] if block.get("thinking") else []
+            if btype == "redacted_thinking":
+                self.reasoning.append({"type": "redacted_thinking", "data": str(block["data"])})
+                return self._state_so_far()
             if btype == "text" and block.get("text"):
                 return [TextDelta(block["text"])]
             return []
@@ -167,13 +198,18 @@ class AnthropicDecoder:
                 block["args"].append(fragment)
                 return [ToolCallArgsDelta(block["slot"], fragment)]
             if dtype == "thinking_delta":
+                self.blocks[index]["kept"]["thinking"].append(delta["thinking"])
                 return [ThinkingDelta(delta["thinking"])] if delta["thinking"] else []
-            return []  # signature_delta, citations_delta: nothing canonical
+            if dtype == "signature_delta":
+                self.blocks[index]["kept"]["signature"].append(delta["signature"])
+            return []  # citations_delta: nothing canonical
         if kind == "content_block_stop":
             block = self.blocks[int(data["index"])]
             if block["type"] == "tool_use":
                 args = parse_tool_arguments("".join(block["args"]), "anthropic")
                 return [ToolCallCompleted(block["slot"], ToolCall(block["id"], block["name"], args))]
+            if block["type"] == "thinking":
+                return self._state_so_far()
             return []
         if kind == "message_delta":
             reason = data["delta"].get("stop_reason")
@@ -183,8 +219,21 @@ class AnthropicDecoder:
             return []
         if kind == "message_stop":
             self.done = True
-            return [MessageCompleted(self.stop or "end_turn", self.usage_totals())]
+            return [MessageCompleted(self.stop or "end_turn", self.usage_totals(), self.provider_state())]
         return []  # new event types are to be ignored gracefully (the docs say so)
+
+    def _state_so_far(self) -> list[StreamEvent]:
+        state = self.provider_state()
+        return [ProviderStateUpdated(state)] if state is not None else []
+
+    def provider_state(self) -> ProviderState | None:
+        if not self.reasoning:
+            return None
+        blocks = [
+            {**b, "thinking": "".join(b["thinking"]), "signature": "".join(b["signature"])} if b["type"] == "thinking" else b
+            for b in self.reasoning
+        ]
+        return ProviderState.of("anthropic", {"blocks": blocks})
 
     def usage_totals(self) -> Usage:
         u = self.usage

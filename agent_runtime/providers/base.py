@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
-from agent_runtime.messages import Message, StopReason, ToolCall, Usage
+from agent_runtime.messages import Message, ProviderState, StopReason, ToolCall, Usage
 
 if TYPE_CHECKING:
     from agent_runtime.tools.base import ToolSpec
@@ -31,6 +31,7 @@ class ModelRequest:
     context_tokens: int = 0
     provider: str = "simulated"
     region: str | None = None
+    thinking_budget: int | None = None  # spec.model.thinkingBudget: reasoning on, with this many tokens
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,12 +66,28 @@ class ToolCallCompleted:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ProviderStateUpdated:
+    """The provider state of the reasoning complete so far in the stream (a finished thinking block,
+    a signed call, a reasoning item). Live only: an interrupt keeps the latest one with the partial
+    message (its started calls need it on the next call); `MessageCompleted`'s supersedes it."""
+
+    provider_state: ProviderState
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class MessageCompleted:
+    """The end of the message. `provider_state`: what the provider needs echoed back on the next
+    call (signed thinking blocks, thought signatures, reasoning items); durable with the message."""
+
     stop_reason: StopReason
     usage: Usage
+    provider_state: ProviderState | None = None
 
 
-StreamEvent = TextDelta | ThinkingDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | MessageCompleted
+StreamEvent = (
+    TextDelta | ThinkingDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | ProviderStateUpdated
+    | MessageCompleted
+)
 
 
 class ProviderError(Exception):

@@ -8,6 +8,19 @@ Stream: data-only SSE (CRLF framed), every chunk a whole `GenerateContentRespons
 the message is complete when a chunk carried `finishReason` and the body ended. Function calls come
 whole in one part, so `ToolCallStarted`, one `ToolCallArgsDelta` and `ToolCallCompleted` are emitted
 together. Canonical usage: `input_tokens = promptTokenCount - cachedContentTokenCount`.
+
+Thinking (`request.thinking_budget`): `generationConfig.thinkingConfig` with the budget and
+`includeThoughts` (thought parts stream as `ThinkingDelta`). Thinking models put `thoughtSignature`s
+on parts; Gemini 2.5/3 require them back on the same parts when a turn has function calls. The
+message keeps them as its `ProviderState` (`{"calls": {call id: signature}, "text": signature}`)
+and the Gemini codec (only it) puts each back on its `functionCall` part, and the text one on the
+message's text part (the message's text parts are joined into one, so a signature on an earlier
+text part, on a thought part or on a text-less empty part moves to the joined text part or, without
+text, is dropped: only function-call signatures are validated by the API).
+
+Streamed function-call arguments (`FunctionCall.partialArgs` / `willContinue` in the SDK types) are
+neither requested nor decoded: the research note (section 7) could not confirm their wire form, and
+a decoder written against a guess would be a stub. Calls arrive whole.
 """
 
 from __future__ import annotations
@@ -19,12 +32,22 @@ from typing import Any
 
 import orjson
 
-from agent_runtime.messages import AssistantMessage, Message, StopReason, ToolCall, ToolResultMessage, Usage, UserMessage
+from agent_runtime.messages import (
+    AssistantMessage,
+    Message,
+    ProviderState,
+    StopReason,
+    ToolCall,
+    ToolResultMessage,
+    Usage,
+    UserMessage,
+)
 from agent_runtime.native import SseEvent
 from agent_runtime.providers.base import (
     MessageCompleted,
     ModelRequest,
     ProviderError,
+    ProviderStateUpdated,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -61,11 +84,19 @@ def parts_json(m: Message) -> list[dict[str, Any]]:
         r = m.result
         key = "error" if r.is_error else "output"
         return [{"functionResponse": {"id": r.tool_call_id, "name": r.name, "response": {key: r.content}}}]
+    state = m.state_for("gemini")
+    signatures = state if isinstance(state, dict) else {}
+    calls = signatures.get("calls") or {}
     parts: list[dict[str, Any]] = []
     if m.text:
         parts.append({"text": m.text})
+        if signatures.get("text"):
+            parts[-1]["thoughtSignature"] = signatures["text"]
     for c in m.tool_calls:
-        parts.append({"functionCall": {"id": c.id, "name": c.name, "args": c.arguments}})
+        part: dict[str, Any] = {"functionCall": {"id": c.id, "name": c.name, "args": c.arguments}}
+        if c.id in calls:
+            part["thoughtSignature"] = calls[c.id]
+        parts.append(part)
     return parts
 
 
@@ -86,7 +117,10 @@ def build_body(request: ModelRequest, cache: FragmentCache | None = None) -> dic
             contents[-1]["parts"].extend(entries)
         else:
             contents.append({"role": role, "parts": entries})
-    body: dict[str, Any] = {"contents": contents, "generationConfig": {"maxOutputTokens": request.max_tokens}}
+    generation: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
+    if request.thinking_budget:
+        generation["thinkingConfig"] = {"thinkingBudget": request.thinking_budget, "includeThoughts": True}
+    body: dict[str, Any] = {"contents": contents, "generationConfig": generation}
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": request.system}]}
     if request.tools:
@@ -110,6 +144,8 @@ class GeminiDecoder:
         self.calls = 0
         self.usage: dict[str, Any] = {}
         self.response_id = ""
+        self.call_signatures: dict[str, str] = {}
+        self.text_signature: str | None = None
 
     def feed(self, event: SseEvent) -> list[StreamEvent]:
         chunk = loads_event(event.data, "gemini")
@@ -138,7 +174,14 @@ class GeminiDecoder:
                         out.append(ToolCallStarted(slot, call_id, fc["name"]))
                         out.append(ToolCallArgsDelta(slot, orjson.dumps(args).decode()))
                         out.append(ToolCallCompleted(slot, ToolCall(call_id, fc["name"], dict(args))))
-                    elif part.get("text"):
+                        if part.get("thoughtSignature"):
+                            # before the call completes: an interrupt that keeps the call keeps this
+                            self.call_signatures[call_id] = str(part["thoughtSignature"])
+                            out.insert(-1, ProviderStateUpdated(ProviderState.of("gemini", {"calls": self.call_signatures})))
+                        continue
+                    if part.get("thoughtSignature"):
+                        self.text_signature = str(part["thoughtSignature"])
+                    if part.get("text"):
                         out.append(ThinkingDelta(part["text"]) if part.get("thought") else TextDelta(part["text"]))
                 if cand.get("finishReason"):
                     self.finish_reason = str(cand["finishReason"])
@@ -163,7 +206,15 @@ class GeminiDecoder:
             output_tokens=int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0),
             cache_read_tokens=cached,
         )
-        return [MessageCompleted(stop, usage)]
+        return [MessageCompleted(stop, usage, self.provider_state())]
+
+    def provider_state(self) -> ProviderState | None:
+        state: dict[str, Any] = {}
+        if self.call_signatures:
+            state["calls"] = self.call_signatures
+        if self.text_signature:
+            state["text"] = self.text_signature
+        return ProviderState.of("gemini", state) if state else None
 
 
 class GeminiCodec:

@@ -8,6 +8,14 @@ Stream: decoded by `data.type` (the `event:` line is ignored, as the SDK does). 
 complete at `response.function_call_arguments.done` (or its `output_item.done`), which is when
 `ToolCallCompleted` is emitted. The stream ends at `response.completed` / `response.incomplete`;
 `response.failed` and an `error` event are `ProviderError`s.
+
+Reasoning (`request.thinking_budget`): `reasoning.effort` (budget ≤ 4096 tokens: low, ≤ 16384:
+medium, else high) with `summary: auto` (summaries stream as `ThinkingDelta`), and, since `store` is
+off, `include: ["reasoning.encrypted_content"]`. The `reasoning` output items (id, summary,
+`encrypted_content`) are the message's `ProviderState` (`{"items": [...]}`) and go back, unchanged,
+as input items before the message's own items (its function calls) on the next call; only this
+codec sends them. Items without `encrypted_content` are not kept (with `store: false` an id alone
+refers to nothing).
 """
 
 from __future__ import annotations
@@ -18,12 +26,13 @@ from typing import Any
 
 import orjson
 
-from agent_runtime.messages import Message, StopReason, ToolCall, ToolResultMessage, UserMessage
+from agent_runtime.messages import Message, ProviderState, StopReason, ToolCall, ToolResultMessage, UserMessage
 from agent_runtime.native import SseEvent
 from agent_runtime.providers.base import (
     MessageCompleted,
     ModelRequest,
     ProviderError,
+    ProviderStateUpdated,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -44,12 +53,19 @@ def items_json(m: Message) -> list[dict[str, Any]]:
     if isinstance(m, ToolResultMessage):
         return [{"type": "function_call_output", "call_id": m.result.tool_call_id, "output": m.result.content}]
     items: list[dict[str, Any]] = []
+    state = m.state_for("openai-responses")
+    if isinstance(state, dict):
+        items.extend(dict(item) for item in state.get("items") or ())
     if m.text:
         items.append({"type": "message", "role": "assistant", "content": m.text})
     for c in m.tool_calls:
         items.append({"type": "function_call", "call_id": c.id, "name": c.name,
                       "arguments": orjson.dumps(c.arguments).decode()})
     return items
+
+
+def reasoning_effort(budget: int) -> str:
+    return "low" if budget <= 4096 else "medium" if budget <= 16384 else "high"
 
 
 def build_body(request: ModelRequest, cache: FragmentCache | None = None) -> dict[str, Any]:
@@ -72,6 +88,9 @@ def build_body(request: ModelRequest, cache: FragmentCache | None = None) -> dic
     }
     if request.system:
         body["instructions"] = request.system
+    if request.thinking_budget:
+        body["reasoning"] = {"effort": reasoning_effort(request.thinking_budget), "summary": "auto"}
+        body["include"] = ["reasoning.encrypted_content"]
     if request.tools:
         body["tools"] = [
             {"type": "function", "name": t.name, "description": t.description, "parameters": t.input_schema,
@@ -86,6 +105,7 @@ class OpenAIResponsesDecoder:
         self.items: dict[int, dict[str, Any]] = {}  # output_index -> function call state
         self.slots = 0
         self.done = False
+        self.reasoning: list[dict[str, Any]] = []  # reasoning items to send back, in output order
 
     def feed(self, event: SseEvent) -> list[StreamEvent]:
         data = loads_event(event.data, "openai-responses")
@@ -132,6 +152,10 @@ class OpenAIResponsesDecoder:
             item = data["item"]
             if item.get("type") == "function_call":
                 return self._complete_call(int(data["output_index"]), item.get("arguments"))
+            if item.get("type") == "reasoning" and item.get("encrypted_content"):
+                self.reasoning.append({"type": "reasoning", "id": item["id"], "summary": item.get("summary") or [],
+                                       "encrypted_content": item["encrypted_content"]})
+                return [ProviderStateUpdated(ProviderState.of("openai-responses", {"items": self.reasoning}))]
             return []
         if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             return [ThinkingDelta(data["delta"])] if data.get("delta") else []
@@ -144,7 +168,8 @@ class OpenAIResponsesDecoder:
                 stop: StopReason = INCOMPLETE_REASONS.get(reason, "max_tokens")
             else:
                 stop = "tool_use" if self.items else "end_turn"
-            return [MessageCompleted(stop, usage)]
+            state = ProviderState.of("openai-responses", {"items": self.reasoning}) if self.reasoning else None
+            return [MessageCompleted(stop, usage, state)]
         if kind == "response.failed":
             err = (data.get("response") or {}).get("error") or {}
             code = str(err.get("code") or "server_error")

@@ -49,7 +49,8 @@ def openai_client(mock: MockServer) -> openai.AsyncOpenAI:
 
 
 async def test_anthropic_sdk_parallel_tools_thinking_and_cache_usage() -> None:
-    body = anthropic_codec.build_body(request("anthropic", conversation_at_step_two()), thinking_budget=2048)
+    body = anthropic_codec.build_body(request("anthropic", conversation_at_step_two(thinking="I should look.")),
+                                      thinking_budget=2048)
     async with MockServer() as mock:
         client = anthropic_client(mock)
         finals = []
@@ -205,3 +206,89 @@ async def test_the_mock_rejects_what_the_api_rejects() -> None:
                                         messages=[{"role": "user", "content": "x"}])
         await client.close()
         await wrong.close()
+
+
+# -- reasoning state, as the SDKs hand it back ------------------------------------------------------
+
+
+async def test_anthropic_sdk_thinking_blocks_round_trip() -> None:
+    """The SDK parses thinking + redacted_thinking blocks strictly; sending its own blocks back (as
+    a client must) is accepted, and the same follow-up without them is the API's 400."""
+    body = anthropic_codec.build_body(request("anthropic", [UserMessage("task: write fib.py and check it")]),
+                                      thinking_budget=2048)
+    async with MockServer(MockConfig(redacted_thinking=True)) as mock:
+        client = anthropic_client(mock)
+        kw: dict[str, Any] = dict(model=body["model"], max_tokens=body["max_tokens"], system=body["system"],
+                                  tools=body["tools"], thinking=body["thinking"])
+        async with client.messages.stream(messages=body["messages"], **kw) as stream:
+            first = await stream.get_final_message()
+        assert [b.type for b in first.content] == ["thinking", "redacted_thinking", "text", "tool_use"]
+        call = next(b for b in first.content if b.type == "tool_use")
+        result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "(empty)"}]}
+        turn = {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]}
+        async with client.messages.stream(messages=[*body["messages"], turn, result], **kw) as stream:
+            second = await stream.get_final_message()
+        without = {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content
+                                                    if b.type in ("text", "tool_use")]}
+        with pytest.raises(anthropic.BadRequestError) as info:
+            await client.messages.create(messages=[*body["messages"], without, result], stream=True, **kw)
+        await client.close()
+    assert second.stop_reason == "tool_use"
+    assert "must start with a thinking block" in str(info.value)
+
+
+async def test_openai_responses_sdk_reasoning_items_round_trip() -> None:
+    body = openai_responses.build_body(request("openai-responses", [UserMessage("task: write fib.py and check it")],
+                                               thinking_budget=2048))
+    async with MockServer() as mock:
+        client = openai_client(mock)
+        kw: dict[str, Any] = dict(model=body["model"], tools=body["tools"], instructions=body["instructions"],
+                                  reasoning=body["reasoning"], include=body["include"], store=False)
+        async with client.responses.stream(input=body["input"], **kw) as stream:
+            first = await stream.get_final_response()
+        reasoning = first.output[0]
+        assert reasoning.type == "reasoning" and reasoning.encrypted_content
+        assert reasoning.summary[0].text == MockConfig().thinking_text
+        call = next(o for o in first.output if o.type == "function_call")
+        output = {"type": "function_call_output", "call_id": call.call_id, "output": "(empty)"}
+        items = [o.model_dump(exclude_none=True) for o in first.output]
+        async with client.responses.stream(input=[*body["input"], *items, output], **kw) as stream:
+            second = await stream.get_final_response()
+        bare = [i for i in items if i["type"] != "reasoning"]
+        with pytest.raises(openai.BadRequestError):
+            await client.responses.create(input=[*body["input"], *bare, output], stream=True, **kw)
+        await client.close()
+    assert [o.type for o in second.output][0] == "reasoning"
+
+
+async def test_gemini_sdk_thought_signatures_round_trip() -> None:
+    config = genai_types.GenerateContentConfig(
+        system_instruction=SYSTEM,
+        thinking_config=genai_types.ThinkingConfig(thinking_budget=2048, include_thoughts=True),
+        tools=[genai_types.Tool(function_declarations=[
+            genai_types.FunctionDeclaration(name=t.name, description=t.description, parameters_json_schema=t.input_schema)
+            for t in TOOLS])],
+    )
+    user: Any = {"role": "user", "parts": [{"text": "task: write fib.py and check it"}]}
+    async with MockServer() as mock:
+        client = genai_client(mock)
+        chunks = [c async for c in await client.aio.models.generate_content_stream(
+            model="gemini-2.5-flash", contents=[user], config=config)]
+        parts = [p for c in chunks for p in (c.candidates[0].content.parts or [])]  # type: ignore[index,union-attr]
+        thought = [p for p in parts if p.thought]
+        call_parts = [p for p in parts if p.function_call]
+        assert thought and thought[0].text == MockConfig().thinking_text
+        assert call_parts and call_parts[0].thought_signature  # bytes, decoded from base64 by the SDK
+        model_turn = genai_types.Content(role="model", parts=call_parts)
+        fc = call_parts[0].function_call
+        response = {"role": "user", "parts": [{"function_response": {"id": fc.id, "name": fc.name,  # type: ignore[union-attr]
+                                                                     "response": {"output": "(empty)"}}}]}
+        again = [c async for c in await client.aio.models.generate_content_stream(
+            model="gemini-2.5-flash", contents=[user, model_turn, response], config=config)]
+        unsigned = genai_types.Content(role="model", parts=[genai_types.Part(function_call=fc)])
+        with pytest.raises(genai_errors.ClientError) as info:
+            async for _ in await client.aio.models.generate_content_stream(
+                    model="gemini-2.5-flash", contents=[user, unsigned, response], config=config):
+                pass
+    assert again[-1].candidates[0].finish_reason == genai_types.FinishReason.STOP  # type: ignore[index]
+    assert info.value.code == 400 and "thought_signature" in str(info.value)

@@ -20,6 +20,12 @@ def test_good_manifest_round_trips_in_camel_case() -> None:
     assert m.to_dict()["spec"]["limits"]["maxTurns"] == 5
 
 
+def test_thinking_budget_is_optional_and_camel_case() -> None:
+    assert parse_manifest(GOOD).spec.model.thinking_budget is None
+    m = parse_manifest(with_("spec.model.thinkingBudget", 4096))
+    assert m.spec.model.thinking_budget == 4096 and m.to_dict()["spec"]["model"]["thinkingBudget"] == 4096
+
+
 def with_(path: str, value: object) -> dict:
     import copy
 
@@ -41,6 +47,7 @@ def with_(path: str, value: object) -> dict:
         ("spec.limits.tokenBudget", "lots", "spec.limits.tokenBudget"),
         ("spec.tools", ["shell", "rm_rf"], "spec.tools"),
         ("spec.model.provider", "acme", "spec.model.provider"),
+        ("spec.model.thinkingBudget", 100, "spec.model.thinkingBudget"),
         ("spec.unknownField", 1, "spec.unknownField"),
         ("kind", "Pod", "kind"),
         ("apiVersion", "v1", "apiVersion"),

@@ -106,3 +106,37 @@ def test_applying_out_of_order_is_refused() -> None:
         assert "seq 1" in str(exc)
     else:
         raise AssertionError("re-applying a seq must fail")
+
+
+def test_provider_state_is_stored_with_the_message_and_rebuilt() -> None:
+    """The `assistant_message` event carries the message's reasoning state; replay rebuilds it
+    equal (keys sorted, as stored), and a message without one stores no key (older logs unchanged)."""
+    from agent_runtime.events import decode_data, encode_data
+    from agent_runtime.messages import ProviderState
+
+    state = AgentState()
+    machine = TurnMachine(state, SPEC)
+    seq = itertools.count(1)
+    log: list[Event] = []
+
+    def commit(events: list[NewEvent]) -> None:
+        for e in events:  # through the stored bytes, as the event logs do
+            ev = Event(next(seq), e.kind, decode_data(encode_data(e.data)), 0.0, e.client_id)
+            state.apply(ev)
+            log.append(ev)
+
+    commit(machine.user_message("u1", "task"))
+    ps = ProviderState.of("anthropic", {"blocks": [{"type": "thinking", "thinking": "t", "signature": "sig"}]})
+    message = AssistantMessage("", (ToolCall("c1", "list_dir", {"path": "."}),), "tool_use", provider_state=ps)
+    commit(machine.model_message(message, Usage(), "m1"))
+    commit(machine.model_message(AssistantMessage("plain"), Usage(), "m2"))
+    stored = [e.data for e in log if e.kind == "assistant_message"]
+    assert stored[0]["provider_state"] == {"provider": "anthropic", "data": {"blocks": [
+        {"signature": "sig", "thinking": "t", "type": "thinking"}]}}
+    assert "provider_state" not in stored[1]
+    replayed = AgentState()
+    for e in log:
+        replayed.apply(e)
+    rebuilt = [m for m in replayed.messages if isinstance(m, AssistantMessage)]
+    assert rebuilt[0].provider_state == ps and rebuilt[0].state_for("anthropic") == ps.data
+    assert rebuilt[0].state_for("gemini") is None and rebuilt[1].provider_state is None

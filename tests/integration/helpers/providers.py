@@ -5,7 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, UserMessage
+from agent_runtime.messages import (
+    AssistantMessage,
+    Message,
+    ProviderState,
+    ToolCall,
+    ToolResult,
+    ToolResultMessage,
+    UserMessage,
+)
+from agent_runtime.mock_providers.anthropic import thinking_signature
 from agent_runtime.mock_providers.server import MockConfig, MockServer
 from agent_runtime.providers.base import ModelRequest, Provider, StreamEvent
 from agent_runtime.providers.http import HttpProvider, ProviderSession, Secret
@@ -24,14 +33,21 @@ def request(provider: str, messages: list[Message], agent_key: str = "default/a1
                         agent_key=agent_key, provider=provider, **kw)  # type: ignore[arg-type]
 
 
-def conversation_at_step_two() -> list[Message]:
-    """A conversation after which the simulated model asks for two tool calls in parallel."""
+def conversation_at_step_two(thinking: str | None = None) -> list[Message]:
+    """A conversation after which the simulated model asks for two tool calls in parallel. With
+    `thinking`, its assistant turns carry Anthropic thinking blocks the mock signed (what a
+    conversation held with thinking on has, and what the mock requires back)."""
+    state = None
+    if thinking is not None:
+        state = ProviderState.of("anthropic", {"blocks": [
+            {"type": "thinking", "thinking": thinking, "signature": thinking_signature(thinking)}]})
     return [
         UserMessage("task: write fib.py and check it"),
-        AssistantMessage("Looking first.", (ToolCall("call_0_0", "list_dir", {"path": "."}),), "tool_use"),
+        AssistantMessage("Looking first.", (ToolCall("call_0_0", "list_dir", {"path": "."}),), "tool_use",
+                         provider_state=state),
         ToolResultMessage(ToolResult("call_0_0", "list_dir", "(empty)")),
         AssistantMessage("Writing fib.py.", (ToolCall("call_0_1", "write_file", {"path": "fib.py", "content": "print(1)\n"}),),
-                         "tool_use"),
+                         "tool_use", provider_state=state),
         ToolResultMessage(ToolResult("call_0_1", "write_file", "wrote 9 bytes")),
     ]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.messages import ToolCall, Usage
+from agent_runtime.messages import ProviderState, ToolCall, Usage
 from agent_runtime.native import SseParser
 from agent_runtime.providers.anthropic import AnthropicDecoder
 from agent_runtime.providers.base import (
@@ -81,7 +81,10 @@ def test_anthropic_thinking_capture_wrapped_in_a_message() -> None:
     thinking = "".join(e.text for e in events if isinstance(e, ThinkingDelta))
     assert thinking.startswith("Let me solve this step by step:\n\n1. First break down 27 * 453")
     assert text_of(events) == ""
-    assert events[-1] == MessageCompleted("end_turn", Usage(10, 30, cache_read_tokens=4096, cache_write_tokens=2048))
+    # the signed block is kept, whole, for the next call
+    block = {"signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds...", "thinking": thinking, "type": "thinking"}
+    state = ProviderState("anthropic", {"blocks": [block]})
+    assert events[-1] == MessageCompleted("end_turn", Usage(10, 30, cache_read_tokens=4096, cache_write_tokens=2048), state)
 
 
 def test_openai_chat_tool_call_recording() -> None:
@@ -104,7 +107,10 @@ def test_gemini_crlf_chunks() -> None:
         assert [c.call.name for c in completed] == ["get_weather"]
         assert completed[0].call.arguments == {"city": "Paris"}
         # promptTokenCount includes the cached tokens; thoughts count as output.
-        assert events[-1] == MessageCompleted("tool_use", Usage(input_tokens=52, output_tokens=50, cache_read_tokens=2048))
+        # the call's thoughtSignature is kept for the next call, by call id
+        state = ProviderState("gemini", {"calls": {completed[0].call.id: "CiQB"}})
+        assert events[-1] == MessageCompleted("tool_use", Usage(input_tokens=52, output_tokens=50, cache_read_tokens=2048),
+                                              state)
 
 
 @pytest.mark.parametrize("decoder", [AnthropicDecoder, OpenAIChatDecoder, GeminiDecoder])
