@@ -114,6 +114,9 @@ class AnthropicDecoder:
         self.tool_index = 0
         self.stop: StopReason | None = None
         self.usage: dict[str, Any] = {}
+        # A tool_use block whose arguments are not JSON: cut by max_tokens (dropped) or malformed
+        # (raised at message_stop, once the stop reason is known).
+        self.cut: ProviderError | None = None
 
     def feed(self, event: SseEvent) -> list[StreamEvent]:
         kind = event.event
@@ -172,7 +175,11 @@ class AnthropicDecoder:
         if kind == "content_block_stop":
             block = self.blocks[int(data["index"])]
             if block["type"] == "tool_use":
-                args = parse_tool_arguments("".join(block["args"]), "anthropic")
+                try:
+                    args = parse_tool_arguments("".join(block["args"]), "anthropic")
+                except ProviderError as exc:
+                    self.cut = self.cut or exc
+                    return []
                 return [ToolCallCompleted(block["slot"], ToolCall(block["id"], block["name"], args))]
             return []
         if kind == "message_delta":
@@ -182,6 +189,8 @@ class AnthropicDecoder:
             self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
             return []
         if kind == "message_stop":
+            if self.cut is not None and self.stop != "max_tokens":
+                raise self.cut
             self.done = True
             return [MessageCompleted(self.stop or "end_turn", self.usage_totals())]
         return []  # new event types are to be ignored gracefully (the docs say so)
