@@ -180,6 +180,10 @@ class AgentActor:
         finally:
             self.closing = True
             self._fail_mail(AgentStopped(f"agent {self.key} stopped"))
+            # A turn stopped between its stream and its tools (delete, shutdown) leaves the calls
+            # it started mid-stream: they must not outlive the actor.
+            await self._cancel_early()
+            self._forget_message_tools()
             with contextlib.suppress(Exception):
                 await self._snapshot()
             await self.log.close()

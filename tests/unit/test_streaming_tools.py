@@ -356,3 +356,39 @@ async def test_per_agent_limit_on_running_tools() -> None:
         events = await w.idle()
     assert w.tools["read_file"].peak == 2
     assert [r["tool_call_id"] for r in results(events)] == [f"c{i}" for i in range(6)]
+
+
+class GatedLog(MemoryEventLog):
+    """Holds the commit of the assistant message until `gate` is set (an actor stopping then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.holding = asyncio.Event()
+
+    async def append(self, events: Any) -> list[Event]:
+        if any(e.kind == "assistant_message" for e in events):
+            self.holding.set()
+            await self.gate.wait()
+        return await super().append(events)
+
+
+async def test_an_actor_that_stops_between_the_stream_and_its_tools_cancels_the_early_calls() -> None:
+    # Delete or shutdown cancels the turn while it commits the message: the calls that started
+    # mid-stream must not outlive the actor (a delete removes the workspace under them).
+    script = [Call(tc("r1", "read_file", path="slow", sleep=30)), Stop("tool_use")]
+    w = World([script])
+    w.log = GatedLog()
+    w.actor = w.new_actor()
+    await w.actor.start()
+    runner = asyncio.create_task(w.actor.run())
+    await w.send()
+    await w.log.holding.wait()
+    assert w.started("slow") is not None
+    runner.cancel()
+    await asyncio.sleep(0)
+    w.log.gate.set()
+    await asyncio.gather(runner, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert ("cancelled", "slow") in [(k, n) for k, n, _ in w.journal]
+    assert w.tools["read_file"].running == 0
