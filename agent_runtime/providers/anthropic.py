@@ -114,8 +114,8 @@ class AnthropicDecoder:
         self.tool_index = 0
         self.stop: StopReason | None = None
         self.usage: dict[str, Any] = {}
-        # A tool_use block whose arguments are not JSON: cut by max_tokens (dropped) or malformed
-        # (raised at message_stop, once the stop reason is known).
+        # A tool_use block whose arguments are not JSON: cut by max_tokens or a refusal (dropped) or
+        # malformed (raised at message_stop, once the stop reason is known).
         self.cut: ProviderError | None = None
 
     def feed(self, event: SseEvent) -> list[StreamEvent]:
@@ -189,7 +189,7 @@ class AnthropicDecoder:
             self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
             return []
         if kind == "message_stop":
-            if self.cut is not None and self.stop != "max_tokens":
+            if self.cut is not None and self.stop not in ("max_tokens", "content_filter"):
                 raise self.cut
             self.done = True
             return [MessageCompleted(self.stop or "end_turn", self.usage_totals())]

@@ -64,10 +64,11 @@ def completed(events: list[StreamEvent]) -> list[ToolCall]:
     return [e.call for e in events if isinstance(e, ToolCallCompleted)]
 
 
-def test_anthropic_max_tokens_inside_a_tool_call_is_a_max_tokens_message() -> None:
-    events = replay(anthropic_stream("max_tokens"), AnthropicDecoder())
+@pytest.mark.parametrize(("wire", "stop"), [("max_tokens", "max_tokens"), ("refusal", "content_filter")])
+def test_anthropic_max_tokens_inside_a_tool_call_is_a_max_tokens_message(wire: str, stop: str) -> None:
+    events = replay(anthropic_stream(wire), AnthropicDecoder())
     assert completed(events) == [ToolCall("toolu_1", "write_file", {"path": "a.txt", "content": "x"})]
-    assert isinstance(events[-1], MessageCompleted) and events[-1].stop_reason == "max_tokens"
+    assert isinstance(events[-1], MessageCompleted) and events[-1].stop_reason == stop
 
 
 def test_anthropic_broken_arguments_in_a_finished_message_stay_a_retryable_error() -> None:
@@ -94,10 +95,11 @@ def openai_chat_stream(finish: str) -> bytes:
     return b"".join(parts)
 
 
-def test_openai_chat_length_inside_a_tool_call_is_a_max_tokens_message() -> None:
-    events = replay(openai_chat_stream("length"), OpenAIChatDecoder())
+@pytest.mark.parametrize(("wire", "stop"), [("length", "max_tokens"), ("content_filter", "content_filter")])
+def test_openai_chat_length_inside_a_tool_call_is_a_max_tokens_message(wire: str, stop: str) -> None:
+    events = replay(openai_chat_stream(wire), OpenAIChatDecoder())
     assert completed(events) == [ToolCall("call_1", "write_file", {"path": "a.txt", "content": "x"})]
-    assert isinstance(events[-1], MessageCompleted) and events[-1].stop_reason == "max_tokens"
+    assert isinstance(events[-1], MessageCompleted) and events[-1].stop_reason == stop
 
 
 def test_openai_chat_broken_arguments_in_a_finished_message_stay_a_retryable_error() -> None:
