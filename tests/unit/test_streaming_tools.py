@@ -392,3 +392,24 @@ async def test_an_actor_that_stops_between_the_stream_and_its_tools_cancels_the_
     await asyncio.sleep(0.01)
     assert ("cancelled", "slow") in [(k, n) for k, n, _ in w.journal]
     assert w.tools["read_file"].running == 0
+
+
+async def test_path_rules_see_the_path_the_tool_will_touch(tmp_path: Path) -> None:
+    # The file tools accept `~/x`, absolute paths inside the workspace and symlinks that stay in
+    # it; a rule on `secrets/*` must not be dodged by spelling the same file another way.
+    ws = tmp_path / "ws"
+    (ws / "secrets").mkdir(parents=True)
+    (ws / "s").symlink_to(ws / "secrets")
+    autonomy = {"rules": [{"action": "deny", "tool": "write_file", "arguments": {"path": "secrets/*"}}]}
+    spellings = ["secrets/k", "~/secrets/k", f"{ws}/secrets/k", "s/k", "./x/../secrets/k"]
+    script = [*(Call(tc(f"w{i}", "write_file", path=p)) for i, p in enumerate(spellings)),
+              Call(tc("ok", "write_file", path="src/a.py")), Stop("tool_use")]
+    w = World([script], autonomy=autonomy)
+    w.actor.workspace = ws
+    async with w:
+        await w.send()
+        events = await w.idle()
+    got = {r["tool_call_id"]: r for r in results(events)}
+    denied = {i for i, r in got.items() if r["content"].startswith("error[denied]")}
+    assert denied == {f"w{i}" for i in range(len(spellings))}, {i: r["content"] for i, r in got.items()}
+    assert {name for kind, name, _ in w.journal if kind == "start"} == {"src/a.py"}
