@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent_runtime.autonomy import AutonomyPolicy
+from agent_runtime.autonomy import AutonomyPolicy, Verdict
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
 from agent_runtime.hub import Hub
@@ -46,6 +46,7 @@ from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wai
 
 from agent_runtime.tools.base import ToolContext, ToolError
 from agent_runtime.tools.registry import format_tool_error
+from agent_runtime.tools.workspace import display_path, resolve_in_workspace
 
 if TYPE_CHECKING:
     from agent_runtime.metrics import Metrics
@@ -182,6 +183,10 @@ class AgentActor:
         finally:
             self.closing = True
             self._fail_mail(AgentStopped(f"agent {self.key} stopped"))
+            # A turn stopped between its stream and its tools (delete, shutdown) leaves the calls
+            # it started mid-stream: they must not outlive the actor.
+            await self._cancel_early()
+            self._forget_message_tools()
             with contextlib.suppress(Exception):
                 await self._snapshot()
             await self.log.close()
@@ -496,6 +501,22 @@ class AgentActor:
         spec = self.tools.get(name).spec
         return spec.read_only, spec.idempotent
 
+    def _decide(self, call: ToolCall) -> Verdict:
+        """The autonomy verdict on `call`. A `path` argument is matched as the workspace-relative
+        path the file tools will touch (`~/x`, an absolute path inside the workspace and symlinks
+        that stay inside all name the same file as `x`), so a rule cannot be dodged by spelling."""
+        read_only, _ = self._hints(call.name)
+        arguments = call.arguments
+        path = arguments.get("path")
+        if isinstance(path, str) and path:
+            try:
+                resolved = resolve_in_workspace(self.workspace, path)
+            except ToolError:
+                pass  # an escape: the tool refuses it anyway
+            else:
+                arguments = {**arguments, "path": display_path(self.workspace, resolved)}
+        return self.policy.decide(call.name, arguments, read_only=read_only)
+
     def _may_start_early(self, call: ToolCall) -> bool:
         """A call complete in the stream starts at once if it is valid, allowed by the autonomy
         rules, and read-only (or idempotent, per `autonomy.streamingStart`)."""
@@ -507,14 +528,13 @@ class AgentActor:
         read_only, idempotent = self._hints(call.name)
         if not (read_only or (idempotent and mode == "readOnlyOrIdempotent")):
             return False
-        return self.policy.decide(call.name, call.arguments, read_only=read_only).action == "allow"
+        return self._decide(call).action == "allow"
 
     def _starts_at_end(self, call: ToolCall) -> bool:
         """A call of a finished message that starts right after the message is committed."""
         if self._precheck(call) is not None:
             return False
-        read_only, _ = self._hints(call.name)
-        return self.policy.decide(call.name, call.arguments, read_only=read_only).action == "allow"
+        return self._decide(call).action == "allow"
 
     async def _execute(self, call: ToolCall) -> ToolResult:
         """Run one call within the agent's and the shard's limits; remember its result."""
@@ -588,8 +608,7 @@ class AgentActor:
             if decided is None:  # asked before a restart: keep waiting until the same deadline
                 ask.append((call, ""))
                 continue
-            read_only, _ = self._hints(call.name)
-            verdict = self.policy.decide(call.name, call.arguments, read_only=read_only)
+            verdict = self._decide(call)
             if verdict.action == "deny":
                 done[call.id] = self._denied(call, verdict.reason)
             elif verdict.action == "ask":

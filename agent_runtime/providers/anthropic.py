@@ -137,6 +137,9 @@ class AnthropicDecoder:
         self.stop: StopReason | None = None
         self.usage: dict[str, Any] = {}
         self.reasoning: list[dict[str, Any]] = []  # thinking / redacted_thinking blocks, in order
+        # A tool_use block whose arguments are not JSON: cut by max_tokens or a refusal (dropped) or
+        # malformed (raised at message_stop, once the stop reason is known).
+        self.cut: ProviderError | None = None
 
     def feed(self, event: SseEvent) -> list[StreamEvent]:
         kind = event.event
@@ -206,7 +209,11 @@ class AnthropicDecoder:
         if kind == "content_block_stop":
             block = self.blocks[int(data["index"])]
             if block["type"] == "tool_use":
-                args = parse_tool_arguments("".join(block["args"]), "anthropic")
+                try:
+                    args = parse_tool_arguments("".join(block["args"]), "anthropic")
+                except ProviderError as exc:
+                    self.cut = self.cut or exc
+                    return []
                 return [ToolCallCompleted(block["slot"], ToolCall(block["id"], block["name"], args))]
             if block["type"] == "thinking":
                 return self._state_so_far()
@@ -218,6 +225,8 @@ class AnthropicDecoder:
             self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
             return []
         if kind == "message_stop":
+            if self.cut is not None and self.stop not in ("max_tokens", "content_filter"):
+                raise self.cut
             self.done = True
             return [MessageCompleted(self.stop or "end_turn", self.usage_totals(), self.provider_state())]
         return []  # new event types are to be ignored gracefully (the docs say so)

@@ -4,7 +4,8 @@
 endpoint, created lazily on the running loop). `HttpProvider` posts the codec's request, feeds the
 response bytes to the native SSE parser and the parsed events to the codec's decoder, and yields
 canonical events. Transport failures (refused connection, reset, timeout) become retryable
-`ProviderError`s; nothing here knows a wire format.
+`ProviderError`s, except after the decoder has seen the message's terminator (the message is whole;
+retrying it would drop it and re-run its early tool calls); nothing here knows a wire format.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 
 from agent_runtime.native import SseBufferOverflow, SseParser
-from agent_runtime.providers.base import ModelRequest, Provider, ProviderError, StreamEvent
+from agent_runtime.providers.base import MessageCompleted, ModelRequest, Provider, ProviderError, StreamEvent
 from agent_runtime.providers.wire import WireCodec
 
 
@@ -82,6 +83,7 @@ class HttpProvider(Provider):
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         http = self.codec.encode(request, self.base_url(request.region), self.api_key.reveal())
         session = self.session.get()
+        completed = False  # the decoder saw the message's terminator
         try:
             async with session.post(http.url, data=http.body, headers=http.headers) as resp:
                 if resp.status >= 400:
@@ -95,6 +97,7 @@ class HttpProvider(Provider):
                     self.events_parsed += len(events)
                     for sse in events:
                         for out in decoder.feed(sse):
+                            completed = completed or isinstance(out, MessageCompleted)
                             yield out
                 parser.finish()
                 for out in decoder.finish():
@@ -102,6 +105,8 @@ class HttpProvider(Provider):
         except SseBufferOverflow as exc:
             raise ProviderError(f"{self.name}: {exc}", retryable=True, code="malformed_stream", status=200) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+            if completed:
+                return  # the whole message arrived; only the end of the HTTP body was lost
             raise ProviderError(f"{self.name}: connection failed: {type(exc).__name__}: {exc}", retryable=True,
                                 code="connection_error") from exc
 

@@ -107,12 +107,19 @@ class OpenAIChatDecoder:
         self.usage: Usage | None = None
         self.done = False
 
-    def _close_open(self) -> list[StreamEvent]:
+    def _close_open(self, cut: bool = False) -> list[StreamEvent]:
+        """Complete the open call. `cut`: the choice finished with `length` or `content_filter`, so
+        a call whose arguments are not JSON was cut short and is dropped (an unfinished message)."""
         if self.open is None:
             return []
         call = self.calls[self.open]
         self.open = None
-        args = parse_tool_arguments("".join(call["args"]), "openai")
+        try:
+            args = parse_tool_arguments("".join(call["args"]), "openai")
+        except ProviderError:
+            if cut:
+                return []
+            raise
         return [ToolCallCompleted(call["slot"], ToolCall(call["id"], call["name"], args))]
 
     def feed(self, event: SseEvent) -> list[StreamEvent]:
@@ -151,7 +158,7 @@ class OpenAIChatDecoder:
                         out.append(ToolCallArgsDelta(self.calls[index]["slot"], fragment))
                 reason = choice.get("finish_reason")
                 if reason:
-                    out.extend(self._close_open())
+                    out.extend(self._close_open(cut=reason in ("length", "content_filter")))
                     self.finish_reason = FINISH_REASONS.get(reason, "end_turn")
         except (KeyError, TypeError, ValueError) as exc:
             raise ProviderError(f"openai: unexpected chunk: {exc!r}", retryable=True, code="malformed_stream",

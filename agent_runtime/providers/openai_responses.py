@@ -106,6 +106,9 @@ class OpenAIResponsesDecoder:
         self.slots = 0
         self.done = False
         self.reasoning: list[dict[str, Any]] = []  # reasoning items to send back, in output order
+        # A call whose arguments are not JSON: cut by the output limit (dropped at
+        # `response.incomplete`) or malformed (raised at `response.completed`).
+        self.cut: ProviderError | None = None
 
     def feed(self, event: SseEvent) -> list[StreamEvent]:
         data = loads_event(event.data, "openai-responses")
@@ -123,7 +126,11 @@ class OpenAIResponsesDecoder:
             return []
         call["done"] = True
         text = arguments if arguments is not None else "".join(call["args"])
-        args = parse_tool_arguments(text, "openai-responses")
+        try:
+            args = parse_tool_arguments(text, "openai-responses")
+        except ProviderError as exc:
+            self.cut = self.cut or exc
+            return []
         return [ToolCallCompleted(call["slot"], ToolCall(call["call_id"], call["name"], args))]
 
     def _handle(self, kind: str, data: dict[str, Any]) -> list[StreamEvent]:
@@ -160,6 +167,8 @@ class OpenAIResponsesDecoder:
         if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             return [ThinkingDelta(data["delta"])] if data.get("delta") else []
         if kind in ("response.completed", "response.incomplete"):
+            if kind == "response.completed" and self.cut is not None:
+                raise self.cut
             response = data["response"]
             self.done = True
             usage = usage_of(response.get("usage") or {}, "input_tokens_details", "input_tokens", "output_tokens")

@@ -381,20 +381,36 @@ VERSIONS = VersionStore()
 """The process-wide store the built-in `read_file` and `edit_file` share."""
 
 
+def _open_regular(path: Path, shown: str) -> io.BufferedReader:
+    """Open a regular file for reading; `not_a_file` for anything else. Opened non-blocking, so a
+    FIFO (the agent's shell can make one) is refused at once instead of blocking the thread (or the
+    loop) in `open` until a writer comes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _os_error(exc, shown) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ToolError(f"{shown}: is a directory", code="is_a_directory")
+        if not stat.S_ISREG(mode):
+            raise ToolError(f"{shown}: not a regular file", code="not_a_file")
+        os.set_blocking(fd, True)
+        return open(fd, "rb")  # noqa: SIM115 - the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_text(
     path: Path, shown: str, offset: int, limit: int | None, cap: int, scan_cap: int, versions: VersionStore | None = None
 ) -> str:
     """Lines [offset, offset+limit) of a text file, at most `cap` bytes; notes say how to go on.
     A file of at most 4 MiB is read whole, and its version is noted at the end."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise _os_error(exc, shown) from None
+    f = _open_regular(path, shown)
     version = None
     with f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise ToolError(f"{shown}: not a regular file", code="not_a_file")
         if versions is not None and st.st_size <= _VERSION_MAX:
             whole = f.read(_VERSION_MAX + 1)
             if len(whole) <= _VERSION_MAX and b"\x00" not in whole[:8192]:
@@ -567,9 +583,7 @@ def _conflict_report(shown: str, version: str, result: native.MergeResult) -> st
 
 def _edit(path: Path, shown: str, version: str, old: str, new: str, replace_all: bool, versions: VersionStore) -> str:
     try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ToolError(f"{shown}: not a regular file", code="not_a_file")
+        with _open_regular(path, shown) as f:
             raw = f.read(_VERSION_MAX + 1)
     except OSError as exc:
         raise _os_error(exc, shown) from None

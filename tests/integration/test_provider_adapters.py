@@ -182,3 +182,42 @@ async def test_region_selects_the_base_url() -> None:
         finally:
             await session.aclose()
     assert isinstance(events[-1], MessageCompleted)
+
+
+async def test_a_connection_lost_after_the_terminator_keeps_the_complete_message() -> None:
+    # The whole message arrived (Anthropic `message_stop`) and then the connection broke before the
+    # HTTP body was properly ended (a proxy dropping the last chunk): that message is complete.
+    # Retrying it would throw it away, ask the model again and re-run its early tool calls.
+    import aiohttp.web
+
+    from agent_runtime.messages import ToolCall
+
+    data = (Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "anthropic_tool_use.sse").read_bytes()
+
+    async def handler(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        await request.read()
+        resp = aiohttp.web.StreamResponse(headers={"content-type": "text/event-stream"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(data)
+        assert request.transport is not None
+        request.transport.close()  # no final chunk
+        return resp
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/v1/messages", handler)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    session = ProviderSession()
+    adapter = HttpProvider(codec_for("anthropic", ProviderSettings()), session, {None: f"http://127.0.0.1:{port}"}, Secret("k"))
+    try:
+        events = await collect(adapter, request("anthropic", [UserMessage("hi")]))
+    finally:
+        await session.aclose()
+        await runner.cleanup()
+    assert [e.call for e in events if isinstance(e, ToolCallCompleted)] == [
+        ToolCall("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", {"location": "Paris"})]
+    assert isinstance(events[-1], MessageCompleted) and events[-1].stop_reason == "tool_use"

@@ -5,6 +5,7 @@ file round trips, workspace confinement, a scrubbed environment."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import time
@@ -349,3 +350,30 @@ async def test_without_pidfd_the_exit_is_polled(reg: ToolRegistry, ws: Path, mon
     pgid = await wait_for_pgid(ws, members=3)
     assert (await task).content.startswith("error[timeout]")
     await assert_group_gone(pgid)
+
+
+@pytest.mark.parametrize("tool", ["read_file", "edit_file"])
+async def test_a_fifo_in_the_workspace_is_refused_without_blocking_a_file_io_thread(reg: ToolRegistry, ws: Path,
+                                                                                   tool: str) -> None:
+    # The agent's own shell can `mkfifo`: opening it for reading blocks until a writer comes, which
+    # would wedge one of the shard's few file-IO threads (every agent's file tools) for good.
+    fifo = ws / "pipe"
+    os.mkfifo(fifo)
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    ctx = ToolContext(ws, executor=pool, timeout_s=0.2)
+    args: dict[str, object] = {"path": "pipe"}
+    if tool == "edit_file":
+        args.update(version="v-0", old_text="a", new_text="b")
+    try:
+        result = await run(reg, ctx, tool, **args)
+        assert result.is_error and result.content.startswith("error[not_a_file]"), result.content
+        # the thread is free: a normal read goes through at once
+        (ws / "a.txt").write_text("hello\n")
+        ok = await asyncio.wait_for(run(reg, ctx, "read_file", path="a.txt"), 2.0)
+        assert ok.content.startswith("hello")
+    finally:
+        with contextlib.suppress(OSError):  # release a thread stuck in open() so the pool can shut down
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pool.shutdown(wait=True)

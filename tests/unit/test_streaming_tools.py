@@ -356,3 +356,60 @@ async def test_per_agent_limit_on_running_tools() -> None:
         events = await w.idle()
     assert w.tools["read_file"].peak == 2
     assert [r["tool_call_id"] for r in results(events)] == [f"c{i}" for i in range(6)]
+
+
+class GatedLog(MemoryEventLog):
+    """Holds the commit of the assistant message until `gate` is set (an actor stopping then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.holding = asyncio.Event()
+
+    async def append(self, events: Any) -> list[Event]:
+        if any(e.kind == "assistant_message" for e in events):
+            self.holding.set()
+            await self.gate.wait()
+        return await super().append(events)
+
+
+async def test_an_actor_that_stops_between_the_stream_and_its_tools_cancels_the_early_calls() -> None:
+    # Delete or shutdown cancels the turn while it commits the message: the calls that started
+    # mid-stream must not outlive the actor (a delete removes the workspace under them).
+    script = [Call(tc("r1", "read_file", path="slow", sleep=30)), Stop("tool_use")]
+    w = World([script])
+    w.log = GatedLog()
+    w.actor = w.new_actor()
+    await w.actor.start()
+    runner = asyncio.create_task(w.actor.run())
+    await w.send()
+    await w.log.holding.wait()
+    assert w.started("slow") is not None
+    runner.cancel()
+    await asyncio.sleep(0)
+    w.log.gate.set()
+    await asyncio.gather(runner, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert ("cancelled", "slow") in [(k, n) for k, n, _ in w.journal]
+    assert w.tools["read_file"].running == 0
+
+
+async def test_path_rules_see_the_path_the_tool_will_touch(tmp_path: Path) -> None:
+    # The file tools accept `~/x`, absolute paths inside the workspace and symlinks that stay in
+    # it; a rule on `secrets/*` must not be dodged by spelling the same file another way.
+    ws = tmp_path / "ws"
+    (ws / "secrets").mkdir(parents=True)
+    (ws / "s").symlink_to(ws / "secrets")
+    autonomy = {"rules": [{"action": "deny", "tool": "write_file", "arguments": {"path": "secrets/*"}}]}
+    spellings = ["secrets/k", "~/secrets/k", f"{ws}/secrets/k", "s/k", "./x/../secrets/k"]
+    script = [*(Call(tc(f"w{i}", "write_file", path=p)) for i, p in enumerate(spellings)),
+              Call(tc("ok", "write_file", path="src/a.py")), Stop("tool_use")]
+    w = World([script], autonomy=autonomy)
+    w.actor.workspace = ws
+    async with w:
+        await w.send()
+        events = await w.idle()
+    got = {r["tool_call_id"]: r for r in results(events)}
+    denied = {i for i, r in got.items() if r["content"].startswith("error[denied]")}
+    assert denied == {f"w{i}" for i in range(len(spellings))}, {i: r["content"] for i, r in got.items()}
+    assert {name for kind, name, _ in w.journal if kind == "start"} == {"src/a.py"}
