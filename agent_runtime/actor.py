@@ -519,7 +519,8 @@ class AgentActor:
 
     def _may_start_early(self, call: ToolCall) -> bool:
         """A call complete in the stream starts at once if it is valid, allowed by the autonomy
-        rules, and read-only (or idempotent, per `autonomy.streamingStart`)."""
+        rules, and read-only (or, opted in with `autonomy.streamingStart: readOnlyOrIdempotent`,
+        idempotent)."""
         mode = self.manifest.spec.autonomy.streaming_start
         if mode == "off" or call.id in self._early or call.id in self.state.started_call_ids:
             return False

@@ -124,17 +124,41 @@ def results(events: list[Event]) -> list[dict[str, Any]]:
 
 
 async def test_read_only_calls_start_mid_stream_side_effects_wait_for_the_tool_use_stop() -> None:
+    # The default (`streamingStart: readOnly`): only read-only calls start mid-stream; every side
+    # effect, idempotent or not, waits for the message's stop reason.
     script = [Say("let me look"), Call(tc("r1", "read_file", path="a")), Call(tc("w1", "write_file", path="b")),
               Call(tc("s1", "shell", command="make")), Say("still talking", after_s=0.15), Stop("tool_use", after_s=0.05)]
-    with_idempotent = World([script])
-    async with with_idempotent as w:
+    async with World([script]) as w:
+        await w.send()
+        events = await w.idle()
+    end = w.provider.busy[0][1]
+    r1, wr, s1 = w.started("a"), w.started("b"), w.started("make")
+    assert r1 is not None and wr is not None and s1 is not None
+    assert r1 < end  # read-only: at once, mid-stream
+    assert wr >= end and s1 >= end  # side effects: only after the tool_use stop
+    # The read-only call and the calls that start at the stop are announced with the message.
+    k = kinds(events)
+    first_message = k.index("assistant_message")
+    window = events[first_message: first_message + 5]
+    assert [(e.kind, e.data.get("id") if e.kind == "tool_call" else None, e.data.get("early")) for e in window] == [
+        ("assistant_message", None, None), ("tool_call", "r1", True), ("tool_call", "w1", None),
+        ("tool_call", "s1", None), ("usage", None, None),
+    ]
+    assert [r["tool_call_id"] for r in results(events)] == ["r1", "w1", "s1"]
+    assert not any(r.get("incomplete_message") for r in results(events))
+
+
+async def test_idempotent_calls_start_mid_stream_only_when_opted_in() -> None:
+    script = [Say("let me look"), Call(tc("r1", "read_file", path="a")), Call(tc("w1", "write_file", path="b")),
+              Call(tc("s1", "shell", command="make")), Say("still talking", after_s=0.15), Stop("tool_use", after_s=0.05)]
+    async with World([script], autonomy={"streamingStart": "readOnlyOrIdempotent"}) as w:
         await w.send()
         events = await w.idle()
     end = w.provider.busy[0][1]
     r1, wr, s1 = w.started("a"), w.started("b"), w.started("make")
     assert r1 is not None and wr is not None and s1 is not None
     assert r1 < end and wr < end  # read-only and idempotent: at once, mid-stream
-    assert s1 >= end  # side effects: only after the tool_use stop
+    assert s1 >= end  # side effects that are not idempotent: only after the tool_use stop
     # The idempotent side effect is durable before it runs (its own commit, mid-stream); the
     # read-only call and the call that starts at the stop are announced with the message.
     k = kinds(events)
@@ -146,29 +170,30 @@ async def test_read_only_calls_start_mid_stream_side_effects_wait_for_the_tool_u
     ]
     assert len({e.seq for e in events if e.kind == "tool_call"}) == 3 == k.count("tool_call")
     assert [r["tool_call_id"] for r in results(events)] == ["r1", "w1", "s1"]
-    assert not any(r.get("incomplete_message") for r in results(events))
 
-    async with World([script], autonomy={"streamingStart": "readOnly"}) as w:
+    async with World([script], autonomy={"streamingStart": "off"}) as w:
         await w.send()
         await w.idle()
     end = w.provider.busy[0][1]
-    assert w.started("a") < end and w.started("b") >= end  # type: ignore[operator]
+    assert w.started("a") >= end and w.started("b") >= end  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("stop", ["max_tokens", "content_filter", "error"])
 async def test_an_unfinished_message_starts_nothing_unsafe_and_keeps_early_results_marked(stop: str) -> None:
-    script = [Call(tc("r1", "read_file", path="a")), Call(tc("s1", "shell", command="rm -rf build")),
-              Call(tc("r2", "list_dir", path="x", sleep=0.05)), Say("more", after_s=0.02), Stop(stop)]  # type: ignore[arg-type]
-    async with World([script]) as w:
+    script = [Call(tc("r1", "read_file", path="a")), Call(tc("r2", "list_dir", path="x", sleep=0.05)),
+              Call(tc("w1", "write_file", path="out")), Call(tc("s1", "shell", command="rm -rf build")),
+              Say("more", after_s=0.02), Stop(stop)]  # type: ignore[arg-type]
+    async with World([script]) as w:  # the default streamingStart
         await w.send()
         events = await w.idle()
-    assert w.started("rm -rf build") is None  # never ran
+    assert w.started("rm -rf build") is None and w.started("out") is None  # nothing unsafe ran
     got = results(events)
-    assert [r["tool_call_id"] for r in got] == ["r1", "s1", "r2"]
+    assert [r["tool_call_id"] for r in got] == ["r1", "r2", "w1", "s1"]
     assert all(r["incomplete_message"] is True for r in got)
-    assert got[0]["content"] == "read_file(a) ok" and got[2]["content"] == "list_dir(x) ok"
-    assert got[1]["is_error"] and got[1]["content"].startswith("error[cancelled]")
-    assert not any(e.kind == "tool_call" and e.data["id"] == "s1" for e in events)
+    assert got[0]["content"] == "read_file(a) ok" and got[1]["content"] == "list_dir(x) ok"
+    for r in got[2:]:
+        assert r["is_error"] and r["content"].startswith("error[cancelled]")
+    assert not any(e.kind == "tool_call" and e.data["id"] in ("w1", "s1") for e in events)
     assert events[-1].data == {"state": "idle", "reason": stop}
     assert w.provider.calls == 1  # the turn ends: the model is not asked again
 
