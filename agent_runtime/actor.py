@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -441,14 +441,19 @@ class AgentActor:
                     parts.append(item.text)
                     self.hub.publish_delta(item.text)
                 elif isinstance(item, ToolCallCompleted):
+                    earlier = tuple(calls)
                     calls.append(item.call)
-                    if self._may_start_early(item.call):
+                    if self._may_start_early(item.call, earlier):
                         call = item.call
-                        if not self._hints(call.name)[0]:
-                            # A side effect (idempotent) is durable before it runs; a read-only
-                            # call is announced with its message (a crash before it lost nothing).
+                        after: list[asyncio.Future[ToolResult]] = []
+                        if self._has_side_effects(call):
+                            # A side effect (opted-in idempotent) is durable before it runs, and
+                            # runs after every earlier call (all started early) has finished; a
+                            # read-only call is announced with its message (a crash before it
+                            # lost nothing).
                             await self._commit(lambda: self.machine.tool_calls_started([call], early=True))
-                        task = asyncio.get_running_loop().create_task(self._execute(call), name=f"tool:{call.id}")
+                            after = [task for _, task in self._early.values()]
+                        task = asyncio.get_running_loop().create_task(self._execute(call, after), name=f"tool:{call.id}")
                         self._early[call.id] = (call, task)
                 elif isinstance(item, ProviderStateUpdated):
                     self._partial_state = item.provider_state
@@ -517,10 +522,18 @@ class AgentActor:
                 arguments = {**arguments, "path": display_path(self.workspace, resolved)}
         return self.policy.decide(call.name, arguments, read_only=read_only)
 
-    def _may_start_early(self, call: ToolCall) -> bool:
+    def _has_side_effects(self, call: ToolCall) -> bool:
+        """Whether running `call` may change something: not a known read-only tool (a call that
+        can never run, for its tool is unknown, counts too: ordering errs on the safe side)."""
+        return call.name not in self.tools or not self._hints(call.name)[0]
+
+    def _may_start_early(self, call: ToolCall, earlier: tuple[ToolCall, ...] = ()) -> bool:
         """A call complete in the stream starts at once if it is valid, allowed by the autonomy
         rules, and read-only (or, opted in with `autonomy.streamingStart: readOnlyOrIdempotent`,
-        idempotent)."""
+        idempotent) — and the order within the message allows it (`earlier`: the calls before
+        it in the message): nothing starts early after a call with side effects that may run,
+        and a side effect starts early only if every earlier call that may run started early
+        (it then waits for them to finish; see `_run_tools`)."""
         mode = self.manifest.spec.autonomy.streaming_start
         if mode == "off" or call.id in self._early or call.id in self.state.started_call_ids:
             return False
@@ -529,6 +542,13 @@ class AgentActor:
         read_only, idempotent = self._hints(call.name)
         if not (read_only or (idempotent and mode == "readOnlyOrIdempotent")):
             return False
+        for prev in earlier:
+            if self._precheck(prev) is not None:
+                continue  # never runs (unknown tool, bad arguments)
+            if self._has_side_effects(prev):
+                return False
+            if not read_only and prev.id not in self._early:
+                return False
         return self._decide(call).action == "allow"
 
     def _starts_at_end(self, call: ToolCall) -> bool:
@@ -537,8 +557,11 @@ class AgentActor:
             return False
         return self._decide(call).action == "allow"
 
-    async def _execute(self, call: ToolCall) -> ToolResult:
-        """Run one call within the agent's and the shard's limits; remember its result."""
+    async def _execute(self, call: ToolCall, after: Sequence[asyncio.Future[ToolResult]] = ()) -> ToolResult:
+        """Run one call within the agent's and the shard's limits, once the calls it must follow
+        (`after`) have ended, whatever their outcome; remember its result."""
+        if after:
+            await asyncio.wait(after)  # holds no slot while it waits
         async with self.agent_slots, self.tool_slots:
             result = await self.tools.execute(call, self._tool_context())
         self._results[call.id] = result
@@ -627,10 +650,24 @@ class AgentActor:
             return events
 
         await self._commit(started)
-        for call in start_now:
-            jobs[call.id] = loop.create_task(self._execute(call), name=f"tool:{call.id}")
-        for call, _ in ask:
-            jobs[call.id] = loop.create_task(self._after_approval(call), name=f"approval:{call.id}")
+        # Order within the message: consecutive read-only calls run together; a call with side
+        # effects runs after every earlier call has ended, and every later call after it.
+        starting = {c.id for c in start_now}
+        asking = {c.id for c, _ in ask}
+        so_far: list[asyncio.Future[ToolResult]] = []
+        barrier: list[asyncio.Future[ToolResult]] = []  # the last call with side effects
+        for call in calls:
+            side_effects = self._has_side_effects(call)
+            after = list(so_far) if side_effects else list(barrier)
+            if call.id in starting:
+                jobs[call.id] = loop.create_task(self._execute(call, after), name=f"tool:{call.id}")
+            elif call.id in asking:
+                jobs[call.id] = loop.create_task(self._after_approval(call, after), name=f"approval:{call.id}")
+            elif call.id not in jobs:
+                continue  # never runs
+            so_far.append(jobs[call.id])
+            if side_effects:
+                barrier = [jobs[call.id]]
         try:
             if jobs:
                 await asyncio.gather(*jobs.values())
@@ -648,8 +685,9 @@ class AgentActor:
     def _denied(call: ToolCall, why: str) -> ToolResult:
         return ToolResult(call.id, call.name, f"error[denied]: tool call refused: {why}", is_error=True)
 
-    async def _after_approval(self, call: ToolCall) -> ToolResult:
-        """Wait for an operator's decision (or the deadline), commit it, then run or refuse."""
+    async def _after_approval(self, call: ToolCall, after: Sequence[asyncio.Future[ToolResult]] = ()) -> ToolResult:
+        """Wait for an operator's decision (or the deadline), commit it, then run (after the calls
+        in `after`) or refuse."""
         fut = self._approvals[call.id]
         autonomy = self.manifest.spec.autonomy
         remaining = self.state.approval_deadlines.get(call.id, 0.0) - time.time()
@@ -664,4 +702,4 @@ class AgentActor:
         if (self.state.approvals.get(call.id) or decision) == "deny":
             who = "an operator denied it" if by == "operator" else f"no operator answered within {autonomy.approval_timeout_s:g} s"
             return self._denied(call, who)
-        return await self._execute(call)
+        return await self._execute(call, after)

@@ -110,6 +110,14 @@ class World:
     def started(self, label: str) -> float | None:
         return next((t for kind, name, t in self.journal if kind == "start" and name == label), None)
 
+    def ended(self, label: str) -> float | None:
+        return next((t for kind, name, t in self.journal if kind == "end" and name == label), None)
+
+    def span(self, label: str) -> tuple[float, float]:
+        start, end = self.started(label), self.ended(label)
+        assert start is not None and end is not None, (label, self.journal)
+        return start, end
+
 
 def tc(i: str, name: str, **args: Any) -> ToolCall:
     return ToolCall(i, name, args)
@@ -211,6 +219,66 @@ async def test_results_are_committed_in_call_order_whatever_order_tools_finish()
     assert result_seqs == list(range(result_seqs[0], result_seqs[0] + 3))  # one batch, nothing between
 
 
+async def test_a_read_after_a_write_of_the_same_message_sees_the_write() -> None:
+    # [write_file a, read_file a]: the read must not run before (or during) the write, although
+    # it is read-only and complete mid-stream.
+    script = [Call(tc("w1", "write_file", path="a", sleep=0.05)), Call(tc("r1", "read_file", path="a2")),
+              Say("more", after_s=0.05), Stop("tool_use")]
+    async with World([script]) as w:
+        await w.send()
+        events = await w.idle()
+    end = w.provider.busy[0][1]
+    w_start, w_end = w.span("a")
+    r_start, _ = w.span("a2")
+    assert w_start >= end and r_start >= w_end  # no early start after a side effect
+    assert [r["tool_call_id"] for r in results(events)] == ["w1", "r1"]
+    message = kinds(events).index("assistant_message")
+    assert [e.data.get("early") for e in events[message + 1: message + 3]] == [None, None]  # both start at the stop
+
+
+async def test_reads_run_together_a_side_effect_runs_alone_between_them() -> None:
+    script = [Call(tc("r1", "read_file", path="r1", sleep=0.06)), Call(tc("r2", "list_dir", path="r2", sleep=0.06)),
+              Call(tc("w1", "write_file", path="w1", sleep=0.04)), Call(tc("r3", "read_file", path="r3", sleep=0.04)),
+              Call(tc("r4", "list_dir", path="r4", sleep=0.04)), Call(tc("s1", "shell", command="s1", sleep=0.02)),
+              Call(tc("r5", "read_file", path="r5")), Stop("tool_use")]
+    async with World([script]) as w:
+        await w.send()
+        events = await w.idle()
+    span = {label: w.span(label) for label in ("r1", "r2", "w1", "r3", "r4", "s1", "r5")}
+    assert span["r2"][0] < span["r1"][1]  # consecutive reads overlap
+    assert span["w1"][0] >= max(span["r1"][1], span["r2"][1])  # a write waits for every earlier call
+    assert min(span["r3"][0], span["r4"][0]) >= span["w1"][1]  # ... and every later call waits for it
+    assert span["r4"][0] < span["r3"][1]
+    assert span["s1"][0] >= max(span["r3"][1], span["r4"][1]) and span["r5"][0] >= span["s1"][1]
+    assert [r["tool_call_id"] for r in results(events)] == ["r1", "r2", "w1", "r3", "r4", "s1", "r5"]
+
+
+async def test_an_opted_in_early_write_waits_for_earlier_reads_and_stops_early_starts() -> None:
+    script = [Call(tc("r1", "read_file", path="r1", sleep=0.08)), Call(tc("w1", "write_file", path="w1", sleep=0.03)),
+              Call(tc("r2", "read_file", path="r2")), Say("more", after_s=0.25), Stop("tool_use")]
+    async with World([script], autonomy={"streamingStart": "readOnlyOrIdempotent"}) as w:
+        await w.send()
+        events = await w.idle()
+    end = w.provider.busy[0][1]
+    r1, wr, r2 = w.span("r1"), w.span("w1"), w.span("r2")
+    assert wr[0] < end and wr[0] >= r1[1]  # early, but after the earlier read finished
+    assert r2[0] >= end and r2[0] >= wr[1]  # no early start after a side effect
+    assert [r["tool_call_id"] for r in results(events)] == ["r1", "w1", "r2"]
+
+
+async def test_a_read_after_an_asked_write_waits_for_the_decision_and_the_write() -> None:
+    script = [Call(tc("w1", "write_file", path="w1", sleep=0.03)), Call(tc("r1", "read_file", path="r1")), Stop("tool_use")]
+    async with World([script], autonomy={"rules": [{"action": "ask", "tool": "write_file"}], "approvalTimeoutS": 5}) as w:
+        await w.send()
+        await _pending(w, "w1")
+        await asyncio.sleep(0.05)
+        assert w.started("r1") is None  # the write may still happen: the read waits
+        w.actor.approve("w1", "allow")
+        events = await w.idle()
+    assert w.span("r1")[0] >= w.span("w1")[1]
+    assert [r["tool_call_id"] for r in results(events)] == ["w1", "r1"]
+
+
 def _transcript(events: list[Event]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for e in events:
@@ -231,8 +299,10 @@ def test_the_durable_transcript_is_the_same_for_any_tool_completion_times(sleeps
                   Call(tc("c2", "list_dir", path="b"), after_s=gaps[1]),
                   Call(tc("c3", "shell", command="c"), after_s=gaps[2]),
                   Call(tc("c4", "write_file", path="d"), after_s=gaps[3]),
+                  Call(tc("c5", "read_file", path="d")),
                   Stop("tool_use")]
         async with World([script]) as w:
+            w.durations.update(zip("abcd", sleeps))  # how long each call runs
             await w.send()
             return _transcript(await w.idle())
 
@@ -280,7 +350,8 @@ async def _pending(w: World, call_id: str) -> None:
 
 
 async def test_ask_waits_for_an_operator_without_blocking_the_mailbox_then_allow_runs_it() -> None:
-    script = [Call(tc("s1", "shell", command="deploy")), Call(tc("r1", "read_file", path="a")), Stop("tool_use")]
+    # (The read comes first: a read after the shell call would wait for it, see the order tests.)
+    script = [Call(tc("r1", "read_file", path="a")), Call(tc("s1", "shell", command="deploy")), Stop("tool_use")]
     async with World([script], autonomy=ASK_SHELL) as w:
         await w.send()
         await _pending(w, "s1")
