@@ -695,9 +695,14 @@ class AgentActor:
             async with asyncio.timeout(max(0.0, remaining)):
                 decision, by = await asyncio.shield(fut), "operator"
         except TimeoutError:
-            decision, by = autonomy.approval_timeout_decision, "timeout"
+            if fut.done() and not fut.cancelled():
+                # An answer that arrived in the tick the deadline fired was accepted (`approve`
+                # found the future open): it decides, as its sender was told.
+                decision, by = fut.result(), "operator"
+            else:
+                decision, by = autonomy.approval_timeout_decision, "timeout"
         if not fut.done():
-            fut.cancel()  # a late answer is refused (unknown_tool_call)
+            fut.cancel()  # from now on a late answer is refused (unknown_tool_call)
         await self._commit(lambda: self.machine.approval(call, decision, by))
         if (self.state.approvals.get(call.id) or decision) == "deny":
             who = "an operator denied it" if by == "operator" else f"no operator answered within {autonomy.approval_timeout_s:g} s"

@@ -397,6 +397,33 @@ async def test_ask_denied_by_an_operator_or_by_the_timeout_default() -> None:
     assert w.started("deploy") is not None
 
 
+async def test_an_answer_in_the_same_tick_as_the_deadline_decides_as_the_operator_was_told() -> None:
+    # The deadline's timer fires (the waiting task is cancelled), then, before the task resumes,
+    # an operator's `allow` arrives: `approve` accepts it, so it must be the durable decision.
+    script = [Call(tc("s1", "shell", command="deploy")), Stop("tool_use")]
+    async with World([script], autonomy={**ASK_SHELL, "approvalTimeoutS": 0.2}) as w:
+        await w.send()
+        await _pending(w, "s1")
+        task = next(t for t in asyncio.all_tasks() if t.get_name() == "approval:s1")
+        loop = asyncio.get_running_loop()
+        accepted: list[bool] = []
+
+        def poll() -> None:
+            if task.done():
+                return
+            if task.cancelling():  # the timeout fired; the task has not run since
+                w.actor.approve("s1", "allow")  # raises if refused
+                accepted.append(True)
+                return
+            loop.call_soon(poll)
+
+        loop.call_soon(poll)
+        events = await w.idle()
+    assert accepted == [True]
+    assert next(e for e in events if e.kind == "approval").data == {"tool_call_id": "s1", "decision": "allow", "by": "operator"}
+    assert w.started("deploy") is not None
+
+
 async def test_a_restart_mid_approval_asks_once_and_keeps_the_deadline() -> None:
     script = [Call(tc("s1", "shell", command="deploy")), Stop("tool_use")]
     w = World([script], autonomy=ASK_SHELL)
