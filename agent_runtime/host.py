@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +113,30 @@ class Host:
             await self._tg.__aexit__(None, None, None)
         finally:
             self._tg = None
-            self.executor.close()
-            self.tool_io.shutdown(wait=True)
+            await self._close_pools()
             await self.provider.aclose()
+
+    async def _close_pools(self) -> None:
+        """Join the SQLite and tool-IO pools — off the loop: a file-IO job still running (a big
+        read on a slow disk) must not stall the other work of the loop meanwhile. One short-lived
+        thread does the joining; the host's exit waits for it."""
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not joined.done():
+                joined.set_result(None)
+
+        def join() -> None:
+            try:
+                self.executor.close()
+                self.tool_io.shutdown(wait=True, cancel_futures=True)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(wake)
+
+        threading.Thread(target=join, name="host-pools-join", daemon=True).start()
+        await asyncio.shield(joined)
 
     # -- agents ---------------------------------------------------------------------------------
 

@@ -127,3 +127,37 @@ async def test_fifty_file_reads_run_concurrently_without_a_thread_per_call(tmp_p
         assert peak <= threads_before + host.config.tool_io_threads + host.config.sqlite_threads
     finally:
         await host.__aexit__(None, None, None)
+
+
+async def test_host_exit_waits_for_the_tool_io_pool_without_blocking_the_loop(tmp_path: Path) -> None:
+    # A file-IO job still running when the host closes: the host waits for it, but off the loop
+    # (other hosts' agents, the server, share that loop). Here only the loop can release the job.
+    host = Host(HostConfig(data_dir=tmp_path / "data"), ScriptedProvider(), default_registry())
+    await host.__aenter__()
+    gate, running = threading.Event(), threading.Event()
+    released_by: list[str] = []
+
+    def job() -> bool:
+        running.set()
+        return gate.wait(20)
+
+    pending = host.tool_io.submit(job)
+    while not running.is_set():
+        await asyncio.sleep(0.005)
+
+    async def release() -> None:
+        await asyncio.sleep(0.05)  # runs only if the loop is free while the host exits
+        released_by.append("loop")
+        gate.set()
+
+    fallback = threading.Timer(5.0, lambda: (released_by.append("fallback thread"), gate.set()))
+    fallback.start()
+    releaser = asyncio.create_task(release())
+    try:
+        await host.__aexit__(None, None, None)
+    finally:
+        fallback.cancel()
+        gate.set()
+    assert released_by[:1] == ["loop"]
+    assert pending.done() and pending.result() is True  # the exit waited for the job
+    await releaser
