@@ -114,6 +114,7 @@ class AgentActor:
         metrics: Metrics,
         config: ActorConfig,
         tool_io: concurrent.futures.Executor | None = None,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         self.manifest = manifest
         self.key = manifest.key
@@ -135,7 +136,8 @@ class AgentActor:
         self._turn: asyncio.Task[None] | None = None
         self._last_snapshot = 0
         self._tool_specs = tools.specs(manifest.spec.tools)
-        self._retry_budget = RetryBudget(config.retry_budget, config.retry_budget_refill_per_s)
+        # The host passes the agent's budget, kept on its handle: a wake from hibernation must not refill it.
+        self._retry_budget = retry_budget or RetryBudget(config.retry_budget, config.retry_budget_refill_per_s)
         self.policy = AutonomyPolicy(manifest.spec.autonomy)
         self._slots_limit = manifest.spec.limits.max_running_tools
         self.agent_slots = asyncio.Semaphore(self._slots_limit)

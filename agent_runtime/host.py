@@ -34,6 +34,7 @@ from agent_runtime.hub import Hub, Subscriber
 from agent_runtime.manifest import AgentManifest, load_manifests_text
 from agent_runtime.metrics import Metrics
 from agent_runtime.providers.base import Provider
+from agent_runtime.providers.retry import RetryBudget
 from agent_runtime.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class AgentHandle:
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     wakes: int = 0
     task: asyncio.Task[None] | None = None  # runs the awake actor
+    retry_budget: RetryBudget | None = None  # the agent's model retries: outlives its actors (hibernation)
 
     @property
     def key(self) -> str:
@@ -225,6 +227,8 @@ class Host:
         handle.folder.mkdir(parents=True, exist_ok=True)
         workspace = handle.folder / "workspace"
         workspace.mkdir(exist_ok=True)
+        if handle.retry_budget is None:
+            handle.retry_budget = RetryBudget(self.config.actor.retry_budget, self.config.actor.retry_budget_refill_per_s)
         actor = AgentActor(
             manifest=handle.manifest,
             log_=SqliteEventLog(handle.folder / "events.db", self.executor),
@@ -236,6 +240,7 @@ class Host:
             tool_io=self.tool_io,
             metrics=self.metrics,
             config=self.config.actor,
+            retry_budget=handle.retry_budget,
         )
         await actor.start()
         handle.actor = actor
