@@ -99,6 +99,21 @@ class ActorConfig:
     retry_budget_refill_per_s: float = 0.1  # ... refilled at this rate
 
 
+@dataclasses.dataclass(slots=True)
+class _StreamOrder:
+    """What the calls seen so far in the message being streamed mean for the next one's early
+    start: a valid call with side effects was seen (nothing starts early after it), a valid call
+    did not start early (a side effect may not start early after it). Invalid calls never run."""
+
+    side_effect: bool = False
+    not_started: bool = False
+
+    def saw(self, valid: bool, side_effect: bool, started: bool) -> None:
+        if valid:
+            self.side_effect = self.side_effect or side_effect
+            self.not_started = self.not_started or not started
+
+
 class AgentActor:
     """One awake agent."""
 
@@ -428,6 +443,7 @@ class AgentActor:
         usage = Usage()
         provider_state: ProviderState | None = None
         waited = 0.0
+        order = _StreamOrder()
         self._forget_message_tools()
         stream = self.provider.stream(request)
         try:
@@ -443,9 +459,10 @@ class AgentActor:
                     parts.append(item.text)
                     self.hub.publish_delta(item.text)
                 elif isinstance(item, ToolCallCompleted):
-                    earlier = tuple(calls)
                     calls.append(item.call)
-                    if self._may_start_early(item.call, earlier):
+                    early = self._may_start_early(item.call, order)
+                    order.saw(self._precheck(item.call) is None, self._has_side_effects(item.call), early)
+                    if early:
                         call = item.call
                         after: list[asyncio.Future[ToolResult]] = []
                         if self._has_side_effects(call):
@@ -529,12 +546,12 @@ class AgentActor:
         can never run, for its tool is unknown, counts too: ordering errs on the safe side)."""
         return call.name not in self.tools or not self._hints(call.name)[0]
 
-    def _may_start_early(self, call: ToolCall, earlier: tuple[ToolCall, ...] = ()) -> bool:
+    def _may_start_early(self, call: ToolCall, order: _StreamOrder | None = None) -> bool:
         """A call complete in the stream starts at once if it is valid, allowed by the autonomy
         rules, and read-only (or, opted in with `autonomy.streamingStart: readOnlyOrIdempotent`,
-        idempotent) — and the order within the message allows it (`earlier`: the calls before
-        it in the message): nothing starts early after a call with side effects that may run,
-        and a side effect starts early only if every earlier call that may run started early
+        idempotent) — and the order within the message allows it (`order`: what the calls
+        before it in the message were): nothing starts early after a valid call with side
+        effects, and a side effect starts early only if every earlier valid call started early
         (it then waits for them to finish; see `_run_tools`)."""
         mode = self.manifest.spec.autonomy.streaming_start
         if mode == "off" or call.id in self._early or call.id in self.state.started_call_ids:
@@ -544,13 +561,8 @@ class AgentActor:
         read_only, idempotent = self._hints(call.name)
         if not (read_only or (idempotent and mode == "readOnlyOrIdempotent")):
             return False
-        for prev in earlier:
-            if self._precheck(prev) is not None:
-                continue  # never runs (unknown tool, bad arguments)
-            if self._has_side_effects(prev):
-                return False
-            if not read_only and prev.id not in self._early:
-                return False
+        if order is not None and (order.side_effect or (not read_only and order.not_started)):
+            return False
         return self._decide(call).action == "allow"
 
     def _starts_at_end(self, call: ToolCall) -> bool:
