@@ -103,6 +103,29 @@ async def test_max_tokens_never_runs_the_side_effect_and_keeps_the_early_read(tm
         await host.__aexit__(None, None, None)
 
 
+async def test_a_read_after_a_write_in_one_message_reads_what_was_written(tmp_path: Path) -> None:
+    # Real files: the read is complete mid-stream, but a write comes before it in the message.
+    script = [Call(ToolCall("r0", "read_file", {"path": "a.txt"})),
+              Call(ToolCall("w1", "write_file", {"path": "a.txt", "content": "new\n"})),
+              Call(ToolCall("r1", "read_file", {"path": "a.txt"})),
+              Call(ToolCall("s1", "shell", {"command": "echo more >> a.txt"})),
+              Call(ToolCall("r2", "read_file", {"path": "a.txt"})),
+              Say("reading it back", after_s=0.05), Stop("tool_use")]
+    host, key, _ = await run_turn(tmp_path, [script])
+    try:
+        actor = await host.wake(key)
+        (actor.workspace / "a.txt").write_text("old\n")
+        await host.user_message(key, "m1", "go")
+        events = await wait_idle(host, key)
+        results = {e.data["tool_call_id"]: e.data["content"] for e in events if e.kind == "tool_result"}
+        assert results["r0"].startswith("old\n[version: ")
+        assert results["r1"].startswith("new\n[version: ")
+        assert results["r2"].startswith("new\nmore\n[version: ")
+        assert [e.data["tool_call_id"] for e in events if e.kind == "tool_result"] == ["r0", "w1", "r1", "s1", "r2"]
+    finally:
+        await host.__aexit__(None, None, None)
+
+
 async def test_fifty_file_reads_run_concurrently_without_a_thread_per_call(tmp_path: Path) -> None:
     calls = [Call(ToolCall(f"r{i}", "read_file", {"path": f"f{i}.txt"})) for i in range(50)]
     host, key, _ = await run_turn(tmp_path, [[Say("reading"), *calls, Stop("tool_use")]])
