@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,21 @@ class ActorConfig:
     retry_budget_refill_per_s: float = 0.1  # ... refilled at this rate
 
 
+@dataclasses.dataclass(slots=True)
+class _StreamOrder:
+    """What the calls seen so far in the message being streamed mean for the next one's early
+    start: a valid call with side effects was seen (nothing starts early after it), a valid call
+    did not start early (a side effect may not start early after it). Invalid calls never run."""
+
+    side_effect: bool = False
+    not_started: bool = False
+
+    def saw(self, valid: bool, side_effect: bool, started: bool) -> None:
+        if valid:
+            self.side_effect = self.side_effect or side_effect
+            self.not_started = self.not_started or not started
+
+
 class AgentActor:
     """One awake agent."""
 
@@ -114,6 +129,7 @@ class AgentActor:
         metrics: Metrics,
         config: ActorConfig,
         tool_io: concurrent.futures.Executor | None = None,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         self.manifest = manifest
         self.key = manifest.key
@@ -135,7 +151,8 @@ class AgentActor:
         self._turn: asyncio.Task[None] | None = None
         self._last_snapshot = 0
         self._tool_specs = tools.specs(manifest.spec.tools)
-        self._retry_budget = RetryBudget(config.retry_budget, config.retry_budget_refill_per_s)
+        # The host passes the agent's budget, kept on its handle: a wake from hibernation must not refill it.
+        self._retry_budget = retry_budget or RetryBudget(config.retry_budget, config.retry_budget_refill_per_s)
         self.policy = AutonomyPolicy(manifest.spec.autonomy)
         self._slots_limit = manifest.spec.limits.max_running_tools
         self.agent_slots = asyncio.Semaphore(self._slots_limit)
@@ -426,6 +443,7 @@ class AgentActor:
         usage = Usage()
         provider_state: ProviderState | None = None
         waited = 0.0
+        order = _StreamOrder()
         self._forget_message_tools()
         stream = self.provider.stream(request)
         try:
@@ -442,13 +460,19 @@ class AgentActor:
                     self.hub.publish_delta(item.text)
                 elif isinstance(item, ToolCallCompleted):
                     calls.append(item.call)
-                    if self._may_start_early(item.call):
+                    early = self._may_start_early(item.call, order)
+                    order.saw(self._precheck(item.call) is None, self._has_side_effects(item.call), early)
+                    if early:
                         call = item.call
-                        if not self._hints(call.name)[0]:
-                            # A side effect (idempotent) is durable before it runs; a read-only
-                            # call is announced with its message (a crash before it lost nothing).
+                        after: list[asyncio.Future[ToolResult]] = []
+                        if self._has_side_effects(call):
+                            # A side effect (opted-in idempotent) is durable before it runs, and
+                            # runs after every earlier call (all started early) has finished; a
+                            # read-only call is announced with its message (a crash before it
+                            # lost nothing).
                             await self._commit(lambda: self.machine.tool_calls_started([call], early=True))
-                        task = asyncio.get_running_loop().create_task(self._execute(call), name=f"tool:{call.id}")
+                            after = [task for _, task in self._early.values()]
+                        task = asyncio.get_running_loop().create_task(self._execute(call, after), name=f"tool:{call.id}")
                         self._early[call.id] = (call, task)
                 elif isinstance(item, ProviderStateUpdated):
                     self._partial_state = item.provider_state
@@ -517,9 +541,18 @@ class AgentActor:
                 arguments = {**arguments, "path": display_path(self.workspace, resolved)}
         return self.policy.decide(call.name, arguments, read_only=read_only)
 
-    def _may_start_early(self, call: ToolCall) -> bool:
+    def _has_side_effects(self, call: ToolCall) -> bool:
+        """Whether running `call` may change something: not a known read-only tool (a call that
+        can never run, for its tool is unknown, counts too: ordering errs on the safe side)."""
+        return call.name not in self.tools or not self._hints(call.name)[0]
+
+    def _may_start_early(self, call: ToolCall, order: _StreamOrder | None = None) -> bool:
         """A call complete in the stream starts at once if it is valid, allowed by the autonomy
-        rules, and read-only (or idempotent, per `autonomy.streamingStart`)."""
+        rules, and read-only (or, opted in with `autonomy.streamingStart: readOnlyOrIdempotent`,
+        idempotent) — and the order within the message allows it (`order`: what the calls
+        before it in the message were): nothing starts early after a valid call with side
+        effects, and a side effect starts early only if every earlier valid call started early
+        (it then waits for them to finish; see `_run_tools`)."""
         mode = self.manifest.spec.autonomy.streaming_start
         if mode == "off" or call.id in self._early or call.id in self.state.started_call_ids:
             return False
@@ -527,6 +560,8 @@ class AgentActor:
             return False
         read_only, idempotent = self._hints(call.name)
         if not (read_only or (idempotent and mode == "readOnlyOrIdempotent")):
+            return False
+        if order is not None and (order.side_effect or (not read_only and order.not_started)):
             return False
         return self._decide(call).action == "allow"
 
@@ -536,8 +571,11 @@ class AgentActor:
             return False
         return self._decide(call).action == "allow"
 
-    async def _execute(self, call: ToolCall) -> ToolResult:
-        """Run one call within the agent's and the shard's limits; remember its result."""
+    async def _execute(self, call: ToolCall, after: Sequence[asyncio.Future[ToolResult]] = ()) -> ToolResult:
+        """Run one call within the agent's and the shard's limits, once the calls it must follow
+        (`after`) have ended, whatever their outcome; remember its result."""
+        if after:
+            await asyncio.wait(after)  # holds no slot while it waits
         async with self.agent_slots, self.tool_slots:
             result = await self.tools.execute(call, self._tool_context())
         self._results[call.id] = result
@@ -626,10 +664,24 @@ class AgentActor:
             return events
 
         await self._commit(started)
-        for call in start_now:
-            jobs[call.id] = loop.create_task(self._execute(call), name=f"tool:{call.id}")
-        for call, _ in ask:
-            jobs[call.id] = loop.create_task(self._after_approval(call), name=f"approval:{call.id}")
+        # Order within the message: consecutive read-only calls run together; a call with side
+        # effects runs after every earlier call has ended, and every later call after it.
+        starting = {c.id for c in start_now}
+        asking = {c.id for c, _ in ask}
+        so_far: list[asyncio.Future[ToolResult]] = []
+        barrier: list[asyncio.Future[ToolResult]] = []  # the last call with side effects
+        for call in calls:
+            side_effects = self._has_side_effects(call)
+            after = list(so_far) if side_effects else list(barrier)
+            if call.id in starting:
+                jobs[call.id] = loop.create_task(self._execute(call, after), name=f"tool:{call.id}")
+            elif call.id in asking:
+                jobs[call.id] = loop.create_task(self._after_approval(call, after), name=f"approval:{call.id}")
+            elif call.id not in jobs:
+                continue  # never runs
+            so_far.append(jobs[call.id])
+            if side_effects:
+                barrier = [jobs[call.id]]
         try:
             if jobs:
                 await asyncio.gather(*jobs.values())
@@ -647,8 +699,9 @@ class AgentActor:
     def _denied(call: ToolCall, why: str) -> ToolResult:
         return ToolResult(call.id, call.name, f"error[denied]: tool call refused: {why}", is_error=True)
 
-    async def _after_approval(self, call: ToolCall) -> ToolResult:
-        """Wait for an operator's decision (or the deadline), commit it, then run or refuse."""
+    async def _after_approval(self, call: ToolCall, after: Sequence[asyncio.Future[ToolResult]] = ()) -> ToolResult:
+        """Wait for an operator's decision (or the deadline), commit it, then run (after the calls
+        in `after`) or refuse."""
         fut = self._approvals[call.id]
         autonomy = self.manifest.spec.autonomy
         remaining = self.state.approval_deadlines.get(call.id, 0.0) - time.time()
@@ -656,11 +709,16 @@ class AgentActor:
             async with asyncio.timeout(max(0.0, remaining)):
                 decision, by = await asyncio.shield(fut), "operator"
         except TimeoutError:
-            decision, by = autonomy.approval_timeout_decision, "timeout"
+            if fut.done() and not fut.cancelled():
+                # An answer that arrived in the tick the deadline fired was accepted (`approve`
+                # found the future open): it decides, as its sender was told.
+                decision, by = fut.result(), "operator"
+            else:
+                decision, by = autonomy.approval_timeout_decision, "timeout"
         if not fut.done():
-            fut.cancel()  # a late answer is refused (unknown_tool_call)
+            fut.cancel()  # from now on a late answer is refused (unknown_tool_call)
         await self._commit(lambda: self.machine.approval(call, decision, by))
         if (self.state.approvals.get(call.id) or decision) == "deny":
             who = "an operator denied it" if by == "operator" else f"no operator answered within {autonomy.approval_timeout_s:g} s"
             return self._denied(call, who)
-        return await self._execute(call)
+        return await self._execute(call, after)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from agent_runtime.hub import Hub, Subscriber
 from agent_runtime.manifest import AgentManifest, load_manifests_text
 from agent_runtime.metrics import Metrics
 from agent_runtime.providers.base import Provider
+from agent_runtime.providers.retry import RetryBudget
 from agent_runtime.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class AgentHandle:
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     wakes: int = 0
     task: asyncio.Task[None] | None = None  # runs the awake actor
+    retry_budget: RetryBudget | None = None  # the agent's model retries: outlives its actors (hibernation)
 
     @property
     def key(self) -> str:
@@ -111,9 +115,30 @@ class Host:
             await self._tg.__aexit__(None, None, None)
         finally:
             self._tg = None
-            self.executor.close()
-            self.tool_io.shutdown(wait=True)
+            await self._close_pools()
             await self.provider.aclose()
+
+    async def _close_pools(self) -> None:
+        """Join the SQLite and tool-IO pools — off the loop: a file-IO job still running (a big
+        read on a slow disk) must not stall the other work of the loop meanwhile. One short-lived
+        thread does the joining; the host's exit waits for it."""
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not joined.done():
+                joined.set_result(None)
+
+        def join() -> None:
+            try:
+                self.executor.close()
+                self.tool_io.shutdown(wait=True, cancel_futures=True)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(wake)
+
+        threading.Thread(target=join, name="host-pools-join", daemon=True).start()
+        await asyncio.shield(joined)
 
     # -- agents ---------------------------------------------------------------------------------
 
@@ -202,6 +227,8 @@ class Host:
         handle.folder.mkdir(parents=True, exist_ok=True)
         workspace = handle.folder / "workspace"
         workspace.mkdir(exist_ok=True)
+        if handle.retry_budget is None:
+            handle.retry_budget = RetryBudget(self.config.actor.retry_budget, self.config.actor.retry_budget_refill_per_s)
         actor = AgentActor(
             manifest=handle.manifest,
             log_=SqliteEventLog(handle.folder / "events.db", self.executor),
@@ -213,6 +240,7 @@ class Host:
             tool_io=self.tool_io,
             metrics=self.metrics,
             config=self.config.actor,
+            retry_budget=handle.retry_budget,
         )
         await actor.start()
         handle.actor = actor

@@ -94,8 +94,12 @@ class Autonomy(_Model):
         default="deny", description="The decision recorded when nobody answers in time."
     )
     streaming_start: Literal["readOnlyOrIdempotent", "readOnly", "off"] = Field(
-        default="readOnlyOrIdempotent",
-        description="Which allowed calls start while the model is still streaming (others wait for the tool_use stop).",
+        default="readOnly",
+        description=(
+            "Which allowed calls start while the model is still streaming (others wait for the tool_use stop). "
+            "readOnly (default): no side effect before the stop reason; readOnlyOrIdempotent: idempotent calls "
+            "with side effects too (they survive a max_tokens/content-filter stop and re-run on a retry); off."
+        ),
     )
 
 

@@ -21,11 +21,23 @@ from agent_runtime.providers.base import ModelRequest, ProviderError, StreamEven
 from agent_runtime.providers.retry import retry_hint
 
 
+_SHOWN_HEADERS = frozenset({"content-type", "accept", "anthropic-version", "anthropic-beta", "openai-beta"})
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class HttpRequest:
+    """One HTTP request of a codec. Its headers carry the API key: the repr (used by str, logs,
+    tracebacks, assertion messages) shows only the values of known harmless headers."""
+
     url: str
-    headers: dict[str, str]
-    body: bytes
+    headers: dict[str, str] = dataclasses.field(repr=False)
+    body: bytes = dataclasses.field(repr=False)
+
+    def __repr__(self) -> str:
+        shown = {k: (v if k.lower() in _SHOWN_HEADERS else "***") for k, v in self.headers.items()}
+        return f"HttpRequest(url={self.url!r}, headers={shown!r}, body=<{len(self.body)} bytes>)"
+
+    __str__ = __repr__
 
 
 class StreamDecoder(Protocol):

@@ -348,32 +348,37 @@ def file_version(raw: bytes) -> str:
 
 
 class VersionStore:
-    """Recently read or written file contents by version (content-addressed, bounded by bytes),
-    the bases of `edit_file`'s three-way merges. In memory: after a restart an old version is
-    unknown and the edit asks the model to read the file again."""
+    """Recently read or written file contents by workspace and version (content-addressed within
+    a workspace, one byte bound for all), the bases of `edit_file`'s three-way merges. Shared by
+    every agent of the process, but a version is only known in the workspace that read or wrote
+    it: another agent naming it gets `stale_version`, never a merge against (or a probe of)
+    content it did not see. In memory: after a restart an old version is unknown and the edit
+    asks the model to read the file again."""
 
     def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
-        self._items: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._items: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._bytes = 0
 
-    def put(self, version: str, text: str) -> None:
-        if version in self._items:
-            self._items.move_to_end(version)
+    def put(self, workspace: Path, version: str, text: str) -> None:
+        key = (str(workspace), version)
+        if key in self._items:
+            self._items.move_to_end(key)
             return
         size = len(text)
         if size > self.max_bytes:
             return
-        self._items[version] = text
+        self._items[key] = text
         self._bytes += size
         while self._bytes > self.max_bytes:
             _, old = self._items.popitem(last=False)
             self._bytes -= len(old)
 
-    def get(self, version: str) -> str | None:
-        text = self._items.get(version)
+    def get(self, workspace: Path, version: str) -> str | None:
+        key = (str(workspace), version)
+        text = self._items.get(key)
         if text is not None:
-            self._items.move_to_end(version)
+            self._items.move_to_end(key)
         return text
 
 
@@ -403,7 +408,8 @@ def _open_regular(path: Path, shown: str) -> io.BufferedReader:
 
 
 def _read_text(
-    path: Path, shown: str, offset: int, limit: int | None, cap: int, scan_cap: int, versions: VersionStore | None = None
+    path: Path, shown: str, offset: int, limit: int | None, cap: int, scan_cap: int,
+    versions: tuple[VersionStore, Path] | None = None,
 ) -> str:
     """Lines [offset, offset+limit) of a text file, at most `cap` bytes; notes say how to go on.
     A file of at most 4 MiB is read whole, and its version is noted at the end."""
@@ -416,7 +422,7 @@ def _read_text(
             if len(whole) <= _VERSION_MAX and b"\x00" not in whole[:8192]:
                 version = file_version(whole)
                 with contextlib.suppress(UnicodeDecodeError):
-                    versions.put(version, whole.decode("utf-8"))
+                    versions[0].put(versions[1], version, whole.decode("utf-8"))
             f = io.BytesIO(whole)  # type: ignore[assignment]
         line_no = 1
         scanned = 0
@@ -496,7 +502,8 @@ class ReadFileTool(Tool):
         offset = int(args.get("offset", 1))
         limit = int(args["limit"]) if "limit" in args else None
         scan_cap = _SCAN_INLINE if ctx.executor is None else _SCAN_EXECUTOR
-        text = await _run_io(ctx, lambda: _read_text(path, shown, offset, limit, ctx.output_cap, scan_cap, self.versions))
+        text = await _run_io(ctx, lambda: _read_text(path, shown, offset, limit, ctx.output_cap, scan_cap,
+                                                          (self.versions, ctx.workspace)))
         return ToolOutput(text)
 
     def __init__(self, versions: VersionStore | None = None) -> None:
@@ -581,7 +588,8 @@ def _conflict_report(shown: str, version: str, result: native.MergeResult) -> st
     return "\n".join(lines)
 
 
-def _edit(path: Path, shown: str, version: str, old: str, new: str, replace_all: bool, versions: VersionStore) -> str:
+def _edit(path: Path, shown: str, version: str, old: str, new: str, replace_all: bool, versions: VersionStore,
+          workspace: Path) -> str:
     try:
         with _open_regular(path, shown) as f:
             raw = f.read(_VERSION_MAX + 1)
@@ -594,8 +602,8 @@ def _edit(path: Path, shown: str, version: str, old: str, new: str, replace_all:
     except UnicodeDecodeError:
         raise ToolError(f"{shown}: not UTF-8 text", code="binary_file") from None
     current_version = file_version(raw)
-    versions.put(current_version, current)
-    base = current if version == current_version else versions.get(version)
+    versions.put(workspace, current_version, current)
+    base = current if version == current_version else versions.get(workspace, version)
     if base is None:
         raise ToolError(
             f"{shown} changed since version {version}, and that version is no longer known (it is now "
@@ -623,7 +631,7 @@ def _edit(path: Path, shown: str, version: str, old: str, new: str, replace_all:
     data = result.encode("utf-8")
     _write_atomic(path, shown, data)
     new_version = file_version(data)
-    versions.put(new_version, result)
+    versions.put(workspace, new_version, result)
     patch = native.diff(current, result).unified(context=2, from_file=f"a/{shown}", to_file=f"b/{shown}")
     return f"edited {shown} (version {new_version}{merged_note})\n{patch}"
 
@@ -663,7 +671,8 @@ class EditFileTool(Tool):
         shown = display_path(ctx.workspace, path)
         old, new = args["old_text"], args["new_text"]
         replace_all = bool(args.get("replace_all", False))
-        text = await _run_io(ctx, lambda: _edit(path, shown, args["version"], old, new, replace_all, self.versions))
+        text = await _run_io(ctx, lambda: _edit(path, shown, args["version"], old, new, replace_all, self.versions,
+                                                     ctx.workspace))
         return ToolOutput(cap_text(text, ctx.output_cap))
 
 

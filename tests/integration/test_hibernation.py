@@ -209,3 +209,28 @@ async def test_attached_client_keeps_agent_awake(tmp_path: Path) -> None:
         host.unsubscribe(KEY, rec)
         await wait_until(lambda: handle.actor is None, IDLE_S * 10, "hibernation after the client left")
         assert [e.seq for e in rec.events] == list(range(1, len(rec.events) + 1))
+
+
+async def test_the_retry_budget_survives_hibernation(tmp_path: Path) -> None:
+    # The budget bounds an agent's retries over time (a provider outage must not get
+    # retry_budget retries per wake): it lives on the host's handle, not on the actor.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from _scripted import Fail, ScriptedProvider
+
+    from agent_runtime.providers.base import ProviderError
+
+    failing = ScriptedProvider(lambda request, n: [Fail(ProviderError("overloaded", retryable=True, code="overloaded"))])
+    config = HostConfig(data_dir=tmp_path / "data", actor=ActorConfig(
+        idle_timeout_s=IDLE_S, model_retries=5, retry_base_s=0.001, retry_budget=2, retry_budget_refill_per_s=0.0))
+    async with Host(config, failing, default_registry()) as host:
+        handle, _ = await host.apply(make_manifest("sleeper"))
+        await host.user_message(KEY, "m1", "first")
+        await wait_until(lambda: hibernated_after_turns(handle, 1), 20, "hibernation after turn 1")
+        assert failing.calls == 3  # the first try and the 2 retries of the budget
+        await host.user_message(KEY, "m2", "second")
+        await wait_until(lambda: hibernated_after_turns(handle, 2), 20, "hibernation after turn 2")
+    assert handle.wakes == 2
+    assert failing.calls == 4  # no retry left after the wake
+    errors = [e.data for e in events_on_disk(tmp_path / "data" / "agents" / "default" / "sleeper" / "events.db")
+              if e.kind == "error"]
+    assert len(errors) == 2 and "retry budget of the agent exhausted" in errors[1]["message"]

@@ -103,6 +103,29 @@ async def test_max_tokens_never_runs_the_side_effect_and_keeps_the_early_read(tm
         await host.__aexit__(None, None, None)
 
 
+async def test_a_read_after_a_write_in_one_message_reads_what_was_written(tmp_path: Path) -> None:
+    # Real files: the read is complete mid-stream, but a write comes before it in the message.
+    script = [Call(ToolCall("r0", "read_file", {"path": "a.txt"})),
+              Call(ToolCall("w1", "write_file", {"path": "a.txt", "content": "new\n"})),
+              Call(ToolCall("r1", "read_file", {"path": "a.txt"})),
+              Call(ToolCall("s1", "shell", {"command": "echo more >> a.txt"})),
+              Call(ToolCall("r2", "read_file", {"path": "a.txt"})),
+              Say("reading it back", after_s=0.05), Stop("tool_use")]
+    host, key, _ = await run_turn(tmp_path, [script])
+    try:
+        actor = await host.wake(key)
+        (actor.workspace / "a.txt").write_text("old\n")
+        await host.user_message(key, "m1", "go")
+        events = await wait_idle(host, key)
+        results = {e.data["tool_call_id"]: e.data["content"] for e in events if e.kind == "tool_result"}
+        assert results["r0"].startswith("old\n[version: ")
+        assert results["r1"].startswith("new\n[version: ")
+        assert results["r2"].startswith("new\nmore\n[version: ")
+        assert [e.data["tool_call_id"] for e in events if e.kind == "tool_result"] == ["r0", "w1", "r1", "s1", "r2"]
+    finally:
+        await host.__aexit__(None, None, None)
+
+
 async def test_fifty_file_reads_run_concurrently_without_a_thread_per_call(tmp_path: Path) -> None:
     calls = [Call(ToolCall(f"r{i}", "read_file", {"path": f"f{i}.txt"})) for i in range(50)]
     host, key, _ = await run_turn(tmp_path, [[Say("reading"), *calls, Stop("tool_use")]])
@@ -127,3 +150,37 @@ async def test_fifty_file_reads_run_concurrently_without_a_thread_per_call(tmp_p
         assert peak <= threads_before + host.config.tool_io_threads + host.config.sqlite_threads
     finally:
         await host.__aexit__(None, None, None)
+
+
+async def test_host_exit_waits_for_the_tool_io_pool_without_blocking_the_loop(tmp_path: Path) -> None:
+    # A file-IO job still running when the host closes: the host waits for it, but off the loop
+    # (other hosts' agents, the server, share that loop). Here only the loop can release the job.
+    host = Host(HostConfig(data_dir=tmp_path / "data"), ScriptedProvider(), default_registry())
+    await host.__aenter__()
+    gate, running = threading.Event(), threading.Event()
+    released_by: list[str] = []
+
+    def job() -> bool:
+        running.set()
+        return gate.wait(20)
+
+    pending = host.tool_io.submit(job)
+    while not running.is_set():
+        await asyncio.sleep(0.005)
+
+    async def release() -> None:
+        await asyncio.sleep(0.05)  # runs only if the loop is free while the host exits
+        released_by.append("loop")
+        gate.set()
+
+    fallback = threading.Timer(5.0, lambda: (released_by.append("fallback thread"), gate.set()))
+    fallback.start()
+    releaser = asyncio.create_task(release())
+    try:
+        await host.__aexit__(None, None, None)
+    finally:
+        fallback.cancel()
+        gate.set()
+    assert released_by[:1] == ["loop"]
+    assert pending.done() and pending.result() is True  # the exit waited for the job
+    await releaser

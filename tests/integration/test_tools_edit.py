@@ -97,3 +97,21 @@ async def test_replace_all_and_chained_edits(reg: ToolRegistry, ws: Path) -> Non
     v2 = res.content.split("(version ")[1].split(")")[0]
     res = await call(reg, ws, "edit_file", path="f.txt", version=v2, old_text="row 1\n", new_text="first\n")
     assert not res.is_error and (ws / "f.txt").read_text().startswith("first\nrow 2\n")
+
+
+async def test_a_version_read_by_one_agent_never_merges_into_another_agents_file(reg: ToolRegistry, tmp_path: Path) -> None:
+    # One store serves every agent of the process: a version is only a base in the workspace
+    # that read it, else another agent could merge against (and probe) content it never saw.
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    mine.mkdir()
+    theirs.mkdir()
+    (theirs / "f.txt").write_text(BASE)
+    their_version = await read_version(reg, theirs)
+    (mine / "f.txt").write_text(BASE.replace("line 18\n", "line 18 (mine)\n"))
+    res = await call(reg, mine, "edit_file", path="f.txt", version=their_version, old_text="line 2\n", new_text="line two\n")
+    assert res.is_error and res.content.startswith("error[stale_version]"), res.content
+    assert (mine / "f.txt").read_text() == BASE.replace("line 18\n", "line 18 (mine)\n")
+    # the version still works where it was read
+    (theirs / "f.txt").write_text(BASE.replace("line 18\n", "line 18 (human)\n"))
+    res = await call(reg, theirs, "edit_file", path="f.txt", version=their_version, old_text="line 2\n", new_text="line two\n")
+    assert not res.is_error and "merged with the changes made since" in res.content

@@ -67,6 +67,15 @@ def test_default_action_and_an_empty_policy_allows() -> None:
     assert AutonomyPolicy(Autonomy()).decide("shell", {"command": "rm -rf /"}).action == "allow"
 
 
+def test_only_read_only_calls_start_mid_stream_by_default() -> None:
+    # Side effects wait for the stop reason unless the spec opts in (an early write_file would
+    # survive a max_tokens / content-filter stop and re-run on a retry).
+    assert Autonomy().streaming_start == "readOnly"
+    assert make_manifest("a").spec.autonomy.streaming_start == "readOnly"
+    opted = make_manifest("a", autonomy={"streamingStart": "readOnlyOrIdempotent"}).spec.autonomy
+    assert opted.streaming_start == "readOnlyOrIdempotent"
+
+
 def test_manifest_validation_names_the_field() -> None:
     spec = make_manifest("a", autonomy={"rules": [{"action": "ask", "tool": "shell"}], "approvalTimeoutS": 5}).spec
     assert spec.autonomy.rules[0].action == "ask" and spec.autonomy.approval_timeout_s == 5

@@ -110,6 +110,14 @@ class World:
     def started(self, label: str) -> float | None:
         return next((t for kind, name, t in self.journal if kind == "start" and name == label), None)
 
+    def ended(self, label: str) -> float | None:
+        return next((t for kind, name, t in self.journal if kind == "end" and name == label), None)
+
+    def span(self, label: str) -> tuple[float, float]:
+        start, end = self.started(label), self.ended(label)
+        assert start is not None and end is not None, (label, self.journal)
+        return start, end
+
 
 def tc(i: str, name: str, **args: Any) -> ToolCall:
     return ToolCall(i, name, args)
@@ -124,17 +132,41 @@ def results(events: list[Event]) -> list[dict[str, Any]]:
 
 
 async def test_read_only_calls_start_mid_stream_side_effects_wait_for_the_tool_use_stop() -> None:
+    # The default (`streamingStart: readOnly`): only read-only calls start mid-stream; every side
+    # effect, idempotent or not, waits for the message's stop reason.
     script = [Say("let me look"), Call(tc("r1", "read_file", path="a")), Call(tc("w1", "write_file", path="b")),
               Call(tc("s1", "shell", command="make")), Say("still talking", after_s=0.15), Stop("tool_use", after_s=0.05)]
-    with_idempotent = World([script])
-    async with with_idempotent as w:
+    async with World([script]) as w:
+        await w.send()
+        events = await w.idle()
+    end = w.provider.busy[0][1]
+    r1, wr, s1 = w.started("a"), w.started("b"), w.started("make")
+    assert r1 is not None and wr is not None and s1 is not None
+    assert r1 < end  # read-only: at once, mid-stream
+    assert wr >= end and s1 >= end  # side effects: only after the tool_use stop
+    # The read-only call and the calls that start at the stop are announced with the message.
+    k = kinds(events)
+    first_message = k.index("assistant_message")
+    window = events[first_message: first_message + 5]
+    assert [(e.kind, e.data.get("id") if e.kind == "tool_call" else None, e.data.get("early")) for e in window] == [
+        ("assistant_message", None, None), ("tool_call", "r1", True), ("tool_call", "w1", None),
+        ("tool_call", "s1", None), ("usage", None, None),
+    ]
+    assert [r["tool_call_id"] for r in results(events)] == ["r1", "w1", "s1"]
+    assert not any(r.get("incomplete_message") for r in results(events))
+
+
+async def test_idempotent_calls_start_mid_stream_only_when_opted_in() -> None:
+    script = [Say("let me look"), Call(tc("r1", "read_file", path="a")), Call(tc("w1", "write_file", path="b")),
+              Call(tc("s1", "shell", command="make")), Say("still talking", after_s=0.15), Stop("tool_use", after_s=0.05)]
+    async with World([script], autonomy={"streamingStart": "readOnlyOrIdempotent"}) as w:
         await w.send()
         events = await w.idle()
     end = w.provider.busy[0][1]
     r1, wr, s1 = w.started("a"), w.started("b"), w.started("make")
     assert r1 is not None and wr is not None and s1 is not None
     assert r1 < end and wr < end  # read-only and idempotent: at once, mid-stream
-    assert s1 >= end  # side effects: only after the tool_use stop
+    assert s1 >= end  # side effects that are not idempotent: only after the tool_use stop
     # The idempotent side effect is durable before it runs (its own commit, mid-stream); the
     # read-only call and the call that starts at the stop are announced with the message.
     k = kinds(events)
@@ -146,29 +178,30 @@ async def test_read_only_calls_start_mid_stream_side_effects_wait_for_the_tool_u
     ]
     assert len({e.seq for e in events if e.kind == "tool_call"}) == 3 == k.count("tool_call")
     assert [r["tool_call_id"] for r in results(events)] == ["r1", "w1", "s1"]
-    assert not any(r.get("incomplete_message") for r in results(events))
 
-    async with World([script], autonomy={"streamingStart": "readOnly"}) as w:
+    async with World([script], autonomy={"streamingStart": "off"}) as w:
         await w.send()
         await w.idle()
     end = w.provider.busy[0][1]
-    assert w.started("a") < end and w.started("b") >= end  # type: ignore[operator]
+    assert w.started("a") >= end and w.started("b") >= end  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("stop", ["max_tokens", "content_filter", "error"])
 async def test_an_unfinished_message_starts_nothing_unsafe_and_keeps_early_results_marked(stop: str) -> None:
-    script = [Call(tc("r1", "read_file", path="a")), Call(tc("s1", "shell", command="rm -rf build")),
-              Call(tc("r2", "list_dir", path="x", sleep=0.05)), Say("more", after_s=0.02), Stop(stop)]  # type: ignore[arg-type]
-    async with World([script]) as w:
+    script = [Call(tc("r1", "read_file", path="a")), Call(tc("r2", "list_dir", path="x", sleep=0.05)),
+              Call(tc("w1", "write_file", path="out")), Call(tc("s1", "shell", command="rm -rf build")),
+              Say("more", after_s=0.02), Stop(stop)]  # type: ignore[arg-type]
+    async with World([script]) as w:  # the default streamingStart
         await w.send()
         events = await w.idle()
-    assert w.started("rm -rf build") is None  # never ran
+    assert w.started("rm -rf build") is None and w.started("out") is None  # nothing unsafe ran
     got = results(events)
-    assert [r["tool_call_id"] for r in got] == ["r1", "s1", "r2"]
+    assert [r["tool_call_id"] for r in got] == ["r1", "r2", "w1", "s1"]
     assert all(r["incomplete_message"] is True for r in got)
-    assert got[0]["content"] == "read_file(a) ok" and got[2]["content"] == "list_dir(x) ok"
-    assert got[1]["is_error"] and got[1]["content"].startswith("error[cancelled]")
-    assert not any(e.kind == "tool_call" and e.data["id"] == "s1" for e in events)
+    assert got[0]["content"] == "read_file(a) ok" and got[1]["content"] == "list_dir(x) ok"
+    for r in got[2:]:
+        assert r["is_error"] and r["content"].startswith("error[cancelled]")
+    assert not any(e.kind == "tool_call" and e.data["id"] in ("w1", "s1") for e in events)
     assert events[-1].data == {"state": "idle", "reason": stop}
     assert w.provider.calls == 1  # the turn ends: the model is not asked again
 
@@ -184,6 +217,66 @@ async def test_results_are_committed_in_call_order_whatever_order_tools_finish()
     assert [r["tool_call_id"] for r in results(events)] == ["c1", "c2", "c3"]
     result_seqs = [e.seq for e in events if e.kind == "tool_result"]
     assert result_seqs == list(range(result_seqs[0], result_seqs[0] + 3))  # one batch, nothing between
+
+
+async def test_a_read_after_a_write_of_the_same_message_sees_the_write() -> None:
+    # [write_file a, read_file a]: the read must not run before (or during) the write, although
+    # it is read-only and complete mid-stream.
+    script = [Call(tc("w1", "write_file", path="a", sleep=0.05)), Call(tc("r1", "read_file", path="a2")),
+              Say("more", after_s=0.05), Stop("tool_use")]
+    async with World([script]) as w:
+        await w.send()
+        events = await w.idle()
+    end = w.provider.busy[0][1]
+    w_start, w_end = w.span("a")
+    r_start, _ = w.span("a2")
+    assert w_start >= end and r_start >= w_end  # no early start after a side effect
+    assert [r["tool_call_id"] for r in results(events)] == ["w1", "r1"]
+    message = kinds(events).index("assistant_message")
+    assert [e.data.get("early") for e in events[message + 1: message + 3]] == [None, None]  # both start at the stop
+
+
+async def test_reads_run_together_a_side_effect_runs_alone_between_them() -> None:
+    script = [Call(tc("r1", "read_file", path="r1", sleep=0.06)), Call(tc("r2", "list_dir", path="r2", sleep=0.06)),
+              Call(tc("w1", "write_file", path="w1", sleep=0.04)), Call(tc("r3", "read_file", path="r3", sleep=0.04)),
+              Call(tc("r4", "list_dir", path="r4", sleep=0.04)), Call(tc("s1", "shell", command="s1", sleep=0.02)),
+              Call(tc("r5", "read_file", path="r5")), Stop("tool_use")]
+    async with World([script]) as w:
+        await w.send()
+        events = await w.idle()
+    span = {label: w.span(label) for label in ("r1", "r2", "w1", "r3", "r4", "s1", "r5")}
+    assert span["r2"][0] < span["r1"][1]  # consecutive reads overlap
+    assert span["w1"][0] >= max(span["r1"][1], span["r2"][1])  # a write waits for every earlier call
+    assert min(span["r3"][0], span["r4"][0]) >= span["w1"][1]  # ... and every later call waits for it
+    assert span["r4"][0] < span["r3"][1]
+    assert span["s1"][0] >= max(span["r3"][1], span["r4"][1]) and span["r5"][0] >= span["s1"][1]
+    assert [r["tool_call_id"] for r in results(events)] == ["r1", "r2", "w1", "r3", "r4", "s1", "r5"]
+
+
+async def test_an_opted_in_early_write_waits_for_earlier_reads_and_stops_early_starts() -> None:
+    script = [Call(tc("r1", "read_file", path="r1", sleep=0.08)), Call(tc("w1", "write_file", path="w1", sleep=0.03)),
+              Call(tc("r2", "read_file", path="r2")), Say("more", after_s=0.25), Stop("tool_use")]
+    async with World([script], autonomy={"streamingStart": "readOnlyOrIdempotent"}) as w:
+        await w.send()
+        events = await w.idle()
+    end = w.provider.busy[0][1]
+    r1, wr, r2 = w.span("r1"), w.span("w1"), w.span("r2")
+    assert wr[0] < end and wr[0] >= r1[1]  # early, but after the earlier read finished
+    assert r2[0] >= end and r2[0] >= wr[1]  # no early start after a side effect
+    assert [r["tool_call_id"] for r in results(events)] == ["r1", "w1", "r2"]
+
+
+async def test_a_read_after_an_asked_write_waits_for_the_decision_and_the_write() -> None:
+    script = [Call(tc("w1", "write_file", path="w1", sleep=0.03)), Call(tc("r1", "read_file", path="r1")), Stop("tool_use")]
+    async with World([script], autonomy={"rules": [{"action": "ask", "tool": "write_file"}], "approvalTimeoutS": 5}) as w:
+        await w.send()
+        await _pending(w, "w1")
+        await asyncio.sleep(0.05)
+        assert w.started("r1") is None  # the write may still happen: the read waits
+        w.actor.approve("w1", "allow")
+        events = await w.idle()
+    assert w.span("r1")[0] >= w.span("w1")[1]
+    assert [r["tool_call_id"] for r in results(events)] == ["w1", "r1"]
 
 
 def _transcript(events: list[Event]) -> list[tuple[str, dict[str, Any]]]:
@@ -206,8 +299,10 @@ def test_the_durable_transcript_is_the_same_for_any_tool_completion_times(sleeps
                   Call(tc("c2", "list_dir", path="b"), after_s=gaps[1]),
                   Call(tc("c3", "shell", command="c"), after_s=gaps[2]),
                   Call(tc("c4", "write_file", path="d"), after_s=gaps[3]),
+                  Call(tc("c5", "read_file", path="d")),
                   Stop("tool_use")]
         async with World([script]) as w:
+            w.durations.update(zip("abcd", sleeps))  # how long each call runs
             await w.send()
             return _transcript(await w.idle())
 
@@ -255,7 +350,8 @@ async def _pending(w: World, call_id: str) -> None:
 
 
 async def test_ask_waits_for_an_operator_without_blocking_the_mailbox_then_allow_runs_it() -> None:
-    script = [Call(tc("s1", "shell", command="deploy")), Call(tc("r1", "read_file", path="a")), Stop("tool_use")]
+    # (The read comes first: a read after the shell call would wait for it, see the order tests.)
+    script = [Call(tc("r1", "read_file", path="a")), Call(tc("s1", "shell", command="deploy")), Stop("tool_use")]
     async with World([script], autonomy=ASK_SHELL) as w:
         await w.send()
         await _pending(w, "s1")
@@ -298,6 +394,33 @@ async def test_ask_denied_by_an_operator_or_by_the_timeout_default() -> None:
         await w.send()
         events = await w.idle()
     assert next(e for e in events if e.kind == "approval").data["decision"] == "allow"
+    assert w.started("deploy") is not None
+
+
+async def test_an_answer_in_the_same_tick_as_the_deadline_decides_as_the_operator_was_told() -> None:
+    # The deadline's timer fires (the waiting task is cancelled), then, before the task resumes,
+    # an operator's `allow` arrives: `approve` accepts it, so it must be the durable decision.
+    script = [Call(tc("s1", "shell", command="deploy")), Stop("tool_use")]
+    async with World([script], autonomy={**ASK_SHELL, "approvalTimeoutS": 0.2}) as w:
+        await w.send()
+        await _pending(w, "s1")
+        task = next(t for t in asyncio.all_tasks() if t.get_name() == "approval:s1")
+        loop = asyncio.get_running_loop()
+        accepted: list[bool] = []
+
+        def poll() -> None:
+            if task.done():
+                return
+            if task.cancelling():  # the timeout fired; the task has not run since
+                w.actor.approve("s1", "allow")  # raises if refused
+                accepted.append(True)
+                return
+            loop.call_soon(poll)
+
+        loop.call_soon(poll)
+        events = await w.idle()
+    assert accepted == [True]
+    assert next(e for e in events if e.kind == "approval").data == {"tool_call_id": "s1", "decision": "allow", "by": "operator"}
     assert w.started("deploy") is not None
 
 

@@ -72,3 +72,23 @@ def test_the_cache_is_bounded_and_keyed_by_identity() -> None:
     for m in msgs:
         cache.get(m, lambda m=m: {"t": m.text})  # type: ignore[misc]
     assert len(cache) == 3
+
+
+CODECS: dict[str, Callable[[], Any]] = {
+    "anthropic": anthropic.AnthropicCodec, "openai": openai_chat.OpenAIChatCodec,
+    "openai-responses": openai_responses.OpenAIResponsesCodec, "gemini": gemini.GeminiCodec,
+}
+
+
+@pytest.mark.parametrize("api", list(CODECS))
+def test_a_request_never_shows_its_api_key(api: str) -> None:
+    # An HttpRequest ends up in logs, tracebacks (locals) and assertion messages: its repr and str
+    # carry the URL and the header names, never the key.
+    key = "sk-live-DO-NOT-LEAK-0123456789"
+    req = CODECS[api]().encode(
+        ModelRequest(model="m", system="s", messages=[UserMessage("hi")], tools=TOOLS, max_tokens=1, agent_key="a"),
+        "https://api.example", key)
+    assert any(key in v for v in req.headers.values())  # it is sent ...
+    for shown in (repr(req), str(req), f"{req}", f"{req!r}", repr([req]), repr({"r": req})):
+        assert key not in shown and key[:12] not in shown  # ... and never shown
+        assert req.url in shown and "content-type" in shown
