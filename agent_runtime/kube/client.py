@@ -134,12 +134,15 @@ class KubeClient:
     async def get(self, path: str) -> dict[str, Any]:
         return await self.request("GET", path)
 
-    async def list(self, path: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    async def list(self, path: str, label_selector: str | None = None,
+                   field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """All items (following `continue`) and the list's resourceVersion."""
         items: list[dict[str, Any]] = []
         params: dict[str, str] = {"limit": "500"}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         while True:
             doc = await self.request("GET", path, params=params)
             items.extend(doc.get("items") or [])
@@ -163,13 +166,16 @@ class KubeClient:
         return await self.request("DELETE", path)
 
     async def watch(self, path: str, resource_version: str, label_selector: str | None = None,
-                    timeout_s: int = WATCH_TIMEOUT_S) -> AsyncIterator[WatchEvent]:
-        """Events after `resource_version` until the server ends the watch. `Gone` on 410."""
+                    timeout_s: int = WATCH_TIMEOUT_S, field_selector: str | None = None) -> AsyncIterator[WatchEvent]:
+        """Events after `resource_version` until the server ends the watch. `Gone` on 410. With a
+        selector, an object that stops matching arrives as DELETED (its last matching state)."""
         assert self._session is not None
         params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                   "timeoutSeconds": str(timeout_s)}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         self.requests += 1
         self.by_verb["WATCH"] = self.by_verb.get("WATCH", 0) + 1
         async with self._session.get(
@@ -205,11 +211,13 @@ class Reflector:
     called (synchronously, on the loop) for every change: ADDED, MODIFIED, DELETED — including
     the deletions and changes a re-list discovers. `synced` is set after the first list."""
 
-    def __init__(self, client: KubeClient, path: str, handler: Handler, label_selector: str | None = None) -> None:
+    def __init__(self, client: KubeClient, path: str, handler: Handler, label_selector: str | None = None,
+                 field_selector: str | None = None) -> None:
         self.client = client
         self.path = path
         self.handler = handler
         self.label_selector = label_selector
+        self.field_selector = field_selector
         self.store: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
@@ -232,11 +240,12 @@ class Reflector:
         while True:
             try:
                 if rv is None:
-                    items, rv = await self.client.list(self.path, self.label_selector)
+                    items, rv = await self.client.list(self.path, self.label_selector, self.field_selector)
                     self.relists += 1
                     self._apply_list(items)
                     self.synced.set()
-                async for ev in self.client.watch(self.path, rv, self.label_selector):
+                async for ev in self.client.watch(self.path, rv, self.label_selector,
+                                                  field_selector=self.field_selector):
                     new_rv = (ev.object.get("metadata") or {}).get("resourceVersion")
                     if new_rv:
                         rv = str(new_rv)

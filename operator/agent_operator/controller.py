@@ -226,7 +226,7 @@ class Controller:
             for key, on in current.items():  # placed and staying: make sure the object says so
                 agent = self.agents[key]
                 if on is not None and key not in plan.moves and on in eligible_set and key not in self._inflight:
-                    if agent.label_shard != on or agent.status_shard != on or FINALIZER not in agent.finalizers:
+                    if agent.status_shard != on or FINALIZER not in agent.finalizers:
                         self._record_placement(agent, on, now_iso)
         if self.settings.manage_pools:
             for pool in list(self.pools.values()):
@@ -237,7 +237,8 @@ class Controller:
     def _record_placement(self, agent: agents_mod.AgentView, shard: str, now_iso: str) -> None:
         if agent.key in self._inflight or agent.key in self._retry_at:
             return
-        status_patch, meta_patch = agents_mod.placement_patches(agent, shard, now_iso)
+        status_patch = agents_mod.placement_patch(agent, shard, now_iso)
+        meta_patch = agents_mod.finalizer_patch(agent)
         if status_patch is None and meta_patch is None:
             agent.target = None
             return
@@ -248,7 +249,8 @@ class Controller:
                         phase: str = "Pending") -> None:
         if agent.key in self._inflight or agent.key in self._retry_at:
             return
-        status_patch, meta_patch = agents_mod.pending_patches(agent, reason, message, now_iso, phase)
+        status_patch = agents_mod.pending_patch(agent, reason, message, now_iso, phase)
+        meta_patch = agents_mod.finalizer_patch(agent)
         if status_patch is None and meta_patch is None:
             return
         agent.target = None
@@ -256,14 +258,13 @@ class Controller:
 
     async def _patch_agent(self, agent: agents_mod.AgentView, status_patch: dict[str, Any] | None,
                            meta_patch: dict[str, Any] | None) -> None:
+        """One status write records a (re-)placement: the shards watch status.shard. The finalizer
+        (only on an Agent that lacks it, i.e. the first time) goes alongside, on metadata."""
         path = path_for(GV, "agents", agent.namespace, agent.name)
-        # status first: the shard starts the agent when the label arrives, and its Running must
-        # not be overwritten by our Placed
-        if status_patch is not None:
-            self.on_agent("MODIFIED", await self.api.merge_patch(path + "/status", status_patch))
-            self.patches += 1
-        if meta_patch is not None:
-            self.on_agent("MODIFIED", await self.api.merge_patch(path, meta_patch))
+        writes = [(path + "/status", status_patch), (path, meta_patch)]
+        bodies = await asyncio.gather(*(self.api.merge_patch(p, patch) for p, patch in writes if patch is not None))
+        for body in bodies:
+            self.on_agent("MODIFIED", body)
             self.patches += 1
 
     async def _finalize(self, agent: agents_mod.AgentView) -> None:
@@ -288,7 +289,7 @@ class Controller:
         if self.settings.data_dir is not None:
             return await asyncio.to_thread(folders.dispose, self.settings.data_dir, agent.namespace, agent.name,
                                            agent.on_delete)
-        shard = self.shards.get((agent.namespace, agent.label_shard or agent.status_shard or ""))
+        shard = self.shards.get((agent.namespace, agent.status_shard or ""))
         if shard is not None and shard.fresh(self.clock()) and shard.address:
             token = await self._admin_token(agent.namespace, shard.pool)
             headers = {"Authorization": f"Bearer {token}"} if token else {}
