@@ -1,7 +1,8 @@
 """A small async Kubernetes API client over aiohttp: get/list/watch, create/replace (optimistic
 concurrency through `metadata.resourceVersion`), JSON merge-patch (also on `/status`), delete.
 
-Only what the shard, router and `agentctl drain` need. Errors are typed (`NotFound`, `Conflict`,
+What the shard, router, operator and `agentctl drain` need (plus JSON patch and server-side apply
+for the operator). Errors are typed (`NotFound`, `Conflict`,
 `Gone`, `ApiError`). `Reflector` keeps a local copy of a collection: list, then watch from the
 list's resourceVersion with bookmarks, re-list on 410 Gone, re-watch after a dropped connection.
 """
@@ -25,6 +26,7 @@ from agent_runtime.kube.names import GROUP, VERSION
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 30.0
+JsonPatch = list[dict[str, Any]]  # RFC 6902 operations
 WATCH_TIMEOUT_S = 290  # the server ends a watch after this; we re-watch from the last resourceVersion
 
 
@@ -52,6 +54,11 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later (conflict, throttling, server trouble)."""
+        return self.status in (409, 429) or self.status >= 500
 
 
 class NotFound(ApiError):
@@ -161,6 +168,15 @@ class KubeClient:
 
     async def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
+
+    async def json_patch(self, path: str, ops: JsonPatch) -> dict[str, Any]:
+        """RFC 6902 patch (e.g. a `test` + `remove` of one finalizer); 422 when a `test` fails."""
+        return await self.request("PATCH", path, body=ops, content_type="application/json-patch+json")
+
+    async def apply(self, path: str, obj: dict[str, Any], field_manager: str, force: bool = True) -> dict[str, Any]:
+        """Server-side apply of `obj` (at its own `path`) as `field_manager`."""
+        params = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        return await self.request("PATCH", path, params=params, body=obj, content_type="application/apply-patch+yaml")
 
     async def delete(self, path: str) -> dict[str, Any]:
         return await self.request("DELETE", path)

@@ -29,11 +29,12 @@ from pydantic import ValidationError
 
 from agent_operator import agents as agents_mod
 from agent_operator import folders, placement, resources
-from agent_operator.kubeapi import ApiError, KubeApi, path_for
 from agent_operator.models import (
-    DRAINING_ANNOTATION, FINALIZER, POOL_LABEL, VERSION, RuntimePoolSpec,
+    DRAINING_ANNOTATION, FIELD_MANAGER, FINALIZER, POOL_LABEL, VERSION, RuntimePoolSpec,
 )
+from agent_operator.paths import object_path, path_for
 from agent_operator.shards import Shard, ordinal, shard_from_lease
+from agent_runtime.kube.client import ApiError, KubeClient
 from agent_runtime.manifest import API_GROUP
 
 log = logging.getLogger("agent_operator")
@@ -70,7 +71,7 @@ def _now_iso() -> str:
 
 
 class Controller:
-    def __init__(self, api: KubeApi, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, api: KubeClient, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.api = api
         self.settings = settings
         self.clock = clock
@@ -140,11 +141,14 @@ class Controller:
         """One LIST of pools, Leases and Agents per namespace before the first plan, so nothing is
         re-placed only because its shard's Lease had not been seen yet."""
         for ns in self.settings.namespaces or (None,):
-            for pool in await self.api.list_items(path_for(GV, "runtimepools", ns)):
+            pools, _ = await self.api.list(path_for(GV, "runtimepools", ns))
+            for pool in pools:
                 self.on_pool(None, pool)
-            for lease in await self.api.list_items(path_for("coordination.k8s.io/v1", "leases", ns), POOL_LABEL):
+            leases, _ = await self.api.list(path_for("coordination.k8s.io/v1", "leases", ns), POOL_LABEL)
+            for lease in leases:
                 self.on_lease(None, lease)
-            for agent in await self.api.list_items(path_for(GV, "agents", ns)):
+            agents, _ = await self.api.list(path_for(GV, "agents", ns))
+            for agent in agents:
                 self.on_agent(None, agent)
 
     # ---- the planner -----------------------------------------------------------------------------
@@ -359,12 +363,12 @@ class Controller:
             for obj in objs:
                 if obj.create_only:
                     try:
-                        await self.api.create(obj.manifest)
+                        await self.api.create(object_path(obj.manifest, named=False), obj.manifest)
                     except ApiError as exc:
                         if exc.status != 409:
                             raise
                 else:
-                    await self.api.apply(obj.manifest)
+                    await self.api.apply(object_path(obj.manifest), obj.manifest, FIELD_MANAGER)
             log.info("pool %s/%s converged (%s objects)", pool.namespace, pool.name, len(objs))
         except BaseException:
             if pool.applied == fingerprint:
@@ -398,6 +402,10 @@ class Controller:
                     log.warning("%s: %s; retrying", key, exc)
                     self._retry_at[key] = self.clock() + (0.5 if exc.retryable else 5.0)
                     self._reset_target(key)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # apiserver (or shard) unreachable
+                log.warning("%s: %r; retrying", key, exc)
+                self._retry_at[key] = self.clock() + 0.5
+                self._reset_target(key)
             except folders.FolderBusy as exc:
                 log.info("%s: %s; retrying", key, exc)
                 self._retry_at[key] = self.clock() + 1.0
