@@ -1,7 +1,8 @@
 """A small async Kubernetes API client over aiohttp: get/list/watch, create/replace (optimistic
 concurrency through `metadata.resourceVersion`), JSON merge-patch (also on `/status`), delete.
 
-Only what the shard, router and `agentctl drain` need. Errors are typed (`NotFound`, `Conflict`,
+What the shard, router, operator and `agentctl drain` need (plus JSON patch and server-side apply
+for the operator). Errors are typed (`NotFound`, `Conflict`,
 `Gone`, `ApiError`). `Reflector` keeps a local copy of a collection: list, then watch from the
 list's resourceVersion with bookmarks, re-list on 410 Gone, re-watch after a dropped connection.
 """
@@ -25,6 +26,7 @@ from agent_runtime.kube.names import GROUP, VERSION
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 30.0
+JsonPatch = list[dict[str, Any]]  # RFC 6902 operations
 WATCH_TIMEOUT_S = 290  # the server ends a watch after this; we re-watch from the last resourceVersion
 
 
@@ -52,6 +54,11 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later (conflict, throttling, server trouble)."""
+        return self.status in (409, 429) or self.status >= 500
 
 
 class NotFound(ApiError):
@@ -134,12 +141,15 @@ class KubeClient:
     async def get(self, path: str) -> dict[str, Any]:
         return await self.request("GET", path)
 
-    async def list(self, path: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    async def list(self, path: str, label_selector: str | None = None,
+                   field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """All items (following `continue`) and the list's resourceVersion."""
         items: list[dict[str, Any]] = []
         params: dict[str, str] = {"limit": "500"}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         while True:
             doc = await self.request("GET", path, params=params)
             items.extend(doc.get("items") or [])
@@ -159,17 +169,29 @@ class KubeClient:
     async def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
 
+    async def json_patch(self, path: str, ops: JsonPatch) -> dict[str, Any]:
+        """RFC 6902 patch (e.g. a `test` + `remove` of one finalizer); 422 when a `test` fails."""
+        return await self.request("PATCH", path, body=ops, content_type="application/json-patch+json")
+
+    async def apply(self, path: str, obj: dict[str, Any], field_manager: str, force: bool = True) -> dict[str, Any]:
+        """Server-side apply of `obj` (at its own `path`) as `field_manager`."""
+        params = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        return await self.request("PATCH", path, params=params, body=obj, content_type="application/apply-patch+yaml")
+
     async def delete(self, path: str) -> dict[str, Any]:
         return await self.request("DELETE", path)
 
     async def watch(self, path: str, resource_version: str, label_selector: str | None = None,
-                    timeout_s: int = WATCH_TIMEOUT_S) -> AsyncIterator[WatchEvent]:
-        """Events after `resource_version` until the server ends the watch. `Gone` on 410."""
+                    timeout_s: int = WATCH_TIMEOUT_S, field_selector: str | None = None) -> AsyncIterator[WatchEvent]:
+        """Events after `resource_version` until the server ends the watch. `Gone` on 410. With a
+        selector, an object that stops matching arrives as DELETED (its last matching state)."""
         assert self._session is not None
         params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                   "timeoutSeconds": str(timeout_s)}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         self.requests += 1
         self.by_verb["WATCH"] = self.by_verb.get("WATCH", 0) + 1
         async with self._session.get(
@@ -205,11 +227,13 @@ class Reflector:
     called (synchronously, on the loop) for every change: ADDED, MODIFIED, DELETED — including
     the deletions and changes a re-list discovers. `synced` is set after the first list."""
 
-    def __init__(self, client: KubeClient, path: str, handler: Handler, label_selector: str | None = None) -> None:
+    def __init__(self, client: KubeClient, path: str, handler: Handler, label_selector: str | None = None,
+                 field_selector: str | None = None) -> None:
         self.client = client
         self.path = path
         self.handler = handler
         self.label_selector = label_selector
+        self.field_selector = field_selector
         self.store: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
@@ -232,11 +256,12 @@ class Reflector:
         while True:
             try:
                 if rv is None:
-                    items, rv = await self.client.list(self.path, self.label_selector)
+                    items, rv = await self.client.list(self.path, self.label_selector, self.field_selector)
                     self.relists += 1
                     self._apply_list(items)
                     self.synced.set()
-                async for ev in self.client.watch(self.path, rv, self.label_selector):
+                async for ev in self.client.watch(self.path, rv, self.label_selector,
+                                                  field_selector=self.field_selector):
                     new_rv = (ev.object.get("metadata") or {}).get("resourceVersion")
                     if new_rv:
                         rv = str(new_rv)

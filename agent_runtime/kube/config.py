@@ -70,14 +70,22 @@ def _named(items: list[dict[str, Any]], name: str, what: str) -> dict[str, Any]:
 
 
 def load_kubeconfig(path: Path, context: str | None = None) -> KubeConfig:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    """The connection a kubeconfig's (current) context names; `KubeConfigError` saying what is wrong."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise KubeConfigError(f"cannot read kubeconfig {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise KubeConfigError(f"kubeconfig {path} is not a mapping")
     base = path.parent
     ctx_name = context or doc.get("current-context")
     if not ctx_name:
         raise KubeConfigError(f"{path}: no current-context")
-    ctx = _named(doc.get("contexts", []), ctx_name, "context")
-    cluster = _named(doc.get("clusters", []), ctx["cluster"], "cluster")
-    user = _named(doc.get("users", []), ctx["user"], "user") if ctx.get("user") else {}
+    ctx = _named(doc.get("contexts") or [], ctx_name, "context")
+    cluster = _named(doc.get("clusters") or [], str(ctx.get("cluster", "")), "cluster")
+    user = _named(doc.get("users") or [], str(ctx["user"]), "user") if ctx.get("user") else {}
+    if not cluster.get("server"):
+        raise KubeConfigError(f"kubeconfig {path}: cluster {ctx.get('cluster')!r} has no server")
 
     def rel(p: str | None) -> Path | None:
         return None if p is None else (base / p if not os.path.isabs(p) else Path(p))

@@ -2,9 +2,10 @@
 
 It runs the standalone server (Host + HTTP/WebSocket API) over the pool's shared data volume and,
 next to it:
-- the controller: a watch on the Agents labelled `agentruntime.dev/shard=<shard>`; an agent that
-  arrives is activated (owner lock taken with bounded retries, spec applied to the host, log
-  opened), one that leaves (relabelled, deleted) is released (hibernated: snapshot, log closed,
+- the controller: a watch on the Agents placed here (`fieldSelector=status.shard=<shard>`, a
+  selectable field of the Agent CRD; an object that stops matching arrives as DELETED); an agent
+  that arrives is activated (owner lock taken with bounded retries, spec applied to the host, log
+  opened), one that leaves (re-placed, deleted) is released (hibernated: snapshot, log closed,
   lock dropped, its clients closed with 1012 so they reconnect through the router);
 - the Lease heartbeat: Lease `<shard>` renewed every duration/3, carrying the shard's address;
   a shard that cannot renew for a whole duration releases its agents (it may have been replaced);
@@ -43,7 +44,7 @@ from agent_runtime.kube.client import (
     leases_path,
     object_key,
 )
-from agent_runtime.kube.names import ADDRESS_ANNOTATION, POOL_LABEL, SHARD_LABEL
+from agent_runtime.kube.names import ADDRESS_ANNOTATION, POOL_LABEL, SHARD_FIELD
 from agent_runtime.kube.status import AgentStatus, StatusBatcher, Tokens, rfc3339
 from agent_runtime.kube.tokens import SharedTokenStore, ensure_admin_token
 from agent_runtime.manifest import API_VERSION, AgentManifest, AgentSpec, ManifestError, parse_manifest
@@ -188,12 +189,12 @@ class Shard:
         # The heartbeat has its own connection pool: it never queues behind status patches.
         self.lease_kube = lease_kube or kube
         self.address = address
-        self.desired: dict[str, dict[str, Any]] = {}  # key -> Agent object labelled to this shard
+        self.desired: dict[str, dict[str, Any]] = {}  # key -> Agent object placed on this shard
         self.active: dict[str, Active] = {}
         self.queue = KeyQueue()
         self.batcher = StatusBatcher(config.status_rate, now=time.monotonic())
         self.reflector = Reflector(kube, agents_path(config.namespace), self._on_agent,
-                                   label_selector=f"{SHARD_LABEL}={config.shard}")
+                                   field_selector=f"{SHARD_FIELD}={config.shard}")
         self.lease_ok = asyncio.Event()
         self._kick = asyncio.Event()  # wakes the status loop when there is something to patch
         self.fenced = False  # could not renew the Lease for a whole duration
@@ -206,8 +207,8 @@ class Shard:
 
     def _on_agent(self, kind: str, obj: dict[str, Any]) -> None:
         key = object_key(obj)
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        if kind == "DELETED" or labels.get(SHARD_LABEL) != self.config.shard:
+        placed_on = (obj.get("status") or {}).get("shard")
+        if kind == "DELETED" or placed_on != self.config.shard:
             self.desired.pop(key, None)
         else:
             self.desired[key] = obj
@@ -235,7 +236,7 @@ class Shard:
         return obj
 
     def starting(self, key: str) -> bool:
-        """Labelled to this shard but not active yet (requests get 503, retry)."""
+        """Placed on this shard but not active yet (requests get 503, retry)."""
         return key not in self.active and self.wanted(key) is not None
 
     async def _worker(self) -> None:

@@ -2,5 +2,7 @@
 
 Layers (upper imports lower; see .importlinter):
   __main__ (CLI) > handlers (kopf registrations, thin) > controller (async shell: state, patch queue)
-  > kubeapi (async apiserver client) | placement, resources, shards, deletion (pure) > models, crdgen.
+  > folders, crdgen > placement, resources, agents, shards, paths (pure) > models.
+The apiserver client and kubeconfig loader are agent_runtime.kube's (client, config), shared with
+the shards and the router.
 """

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import kopf
 
-from agent_operator import kubeconfig
 from agent_operator.controller import Controller, Settings
 from agent_operator.handlers import build_registry
-from agent_operator.kubeapi import KubeApi
+from agent_runtime.kube.client import KubeClient
+from agent_runtime.kube.config import KubeConfig, KubeConfigError, load
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,12 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def run(args: argparse.Namespace, conn: kubeconfig.Connection) -> None:
-    api = KubeApi(conn, concurrency=args.workers)
-    controller = Controller(api, Settings(namespaces=tuple(args.namespace), data_dir=args.data,
-                                          workers=args.workers, manage_pools=not args.no_pools))
-    registry = build_registry(controller, conn)
-    try:
+async def run(args: argparse.Namespace, conn: KubeConfig) -> None:
+    async with KubeClient(conn) as api:  # the workers bound the writes in flight (--workers)
+        controller = Controller(api, Settings(namespaces=tuple(args.namespace), data_dir=args.data,
+                                              workers=args.workers, manage_pools=not args.no_pools))
+        registry = build_registry(controller, conn)
         await controller.prime()
         async with asyncio.TaskGroup() as tg:
             planner = tg.create_task(controller.run())
@@ -56,8 +55,6 @@ async def run(args: argparse.Namespace, conn: kubeconfig.Connection) -> None:
                     planner.cancel()
 
             tg.create_task(watch())
-    finally:
-        await api.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        conn = kubeconfig.load(args.kubeconfig)  # file reads before the loop starts
-    except kubeconfig.KubeconfigError as exc:
+        conn = load(str(args.kubeconfig) if args.kubeconfig else None)  # file reads before the loop starts
+    except KubeConfigError as exc:
         raise SystemExit(f"agent-operator: {exc}") from None
     asyncio.run(run(args, conn))
 

@@ -2,8 +2,10 @@
 
 `AgentView` is the slice of an Agent object placement needs. `choose_pool` picks the agent's pool
 (spec.runtimePool, else the pool of its model's region, else the namespace's only pool).
-`placement_patches` / `pending_patches` return the merge patches for /status and for metadata, or
-None when the object already says so (so watch echoes of our own patches change nothing).
+`placement_patch` / `pending_patch` return the merge patch for /status, or None when the object
+already says so (so watch echoes of our own patches change nothing): a (re-)placement is that ONE
+write, since shards watch `fieldSelector=status.shard=<shard>`. `finalizer_patch` adds the
+finalizer, once, when the operator first sees an Agent without it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent_operator.models import FINALIZER, SHARD_LABEL, SHARD_PHASES
+from agent_operator.models import FINALIZER, SHARD_PHASES
 from agent_runtime.manifest import AgentSpec
 
 
@@ -28,7 +30,6 @@ class AgentView:
     runtime_pool: str | None
     region: str | None
     on_delete: str
-    label_shard: str | None
     status_shard: str | None
     phase: str | None
     conditions: list[dict[str, Any]]
@@ -43,8 +44,8 @@ class AgentView:
 
     @property
     def current(self) -> str | None:
-        """The shard placement counts this agent on: our pending target, else its label."""
-        return self.target if self.target is not None else self.label_shard
+        """The shard placement counts this agent on: our pending target, else its status.shard."""
+        return self.target if self.target is not None else self.status_shard
 
 
 def _rv(meta: Mapping[str, Any]) -> int:
@@ -77,7 +78,6 @@ def agent_view(body: Mapping[str, Any], previous: AgentView | None = None) -> Ag
         runtime_pool=spec.get("runtimePool") or None,
         region=(spec.get("model") or {}).get("region") or None,
         on_delete=str(spec.get("onDelete") or "archive"),
-        label_shard=(meta.get("labels") or {}).get(SHARD_LABEL) or None,
         status_shard=status.get("shard") or None,
         phase=status.get("phase"),
         conditions=list(status.get("conditions") or []),
@@ -92,7 +92,7 @@ def placement_fields(view: AgentView) -> tuple[Any, ...]:
     """What placement looks at: an event that changes none of these (turns, tokens, the shard's
     Ready condition...) needs no planning."""
     placed = next((c for c in view.conditions if c.get("type") == "Placed"), {})
-    return (view.uid, view.generation, view.label_shard, view.status_shard, view.phase, view.finalizers,
+    return (view.uid, view.generation, view.status_shard, view.phase, view.finalizers,
             view.deleting, placed.get("status"), placed.get("reason"), placed.get("message"))
 
 
@@ -131,43 +131,39 @@ def _condition(agent: AgentView, ctype: str) -> Mapping[str, Any]:
     return next((c for c in agent.conditions if c.get("type") == ctype), {})
 
 
-def _metadata_patch(agent: AgentView, shard: str | None) -> dict[str, Any] | None:
-    meta: dict[str, Any] = {}
-    if agent.label_shard != shard:
-        meta["labels"] = {SHARD_LABEL: shard}
-    if FINALIZER not in agent.finalizers:
-        meta["finalizers"] = [*agent.finalizers, FINALIZER]
-    return {"metadata": meta} if meta else None
+def finalizer_patch(agent: AgentView) -> dict[str, Any] | None:
+    """The metadata patch adding our finalizer, or None when it is there (or the agent is going)."""
+    if FINALIZER in agent.finalizers or agent.deleting:
+        return None
+    return {"metadata": {"finalizers": [*agent.finalizers, FINALIZER]}}
 
 
-def placement_patches(agent: AgentView, shard: str, now_iso: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(status patch, metadata patch) placing `agent` on `shard`. The shard's own phases (Running,
-    Idle, WaitingApproval) stay when the shard does not change."""
+def placement_patch(agent: AgentView, shard: str, now_iso: str) -> dict[str, Any] | None:
+    """The status patch placing `agent` on `shard` (phase, shard, condition Placed). The shard's own
+    phases (Running, Idle, WaitingApproval) stay when the shard does not change."""
     message = f"placed on shard {shard}"
     placed = _condition(agent, "Placed")
     keep_phase = agent.phase in SHARD_PHASES and agent.status_shard == shard
     status_ok = (agent.status_shard == shard and (keep_phase or agent.phase == "Placed")
                  and placed.get("status") == "True" and placed.get("message") == message)
-    status_patch = None
-    if not status_ok:
-        status: dict[str, Any] = {"shard": shard, "conditions": _with_condition(
-            agent.conditions, {"type": "Placed", "status": "True", "reason": "Placed", "message": message}, now_iso)}
-        if not keep_phase:
-            status["phase"] = "Placed"
-        status_patch = {"status": status}
-    return status_patch, _metadata_patch(agent, shard)
+    if status_ok:
+        return None
+    status: dict[str, Any] = {"shard": shard, "conditions": _with_condition(
+        agent.conditions, {"type": "Placed", "status": "True", "reason": "Placed", "message": message}, now_iso)}
+    if not keep_phase:
+        status["phase"] = "Placed"
+    return {"status": status}
 
 
-def pending_patches(agent: AgentView, reason: str, message: str, now_iso: str,
-                    phase: str = "Pending") -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(status patch, metadata patch) recording that `agent` has no shard, and why (phase Pending, or
-    Failed for a spec no shard could run)."""
+def pending_patch(agent: AgentView, reason: str, message: str, now_iso: str,
+                  phase: str = "Pending") -> dict[str, Any] | None:
+    """The status patch recording that `agent` has no shard, and why (phase Pending, or Failed for a
+    spec no shard could run)."""
     placed = _condition(agent, "Placed")
     status_ok = (agent.phase == phase and agent.status_shard is None and placed.get("status") == "False"
                  and placed.get("reason") == reason and placed.get("message") == message)
-    status_patch = None
-    if not status_ok:
-        status_patch = {"status": {"phase": phase, "shard": None, "conditions": _with_condition(
-            [c for c in agent.conditions if c.get("type") != "Ready"],
-            {"type": "Placed", "status": "False", "reason": reason, "message": message}, now_iso)}}
-    return status_patch, _metadata_patch(agent, None)
+    if status_ok:
+        return None
+    return {"status": {"phase": phase, "shard": None, "conditions": _with_condition(
+        [c for c in agent.conditions if c.get("type") != "Ready"],
+        {"type": "Placed", "status": "False", "reason": reason, "message": message}, now_iso)}}

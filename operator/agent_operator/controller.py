@@ -29,11 +29,12 @@ from pydantic import ValidationError
 
 from agent_operator import agents as agents_mod
 from agent_operator import folders, placement, resources
-from agent_operator.kubeapi import ApiError, KubeApi, path_for
 from agent_operator.models import (
-    DRAINING_ANNOTATION, FINALIZER, POOL_LABEL, VERSION, RuntimePoolSpec,
+    DRAINING_ANNOTATION, FIELD_MANAGER, FINALIZER, POOL_LABEL, VERSION, RuntimePoolSpec,
 )
+from agent_operator.paths import object_path, path_for
 from agent_operator.shards import Shard, ordinal, shard_from_lease
+from agent_runtime.kube.client import ApiError, KubeClient
 from agent_runtime.manifest import API_GROUP
 
 log = logging.getLogger("agent_operator")
@@ -70,7 +71,7 @@ def _now_iso() -> str:
 
 
 class Controller:
-    def __init__(self, api: KubeApi, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, api: KubeClient, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.api = api
         self.settings = settings
         self.clock = clock
@@ -140,11 +141,14 @@ class Controller:
         """One LIST of pools, Leases and Agents per namespace before the first plan, so nothing is
         re-placed only because its shard's Lease had not been seen yet."""
         for ns in self.settings.namespaces or (None,):
-            for pool in await self.api.list_items(path_for(GV, "runtimepools", ns)):
+            pools, _ = await self.api.list(path_for(GV, "runtimepools", ns))
+            for pool in pools:
                 self.on_pool(None, pool)
-            for lease in await self.api.list_items(path_for("coordination.k8s.io/v1", "leases", ns), POOL_LABEL):
+            leases, _ = await self.api.list(path_for("coordination.k8s.io/v1", "leases", ns), POOL_LABEL)
+            for lease in leases:
                 self.on_lease(None, lease)
-            for agent in await self.api.list_items(path_for(GV, "agents", ns)):
+            agents, _ = await self.api.list(path_for(GV, "agents", ns))
+            for agent in agents:
                 self.on_agent(None, agent)
 
     # ---- the planner -----------------------------------------------------------------------------
@@ -226,7 +230,7 @@ class Controller:
             for key, on in current.items():  # placed and staying: make sure the object says so
                 agent = self.agents[key]
                 if on is not None and key not in plan.moves and on in eligible_set and key not in self._inflight:
-                    if agent.label_shard != on or agent.status_shard != on or FINALIZER not in agent.finalizers:
+                    if agent.status_shard != on or FINALIZER not in agent.finalizers:
                         self._record_placement(agent, on, now_iso)
         if self.settings.manage_pools:
             for pool in list(self.pools.values()):
@@ -237,7 +241,8 @@ class Controller:
     def _record_placement(self, agent: agents_mod.AgentView, shard: str, now_iso: str) -> None:
         if agent.key in self._inflight or agent.key in self._retry_at:
             return
-        status_patch, meta_patch = agents_mod.placement_patches(agent, shard, now_iso)
+        status_patch = agents_mod.placement_patch(agent, shard, now_iso)
+        meta_patch = agents_mod.finalizer_patch(agent)
         if status_patch is None and meta_patch is None:
             agent.target = None
             return
@@ -248,7 +253,8 @@ class Controller:
                         phase: str = "Pending") -> None:
         if agent.key in self._inflight or agent.key in self._retry_at:
             return
-        status_patch, meta_patch = agents_mod.pending_patches(agent, reason, message, now_iso, phase)
+        status_patch = agents_mod.pending_patch(agent, reason, message, now_iso, phase)
+        meta_patch = agents_mod.finalizer_patch(agent)
         if status_patch is None and meta_patch is None:
             return
         agent.target = None
@@ -256,14 +262,13 @@ class Controller:
 
     async def _patch_agent(self, agent: agents_mod.AgentView, status_patch: dict[str, Any] | None,
                            meta_patch: dict[str, Any] | None) -> None:
+        """One status write records a (re-)placement: the shards watch status.shard. The finalizer
+        (only on an Agent that lacks it, i.e. the first time) goes alongside, on metadata."""
         path = path_for(GV, "agents", agent.namespace, agent.name)
-        # status first: the shard starts the agent when the label arrives, and its Running must
-        # not be overwritten by our Placed
-        if status_patch is not None:
-            self.on_agent("MODIFIED", await self.api.merge_patch(path + "/status", status_patch))
-            self.patches += 1
-        if meta_patch is not None:
-            self.on_agent("MODIFIED", await self.api.merge_patch(path, meta_patch))
+        writes = [(path + "/status", status_patch), (path, meta_patch)]
+        bodies = await asyncio.gather(*(self.api.merge_patch(p, patch) for p, patch in writes if patch is not None))
+        for body in bodies:
+            self.on_agent("MODIFIED", body)
             self.patches += 1
 
     async def _finalize(self, agent: agents_mod.AgentView) -> None:
@@ -288,7 +293,7 @@ class Controller:
         if self.settings.data_dir is not None:
             return await asyncio.to_thread(folders.dispose, self.settings.data_dir, agent.namespace, agent.name,
                                            agent.on_delete)
-        shard = self.shards.get((agent.namespace, agent.label_shard or agent.status_shard or ""))
+        shard = self.shards.get((agent.namespace, agent.status_shard or ""))
         if shard is not None and shard.fresh(self.clock()) and shard.address:
             token = await self._admin_token(agent.namespace, shard.pool)
             headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -358,12 +363,12 @@ class Controller:
             for obj in objs:
                 if obj.create_only:
                     try:
-                        await self.api.create(obj.manifest)
+                        await self.api.create(object_path(obj.manifest, named=False), obj.manifest)
                     except ApiError as exc:
                         if exc.status != 409:
                             raise
                 else:
-                    await self.api.apply(obj.manifest)
+                    await self.api.apply(object_path(obj.manifest), obj.manifest, FIELD_MANAGER)
             log.info("pool %s/%s converged (%s objects)", pool.namespace, pool.name, len(objs))
         except BaseException:
             if pool.applied == fingerprint:
@@ -397,6 +402,10 @@ class Controller:
                     log.warning("%s: %s; retrying", key, exc)
                     self._retry_at[key] = self.clock() + (0.5 if exc.retryable else 5.0)
                     self._reset_target(key)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # apiserver (or shard) unreachable
+                log.warning("%s: %r; retrying", key, exc)
+                self._retry_at[key] = self.clock() + 0.5
+                self._reset_target(key)
             except folders.FolderBusy as exc:
                 log.info("%s: %s; retrying", key, exc)
                 self._retry_at[key] = self.clock() + 1.0

@@ -147,7 +147,15 @@ def model_schema(model: type[BaseModel], extra: dict[str, dict[str, Any]] | None
 
 
 def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], status: dict[str, Any],
-         columns: list[dict[str, Any]], root_rules: list[dict[str, str]], description: str) -> dict[str, Any]:
+         columns: list[dict[str, Any]], root_rules: list[dict[str, str]], description: str,
+         selectable: tuple[str, ...] = ()) -> dict[str, Any]:
+    version: dict[str, Any] = {
+        "name": models.VERSION, "served": True, "storage": True,
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": columns,
+    }
+    if selectable:  # field selectors on custom fields (GA since Kubernetes 1.32)
+        version["selectableFields"] = [{"jsonPath": path} for path in selectable]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -158,9 +166,7 @@ def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], status: dict[
             "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(),
                       "shortNames": [short], "categories": ["agentruntime"]},
             "versions": [{
-                "name": models.VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
+                **version,
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
                     "description": description,
@@ -192,7 +198,9 @@ def agent_crd() -> dict[str, Any]:
         [{"rule": f"self.metadata.name.matches('{DNS_LABEL_RE}') && self.metadata.name.size() <= 63",
           "message": "Agent names must be DNS-1123 labels: lowercase letters, digits and '-', at most 63"}],
         "An LLM agent: its spec is the standalone manifest's spec; the operator places it on a shard of a "
-        "RuntimePool, the shard runs it and reports status.")
+        "RuntimePool, the shard runs it and reports status.",
+        # shards watch `fieldSelector=status.shard=<shard>`: one status write places an agent
+        selectable=(".status.shard",))
 
 
 def runtime_pool_crd() -> dict[str, Any]:

@@ -1,22 +1,23 @@
 """kopf registrations: thin, and all async (kopf runs sync handlers in threads; these touch the
 controller's loop-owned state). Each watch handler hands the object to the Controller and returns;
 kopf stores nothing on the objects (only `on.event` handlers), so the only writes are the
-controller's batched patches. Login reuses the operator's own connection settings.
+controller's batched patches. Login reuses the operator's connection settings (agent_runtime.kube.config).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
 from agent_operator.controller import Controller
-from agent_operator.kubeconfig import Connection
 from agent_operator.models import POOL_LABEL, VERSION
+from agent_runtime.kube.config import KubeConfig
 from agent_runtime.manifest import API_GROUP
 
 
-def build_registry(controller: Controller, conn: Connection) -> kopf.OperatorRegistry:
+def build_registry(controller: Controller, conn: KubeConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -34,9 +35,14 @@ def build_registry(controller: Controller, conn: Connection) -> kopf.OperatorReg
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=conn.server, ca_path=conn.ca_path, insecure=conn.insecure,
-                                   token=conn.token, scheme="Bearer" if conn.token else None,
-                                   certificate_path=conn.cert_path, private_key_path=conn.key_path,
+        token = await asyncio.to_thread(conn.bearer)  # a token file is re-read (projected tokens rotate)
+
+        def path(p: object) -> str | None:
+            return None if p is None else str(p)
+
+        return kopf.ConnectionInfo(server=conn.server, ca_path=path(conn.ca_file), insecure=conn.insecure,
+                                   token=token, scheme="Bearer" if token else None,
+                                   certificate_path=path(conn.cert_file), private_key_path=path(conn.key_file),
                                    default_namespace=conn.namespace)
 
     @kopf.on.event(API_GROUP, VERSION, "agents", registry=registry)

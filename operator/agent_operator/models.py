@@ -14,7 +14,6 @@ from pydantic.config import JsonDict
 from agent_runtime.manifest import API_GROUP
 
 VERSION = "v1alpha1"
-SHARD_LABEL = f"{API_GROUP}/shard"
 POOL_LABEL = f"{API_GROUP}/pool"
 ADDRESS_ANNOTATION = f"{API_GROUP}/address"
 DRAINING_ANNOTATION = f"{API_GROUP}/draining"

@@ -161,21 +161,23 @@ def test_agent_placed_then_replaced_on_expiry_then_finalized(apiserver: Cluster,
                        .get("phase") == "Pending" and get(apiserver, namespace, "agent", "a1"))
     placed_cond = [c for c in pending["status"]["conditions"] if c["type"] == "Placed"][0]
     assert placed_cond["status"] == "False" and "fresh Lease" in placed_cond["message"]
-    # a shard heartbeats: the agent is placed on it (label + status), with the finalizer
+    assert pending["metadata"]["finalizers"] == ["agentruntime.dev/finalizer"]  # added on first sight
+    # a shard heartbeats: the agent is placed on it (one status write: phase, shard, Placed)
     put_lease(apiserver, namespace, "p-0", "p", duration=3)
-    def on(shard: str) -> Callable[[], dict[str, Any] | None]:  # status first, then label: wait for both
+    def on(shard: str) -> Callable[[], dict[str, Any] | None]:
         def probe() -> dict[str, Any] | None:
             o = get(apiserver, namespace, "agent", "a1")
-            if o and o.get("status", {}).get("shard") == shard and \
-                    o["metadata"].get("labels", {}).get("agentruntime.dev/shard") == shard:
-                return o
-            return None
+            return o if o and o.get("status", {}).get("shard") == shard else None
         return probe
 
     a1 = wait_for("a1 on p-0", on("p-0"))
     assert a1["status"]["phase"] == "Placed"
-    assert a1["metadata"]["labels"]["agentruntime.dev/shard"] == "p-0"
-    assert "agentruntime.dev/finalizer" in a1["metadata"]["finalizers"]
+    assert "agentruntime.dev/shard" not in a1["metadata"].get("labels", {})  # shards select on status.shard
+    assert a1["metadata"]["finalizers"] == ["agentruntime.dev/finalizer"]
+    # what a shard's watch asks for: the selectable field status.shard
+    listed = apiserver.kubectl("get", "agents", "-n", namespace, "--field-selector", "status.shard=p-0",
+                               "-o", "jsonpath={.items[*].metadata.name}").stdout
+    assert listed == "a1"
     # a second shard with a long Lease; p-0 stops renewing -> its Lease expires -> a1 moves to p-1
     put_lease(apiserver, namespace, "p-1", "p", duration=600)
     moved = wait_for("a1 re-placed on p-1", on("p-1"))
@@ -210,7 +212,7 @@ def test_draining_shard_hands_agents_over(apiserver: Cluster, namespace: str, op
 
     def shards() -> dict[str, str] | None:
         items = (get(apiserver, namespace, "agents") or {}).get("items", [])
-        got = {i["metadata"]["name"]: i["metadata"].get("labels", {}).get("agentruntime.dev/shard") for i in items}
+        got = {i["metadata"]["name"]: i.get("status", {}).get("shard") for i in items}
         return got if len(got) == 30 and all(got.values()) else None
 
     before = wait_for("30 placed", shards)
@@ -238,7 +240,7 @@ def test_scale_down_drains_the_removed_shard_before_shrinking(apiserver: Cluster
 
     def on_shards() -> set[str] | None:
         items = (get(apiserver, namespace, "agents") or {}).get("items", [])
-        got = [i["metadata"].get("labels", {}).get("agentruntime.dev/shard") for i in items]
+        got = [i.get("status", {}).get("shard") for i in items]
         return set(got) if len(got) == 12 and all(got) else None
 
     assert wait_for("12 placed on 3 shards", lambda: on_shards() == {"s-0", "s-1", "s-2"})

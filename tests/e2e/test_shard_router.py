@@ -1,12 +1,13 @@
 """Shards and the router on a real kube-apiserver, processes started exactly as the pods run them.
 
-Here the test itself places agents (label + status.shard, what the operator writes), so these tests
+Here the test itself places agents (status.shard, what the operator writes), so these tests
 pin the shard/router half of the contract; test_full_stack.py runs the same flows with the operator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,9 +18,9 @@ import pytest
 import pytest_asyncio
 from stack import Proc, RoutedAgent, eventually, start_router, start_shard
 
-from agent_runtime.kube.client import KubeClient, NotFound, agents_path, leases_path
+from agent_runtime.kube.client import KubeClient, NotFound, Reflector, agents_path, leases_path
 from agent_runtime.kube.config import load_kubeconfig
-from agent_runtime.kube.names import DRAINING_ANNOTATION, SHARD_LABEL
+from agent_runtime.kube.names import DRAINING_ANNOTATION, SHARD_FIELD
 from harness import Cluster
 
 LEASE_S = 6
@@ -58,8 +59,7 @@ class Stack:
         return (self.data / "admin.token").read_text().strip()
 
     async def place(self, name: str, shard: str) -> None:
-        """What the operator does: label for the shard's watch, status.shard for the router."""
-        await self.kube.merge_patch(agents_path(self.ns, name), {"metadata": {"labels": {SHARD_LABEL: shard}}})
+        """What the operator does: ONE status write (the shards watch status.shard, so does the router)."""
         await self.kube.merge_patch(agents_path(self.ns, name, status=True), {"status": {"shard": shard, "phase": "Placed"}})
 
     async def agent(self, name: str) -> dict[str, Any]:
@@ -101,6 +101,40 @@ async def stack(apiserver: Cluster, namespace: str, tmp_path: Path) -> AsyncIter
             await s.close_clients()
             s.stop()
     gc.collect()  # an unreleased connection warns here, in this test, not in a later one
+
+
+async def test_a_shards_field_selector_watch_sees_agents_arrive_and_leave(stack: Stack) -> None:
+    """The shard's watch (Reflector, fieldSelector=status.shard=<shard>, a selectable field of the
+    CRD) gets ADDED when an agent is placed on it, and DELETED when status.shard names another shard
+    or none: its release path depends on that."""
+    for name in ("w1", "w2"):
+        stack.cluster.kubectl("apply", "-f", "-", input=agent_yaml(name, stack.ns))
+    await stack.place("w1", "pool-0")  # before the watch starts: found by the first LIST
+    seen: list[tuple[str, str, str | None]] = []
+    reflector = Reflector(stack.kube, agents_path(stack.ns),
+                          lambda kind, obj: seen.append((kind, obj["metadata"]["name"], obj["status"].get("shard"))),
+                          field_selector=f"{SHARD_FIELD}=pool-0")
+    task = asyncio.create_task(reflector.run())
+    try:
+        await asyncio.wait_for(reflector.synced.wait(), 10)
+        assert seen == [("ADDED", "w1", "pool-0")]
+        await stack.place("w2", "pool-1")  # not ours: nothing arrives
+        await stack.place("w2", "pool-0")
+        await stack.kube.merge_patch(agents_path(stack.ns, "w2", status=True), {"status": {"turns": 2}})
+        await stack.place("w1", "pool-1")  # re-placed elsewhere
+        await stack.kube.merge_patch(agents_path(stack.ns, "w2", status=True),
+                                     {"status": {"shard": None, "phase": "Pending"}})
+        async def five() -> bool:
+            return len(seen) >= 5
+
+        await eventually(five, 10, "five watch events")
+        assert seen[1:] == [("ADDED", "w2", "pool-0"), ("MODIFIED", "w2", "pool-0"),
+                            ("DELETED", "w1", "pool-0"), ("DELETED", "w2", "pool-0")]
+        assert reflector.store == {}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_placed_agent_runs_reports_status_and_chats_through_the_router(stack: Stack) -> None:

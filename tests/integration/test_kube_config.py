@@ -70,3 +70,15 @@ def test_in_cluster_service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("KUBECONFIG", raising=False)
     cfg = kc.load(None)
     assert cfg.server == "https://10.0.0.1:443" and cfg.bearer() == "sa-token" and cfg.namespace == "agents"
+
+
+def test_unreadable_or_malformed_kubeconfigs_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(kc.KubeConfigError, match="cannot read kubeconfig"):
+        kc.load_kubeconfig(tmp_path / "absent")
+    with pytest.raises(kc.KubeConfigError, match="cannot read kubeconfig"):
+        kc.load_kubeconfig(write(tmp_path / "k", "clusters: [unclosed\n"))
+    with pytest.raises(kc.KubeConfigError, match="not a mapping"):
+        kc.load_kubeconfig(write(tmp_path / "k", "- a list\n"))
+    with pytest.raises(kc.KubeConfigError, match="has no server"):
+        kc.load_kubeconfig(write(tmp_path / "k", "clusters: [{name: c, cluster: {}}]\n"
+                                                 "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n"))

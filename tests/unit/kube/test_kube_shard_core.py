@@ -13,7 +13,7 @@ from agent_runtime.manifest import ManifestError
 def agent(spec: dict) -> dict:
     return {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "Agent",
             "metadata": {"name": "a", "namespace": "ns", "uid": "u-1", "resourceVersion": "7", "generation": 2,
-                         "labels": {"agentruntime.dev/shard": "pool-0"}},
+                         "labels": {"team": "search"}},
             "spec": spec, "status": {"phase": "Placed"}}
 
 
@@ -22,7 +22,7 @@ def test_manifest_of_an_agent_object() -> None:
                            "onDelete": "remove", "runtimePool": "pool"}))
     assert m.key == "ns/a"
     assert m.spec.system_prompt == "hi" and m.spec.runtime_pool == "pool"
-    assert m.metadata.labels == {"agentruntime.dev/shard": "pool-0"}
+    assert m.metadata.labels == {"team": "search"}
 
 
 def test_manifest_of_a_bad_spec_names_the_field() -> None:
