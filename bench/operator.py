@@ -2,7 +2,7 @@
 bench exactly as the pods run them (tests/e2e/stack.py), on the project's etcd + kube-apiserver.
 
 Phases (one run):
-1. place:  create 1,000 Agents (RuntimePool: 4 shards x 300) -> time until every Agent is placed
+1. place:  create 1,000 Agents (RuntimePool: 4 shards x 400 + 4 standby) -> time until every Agent is placed
            and reported Running by its shard; placement imbalance across the shards.
 2. chat:   one message to every agent through the router (HTTP) -> turns run -> the shards report
            turns/tokens. Status patches counted at the apiserver (its own request metrics) and
@@ -10,9 +10,16 @@ Phases (one run):
            changes lastActivity/turns/tokens), MEASURED by replaying that many per-change patches
            against the same apiserver in the same run (capped; the rate is measured, the total
            time extrapolated at that rate).
-3. drain:  a second message to every agent of shard pool-0 (acknowledged, turns still running),
-           then the shard's Lease gets `agentruntime.dev/draining=true` (what `agentctl drain`
-           does) -> time until every one of its agents is Running on another shard.
+3. drain:  the pool has 2 x S shards; S more shard processes (pool-S..pool-2S-1) run from the
+           start, held out of placement by Leases the bench created with
+           `agentruntime.dev/draining=true` before they started (a shard keeps its Lease's
+           annotations when it renews).
+           a. full drain (the check `drain_1000_s`): a second message to EVERY agent (acknowledged,
+              turns still running), then the standby shards' Leases lose `draining` and shards
+              0..S-1 get `draining=true` (what `agentctl drain` does), all within a few ms -> time
+              until every one of the 1,000 agents is Running on a standby shard.
+           b. one-shard drain (an extra row): a third message to the agents of pool-S, then it
+              drains onto the other standby shards (~n/S agents).
 4. lost:   every acknowledged message of phases 2-3 is read back through the router from the
            agents' logs (now on their new shards): `lost_events` counts the ones missing.
 
@@ -43,7 +50,7 @@ from stack import Proc, start_router, start_shard  # noqa: E402
 
 from agent_runtime.kube.client import KubeClient, Reflector, agents_path, leases_path, object_key  # noqa: E402
 from agent_runtime.kube.config import load_kubeconfig  # noqa: E402
-from agent_runtime.kube.names import DRAINING_ANNOTATION  # noqa: E402
+from agent_runtime.kube.names import DRAINING_ANNOTATION, POOL_LABEL  # noqa: E402
 
 NS = "bench"
 POOL = "pool"
@@ -115,6 +122,30 @@ async def status_patches(kube: KubeClient) -> float:
         if 'resource="agents"' in labels and 'subresource="status"' in labels and 'verb="PATCH"' in labels:
             total += float(value)
     return total
+
+
+LATENCY_METRIC = re.compile(r'^(apiserver_request_duration_seconds|etcd_request_duration_seconds)_(sum|count)\{([^}]*)\} (\S+)$', re.M)
+
+
+async def write_latency(kube: KubeClient) -> dict[str, float]:
+    """Sums and counts of the apiserver's own timing of Agent status PATCHes and of its etcd updates
+    of Agents (so a drain's write latency can be split into apiserver/etcd time and the rest)."""
+    assert kube._session is not None  # noqa: SLF001
+    async with kube._session.get(kube.config.server + "/metrics", headers=kube._headers()) as resp:  # noqa: SLF001
+        text = await resp.text()
+    out: dict[str, float] = {}
+    for name, kind, labels, value in LATENCY_METRIC.findall(text):
+        if name.startswith("apiserver") and 'resource="agents"' in labels and 'subresource="status"' in labels \
+                and 'verb="PATCH"' in labels:
+            out[f"patch_{kind}"] = out.get(f"patch_{kind}", 0.0) + float(value)
+        elif name.startswith("etcd") and 'resource="agents' in labels and 'operation="update"' in labels:
+            out[f"etcd_{kind}"] = out.get(f"etcd_{kind}", 0.0) + float(value)
+    return out
+
+
+def mean_ms(a: dict[str, float], b: dict[str, float], what: str) -> float:
+    n = b.get(f"{what}_count", 0.0) - a.get(f"{what}_count", 0.0)
+    return round((b.get(f"{what}_sum", 0.0) - a.get(f"{what}_sum", 0.0)) / n * 1000, 1) if n else 0.0
 
 
 async def events_appended(http: aiohttp.ClientSession, shards: dict[str, Proc]) -> int:
@@ -197,14 +228,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
             await kube.create(f"/apis/agentruntime.dev/v1alpha1/namespaces/{NS}/runtimepools", {
                 "apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool", "metadata": {"name": POOL, "namespace": NS},
-                "spec": {"region": "local", "shards": shards, "capacityPerShard": args.capacity,
+                "spec": {"region": "local", "shards": 2 * shards, "capacityPerShard": args.capacity,
                          "leaseDurationSeconds": 15}})
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             procs["operator"] = Proc("operator", [sys.executable, "-m", "agent_operator", "--kubeconfig",
                                                   str(cluster.kubeconfig), "--namespace", NS, "--data", str(data)],
                                      env, logs)
             shard_procs: dict[str, Proc] = {}
-            for i in range(shards):
+            # standby shards for the full drain: their Leases exist (and say draining) before they
+            # start, so nothing is placed on them until the drain opens them (a shard keeps its
+            # Lease's annotations when it renews)
+            standby = [f"{POOL}-{i}" for i in range(shards, 2 * shards)]
+            for name in standby:
+                await kube.create(leases_path(NS), {
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": name, "namespace": NS, "labels": {POOL_LABEL: POOL},
+                                 "annotations": {DRAINING_ANNOTATION: "true"}},
+                    "spec": {"holderIdentity": name, "leaseDurationSeconds": 15}})
+            for i in range(2 * shards):
                 name = f"{POOL}-{i}"
                 shard_procs[name] = procs[name] = start_shard(NS, POOL, name, data, cluster.kubeconfig, logs,
                                                               lease_duration=15, idle_timeout=600)
@@ -228,7 +269,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             t_running = await watcher.until(lambda: sum(1 for o in watcher.objs.values() if running_on(o)) >= n,
                                             120, "all Running")
             place_s = t_running - t0
-            per_shard = {s: 0 for s in shard_procs}
+            per_shard = {s: 0 for s in list(shard_procs)[:shards]}
             for o in watcher.objs.values():
                 per_shard[str(status(o).get("shard"))] = per_shard.get(str(status(o).get("shard")), 0) + 1
             ideal = n / shards
@@ -286,33 +327,55 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"chat: {changes} status changes -> {batched} patches; naive replay {naive_rate:.0f} patches/s")
 
             # -- 3. drain ------------------------------------------------------------------------
-            victim = f"{POOL}-0"
-            on_victim = [k for k in keys if running_on(watcher.objs[k]) == victim]
-            acks += await gather_limited(64, [send(http, router, token, k, "one more before the drain") for k in on_victim])
-            t2 = time.monotonic()
-            await kube.merge_patch(leases_path(NS, victim), {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
+            async def drain(drained: list[str], undrained: list[str], label: str, note: str) -> tuple[float, int]:
+                """One more acknowledged message to every agent Running on `drained` (turns still
+                running), then those shards' Leases get `draining=true` (what `agentctl drain` does)
+                and `undrained` shards lose it; time until each such agent is Running elsewhere."""
+                nonlocal acks
+                moving = [k for k in keys if running_on(watcher.objs[k]) in drained]
+                acks += await gather_limited(64, [send(http, router, token, k, f"one more before {label}") for k in moving])
+                log(f"{label}: {len(moving)} agents on {drained} acknowledged a message; draining")
+                lat0 = await write_latency(kube)
+                t2 = time.monotonic()
+                await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: None}}})
+                                       for s in undrained))
+                await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
+                                       for s in drained))
+                t_replaced = await watcher.until(
+                    lambda: all(status(watcher.objs[k]).get("shard") not in (*drained, None) for k in moving), 120,
+                    f"{label}: agents re-placed")
+                try:
+                    t_drained = await watcher.until(
+                        lambda: all((running_on(watcher.objs[k]) or drained[0]) not in drained for k in moving),
+                        args.drain_timeout, f"{label}: agents Running elsewhere")
+                except TimeoutError:
+                    stuck = [k for k in moving if (running_on(watcher.objs[k]) or drained[0]) in drained]
+                    for k in stuck[:3]:
+                        log(f"stuck {k}: status {json.dumps(status(watcher.objs[k]))}")
+                    raise
+                lat1 = await write_latency(kube)
+                moved_to: dict[str, int] = {}
+                for k in moving:
+                    on = running_on(watcher.objs[k]) or "?"
+                    moved_to[on] = moved_to.get(on, 0) + 1
+                results.append({"phase": "drain", "drained": drained, "note": note, "agents_moved": len(moving),
+                                "replaced_s": round(t_replaced - t2, 2), "running_elsewhere_s": round(t_drained - t2, 2),
+                                "moved_to": moved_to,
+                                "apiserver_status_patches": int(lat1.get("patch_count", 0) - lat0.get("patch_count", 0)),
+                                "apiserver_status_patch_mean_ms": mean_ms(lat0, lat1, "patch"),
+                                "etcd_agent_update_mean_ms": mean_ms(lat0, lat1, "etcd")})
+                log(f"{label}: {len(moving)} agents re-placed after {t_replaced - t2:.1f}s, "
+                    f"Running elsewhere after {t_drained - t2:.1f}s; {moved_to}")
+                return t_drained - t2, len(moving)
 
-            def drained() -> bool:
-                return all((running_on(watcher.objs[k]) or victim) != victim for k in on_victim)
-
-            t_replaced = await watcher.until(
-                lambda: all(status(watcher.objs[k]).get("shard") not in (victim, None) for k in on_victim), 120,
-                "drained agents re-placed")
-            try:
-                t_drained = await watcher.until(drained, args.drain_timeout, "drained agents Running elsewhere")
-            except TimeoutError:
-                stuck = [k for k in on_victim if (running_on(watcher.objs[k]) or victim) == victim]
-                for k in stuck[:3]:
-                    log(f"stuck {k}: labels {watcher.objs[k]['metadata'].get('labels')} status {json.dumps(status(watcher.objs[k]))}")
-                raise
-            drain_s = t_drained - t2
-            moved_to: dict[str, int] = {}
-            for k in on_victim:
-                s = running_on(watcher.objs[k]) or "?"
-                moved_to[s] = moved_to.get(s, 0) + 1
-            results.append({"phase": "drain", "shard": victim, "agents_moved": len(on_victim), "replaced_s": round(t_replaced - t2, 2),
-                            "running_elsewhere_s": round(drain_s, 2), "moved_to": moved_to})
-            log(f"drain: {len(on_victim)} agents re-placed after {t_replaced - t2:.1f}s, Running elsewhere after {drain_s:.1f}s")
+            # 3a. every agent moves: shards 0..S-1 (all of them) drain together while the standby
+            # shards S..2S-1 (running since the start, held out by their draining Leases) open.
+            first = list(shard_procs)[:shards]
+            drain_s, drain_n = await drain(first, standby, "the full drain",
+                                  f"all {n} agents: shards {first[0]}..{first[-1]} drained together, "
+                                  f"standby shards {standby[0]}..{standby[-1]} opened")
+            # 3b. the single-shard drain (one shard's ~n/S agents onto the other standby shards)
+            await drain([standby[0]], [], "the one-shard drain", f"one shard ({standby[0]}) onto {standby[1]}..{standby[-1]}")
 
             # -- 4. lost events --------------------------------------------------------------------
             async def missing(key: str, wanted: list[tuple[str, int]]) -> int:
@@ -337,7 +400,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             checks = [
                 {"name": "place_1000_s", "value": round(place_s, 2), "target": "<= 30", "met": place_s <= 30},
                 {"name": "imbalance", "value": round(imbalance, 4), "target": "<= 0.10", "met": imbalance <= 0.10},
-                {"name": "drain_1000_s", "value": round(drain_s, 2), "target": "<= 10", "met": drain_s <= 10},
+                {"name": "drain_1000_s", "value": round(drain_s, 2), "target": f"<= 10 with all {n} agents moved ({drain_n} moved)",
+                 "met": drain_s <= 10 and drain_n == n},
                 {"name": "lost_events", "value": lost, "target": "== 0", "met": lost == 0},
             ]
     finally:

@@ -88,6 +88,7 @@ class Controller:
         self._task: asyncio.Task[None] | None = None
         self._batch_started: float | None = None
         self._batch_patches = 0
+        self._batch_waits: list[float] = []  # seconds each Agent write of the batch took (the request alone)
 
     # ---- watch input (called by the kopf handlers; no IO) ----------------------------------------
 
@@ -266,7 +267,9 @@ class Controller:
         (only on an Agent that lacks it, i.e. the first time) goes alongside, on metadata."""
         path = path_for(GV, "agents", agent.namespace, agent.name)
         writes = [(path + "/status", status_patch), (path, meta_patch)]
+        t0 = time.monotonic()
         bodies = await asyncio.gather(*(self.api.merge_patch(p, patch) for p, patch in writes if patch is not None))
+        self._batch_waits.append(time.monotonic() - t0)
         for body in bodies:
             self.on_agent("MODIFIED", body)
             self.patches += 1
@@ -417,9 +420,12 @@ class Controller:
                 self._inflight.discard(key)
                 self._wake.set()
                 if not self._inflight and self._batch_started is not None:
-                    log.info("writes done: %d patches in %.2fs", self.patches - self._batch_patches,
-                             time.monotonic() - self._batch_started)
+                    waits = sorted(self._batch_waits) or [0.0]
+                    log.info("writes done: %d patches in %.2fs (request time mean %.3fs, p50 %.3fs, max %.3fs)",
+                             self.patches - self._batch_patches, time.monotonic() - self._batch_started,
+                             sum(waits) / len(waits), waits[len(waits) // 2], waits[-1])
                     self._batch_started = None
+                    self._batch_waits = []
 
     def _reset_target(self, key: str) -> None:
         agent = self.agents.get(key)
