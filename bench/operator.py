@@ -148,6 +148,15 @@ def mean_ms(a: dict[str, float], b: dict[str, float], what: str) -> float:
     return round((b.get(f"{what}_sum", 0.0) - a.get(f"{what}_sum", 0.0)) / n * 1000, 1) if n else 0.0
 
 
+def cpu_stall_us() -> int | None:
+    """Linux PSI: microseconds so far in which some runnable task waited for a CPU (None if absent)."""
+    try:
+        m = re.search(r"^some .*total=(\d+)", Path("/proc/pressure/cpu").read_text(), re.M)
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
 async def events_appended(http: aiohttp.ClientSession, shards: dict[str, Proc]) -> int:
     total = 0
     for p in shards.values():
@@ -335,7 +344,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 moving = [k for k in keys if running_on(watcher.objs[k]) in drained]
                 acks += await gather_limited(64, [send(http, router, token, k, f"one more before {label}") for k in moving])
                 log(f"{label}: {len(moving)} agents on {drained} acknowledged a message; draining")
-                lat0 = await write_latency(kube)
+                lat0, stall0 = await write_latency(kube), cpu_stall_us()
                 t2 = time.monotonic()
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: None}}})
                                        for s in undrained))
@@ -353,7 +362,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for k in stuck[:3]:
                         log(f"stuck {k}: status {json.dumps(status(watcher.objs[k]))}")
                     raise
-                lat1 = await write_latency(kube)
+                lat1, stall1 = await write_latency(kube), cpu_stall_us()
+                stalled = None if stall0 is None or stall1 is None else round((stall1 - stall0) / 1e6 / (time.monotonic() - t2), 2)
                 moved_to: dict[str, int] = {}
                 for k in moving:
                     on = running_on(watcher.objs[k]) or "?"
@@ -363,7 +373,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "moved_to": moved_to,
                                 "apiserver_status_patches": int(lat1.get("patch_count", 0) - lat0.get("patch_count", 0)),
                                 "apiserver_status_patch_mean_ms": mean_ms(lat0, lat1, "patch"),
-                                "etcd_agent_update_mean_ms": mean_ms(lat0, lat1, "etcd")})
+                                "etcd_agent_updates": int(lat1.get("etcd_count", 0) - lat0.get("etcd_count", 0)),
+                                "etcd_agent_update_mean_ms": mean_ms(lat0, lat1, "etcd"),
+                                "cpu_pressure_some": stalled})
                 log(f"{label}: {len(moving)} agents re-placed after {t_replaced - t2:.1f}s, "
                     f"Running elsewhere after {t_drained - t2:.1f}s; {moved_to}")
                 return t_drained - t2, len(moving)
