@@ -257,7 +257,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(2 * shards):
                 name = f"{POOL}-{i}"
                 shard_procs[name] = procs[name] = start_shard(NS, POOL, name, data, cluster.kubeconfig, logs,
-                                                              lease_duration=15, idle_timeout=600)
+                                                              lease_duration=15, idle_timeout=600,
+                                                              status_rate=args.status_rate)
             procs["router"] = router_proc = start_router(cluster.kubeconfig, logs, (NS,))
             router = router_proc.url
             assert router
@@ -432,6 +433,8 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--capacity", type=int, default=400, help="per shard: the drained shard's agents must fit on the rest")
+    p.add_argument("--status-rate", type=float, default=20.0,
+                   help="each shard's status patch-rate cap (the shards' default is 20/s)")
     p.add_argument("--keep", action="store_true", help="keep the state folder (logs of every process)")
     p.add_argument("--drain-timeout", type=float, default=120)
     p.add_argument("--naive-cap", type=int, default=3000, help="most per-change patches replayed for the baseline")
