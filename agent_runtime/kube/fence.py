@@ -44,6 +44,13 @@ def unlock(fd: int) -> None:
         os.close(fd)
 
 
+def _unlock_result(attempt: asyncio.Future[int | None]) -> None:
+    if not attempt.cancelled() and attempt.exception() is None:
+        fd = attempt.result()
+        if fd is not None:
+            unlock(fd)  # LOCK_UN never waits
+
+
 async def acquire(folder: Path, owner: str, timeout_s: float = 30.0, first_backoff_s: float = 0.02,
                   max_backoff_s: float = 0.1) -> int:
     """Take the owner lock of `folder`, retrying for up to `timeout_s`; `LockTimeout` after that."""
@@ -52,7 +59,13 @@ async def acquire(folder: Path, owner: str, timeout_s: float = 30.0, first_backo
     backoff = first_backoff_s
     path = folder / LOCK_NAME
     while True:
-        fd = await asyncio.to_thread(try_lock, path, owner)
+        attempt = asyncio.ensure_future(asyncio.to_thread(try_lock, path, owner))
+        try:
+            fd = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The thread runs on and may take the lock: drop it then, or it stays held for good.
+            attempt.add_done_callback(_unlock_result)
+            raise
         if fd is not None:
             return fd
         if loop.time() + backoff > deadline:

@@ -49,6 +49,15 @@ def _error(code: str, message: str, status: int) -> web.Response:
                         content_type="application/json", headers=headers)
 
 
+def upstream_path(request: web.Request, ns: str, name: str) -> str | None:
+    """The path (and query) to forward, or None when a `..` or `.` segment (plain or
+    percent-encoded) would take it out of `/v1/agents/{ns}/{name}`: the client library normalizes
+    dot segments, so the shard would otherwise serve another path (another agent, `/v1/tokens`)."""
+    if any(seg in (".", "..") for seg in request.path.split("/")) or ns in (".", "..") or name in (".", ".."):
+        return None
+    return request.path_qs
+
+
 class ProxiedSocket:
     """One client WebSocket and its upstream on the owning shard."""
 
@@ -119,10 +128,13 @@ class Router:
         except RouteError as exc:
             return _error(exc.code, str(exc), exc.status)
         assert self.session is not None
+        path = upstream_path(request, ns, name)
+        if path is None:
+            return _error("bad_path", "dot segments are not allowed in agent paths", 400)
         headers = {h: request.headers[h] for h in FORWARD_HEADERS if h in request.headers}
         body = await request.read()
         try:
-            async with self.session.request(request.method, route.address + request.path_qs, headers=headers,
+            async with self.session.request(request.method, route.address + path, headers=headers,
                                             data=body or None, allow_redirects=False) as up:
                 data = await up.read()
                 if up.status == 404 and b"agent_not_found" in data and request.method != "DELETE":
@@ -142,9 +154,12 @@ class Router:
         except RouteError as exc:
             return _error(exc.code, str(exc), exc.status)
         assert self.session is not None
+        path = upstream_path(request, ns, name)
+        if path is None:
+            return _error("bad_path", "dot segments are not allowed in agent paths", 400)
         headers = {h: request.headers[h] for h in ("Authorization",) if h in request.headers}
         try:
-            upstream = await self.session.ws_connect(route.address + request.path_qs, headers=headers,
+            upstream = await self.session.ws_connect(route.address + path, headers=headers,
                                                      max_msg_size=MAX_FRAME, heartbeat=30.0)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 404:

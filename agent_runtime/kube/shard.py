@@ -488,6 +488,12 @@ def _micro_time() -> str:
 def _starting_middleware(shard: Shard) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.rstrip("/") == "/v1/agents" and request.method == "POST":
+            # Agents come through the Agent watch (owner lock first); one created here would write
+            # a log on the shared volume without the lock, next to its real owner.
+            body = {"type": "error", "code": "not_supported",
+                    "message": "in Kubernetes mode agents are managed with kubectl (kubectl apply agents)"}
+            return web.Response(body=orjson.dumps(body), status=501, content_type="application/json")
         ns, name = request.match_info.get("namespace"), request.match_info.get("name")
         if ns and name and shard.starting(f"{ns}/{name}"):
             body = {"type": "error", "code": "agent_starting",

@@ -10,7 +10,9 @@ on whichever shard the agent lives on. The router does not authenticate: it pass
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -38,13 +40,27 @@ class SharedTokenStore(TokenStore):
             return 0.0
 
     def _save(self) -> None:
-        admin = self._grants.pop(self._admin_digest, None) if self._admin_digest else None
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Every shard of the pool writes this file: under an exclusive flock, take in what the
+        # others wrote since we last read it, so one shard's write never drops another's token
+        # (tokens are only ever added), and no two shards write the temporary file at once.
+        lock_fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            super()._save()  # the admin token stays out of the file: it lives in the Secret
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            if self.path.exists():
+                for digest, grant in TokenStore(self.path)._grants.items():
+                    self._grants.setdefault(digest, grant)
+            admin = self._grants.pop(self._admin_digest, None) if self._admin_digest else None
+            try:
+                super()._save()  # the admin token stays out of the file: it lives in the Secret
+            finally:
+                if admin is not None:
+                    self._add_admin()
+            self._mtime = self._stat()
         finally:
-            if admin is not None:
-                self._add_admin()
-        self._mtime = self._stat()
+            os.close(lock_fd)
 
     def authenticate(self, authorization: str | None) -> Grant:
         now = time.monotonic()

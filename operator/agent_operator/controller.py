@@ -258,8 +258,8 @@ class Controller:
         if status_patch is None and meta_patch is None:
             agent.target = None
             return
-        agent.target = shard
-        self._submit(agent.key, lambda: self._patch_agent(agent, status_patch, meta_patch))
+        if self._submit(agent.key, lambda: self._patch_agent(agent, status_patch, meta_patch)):
+            agent.target = shard
 
     def _record_pending(self, agent: agents_mod.AgentView, reason: str, message: str, now_iso: str,
                         phase: str = "Pending") -> None:
@@ -269,8 +269,8 @@ class Controller:
         meta_patch = agents_mod.finalizer_patch(agent)
         if status_patch is None and meta_patch is None:
             return
-        agent.target = None
-        self._submit(agent.key, lambda: self._patch_agent(agent, status_patch, meta_patch))
+        if self._submit(agent.key, lambda: self._patch_agent(agent, status_patch, meta_patch)):
+            agent.target = None
 
     async def _patch_agent(self, agent: agents_mod.AgentView, status_patch: dict[str, Any] | None,
                            meta_patch: dict[str, Any] | None) -> None:
@@ -356,10 +356,10 @@ class Controller:
         fingerprint = f"{pool.uid}/{pool.generation}/{replicas}"
         key = f"pool:{pool.namespace}/{pool.name}"
         if fingerprint != pool.applied and key not in self._inflight and key not in self._retry_at:
-            pool.applied = fingerprint
             token = self._tokens.get((pool.namespace, pool.name)) or secrets.token_urlsafe(32)
             objs = resources.desired_objects(ref, pool.spec, replicas, token)
-            self._submit(key, lambda: self._apply_pool(pool, objs, fingerprint))
+            if self._submit(key, lambda: self._apply_pool(pool, objs, fingerprint)):
+                pool.applied = fingerprint
         for name in retiring:
             lkey = f"lease:{pool.namespace}/{name}"
             if not self.shards[(pool.namespace, name)].draining and lkey not in self._inflight:
@@ -368,9 +368,8 @@ class Controller:
         placed = sum(1 for s in current.values() if s is not None)
         status = resources.pool_status(pool.spec.shards, ready, placed, pool.status, _now_iso())
         if resources.status_differs(pool.status, status) and skey not in self._inflight:
-            if now >= pool.status_at:
+            if now >= pool.status_at and self._submit(skey, lambda: self._patch_pool_status(pool, status)):
                 pool.status_at = now + self.settings.pool_status_interval_s
-                self._submit(skey, lambda: self._patch_pool_status(pool, status))
 
     async def _apply_pool(self, pool: PoolView, objs: list[resources.Desired], fingerprint: str) -> None:
         try:
@@ -400,9 +399,14 @@ class Controller:
 
     # ---- the work queue --------------------------------------------------------------------------
 
-    def _submit(self, key: str, job: Job) -> None:
+    def _submit(self, key: str, job: Job) -> bool:
+        """Queue `job`; False when the queue is full (the caller leaves its state as it was, and the
+        next step, woken as workers finish, plans that key again)."""
+        if self._queue.full():
+            return False
         self._inflight.add(key)
         self._queue.put_nowait((key, job))
+        return True
 
     async def _worker(self) -> None:
         while True:

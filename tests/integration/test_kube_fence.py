@@ -61,3 +61,22 @@ async def test_lock_is_exclusive_until_released(tmp_path: Path) -> None:
     proc2 = await _holder(folder)  # now another process gets it
     proc2.kill()
     await proc2.wait()
+
+
+async def test_cancelled_acquire_does_not_leave_the_lock_held(tmp_path: Path) -> None:
+    """A shard stopping (or a worker cancelled) while `acquire` waits on its worker thread: the
+    thread may still take the lock; it must not stay held by an fd nobody knows about."""
+    for _ in range(20):
+        task = asyncio.create_task(fence.acquire(tmp_path, "shard-a"))
+        await asyncio.sleep(0)  # the flock call is now on the worker thread
+        task.cancel()
+        try:
+            fd = await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            await fence.release(fd)
+        await asyncio.sleep(0.05)  # let the worker thread finish
+        other = fence.try_lock(tmp_path / fence.LOCK_NAME, "shard-b")
+        assert other is not None, "the cancelled acquire left the owner lock held"
+        fence.unlock(other)

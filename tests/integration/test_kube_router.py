@@ -167,3 +167,29 @@ async def test_shard_closing_the_socket_reaches_the_client(routed: Routed, start
         assert frame["type"] == "error" and frame["code"] == "agent_not_found"
         msg = await peer.ws.receive(timeout=10)
         assert msg.type == aiohttp.WSMsgType.CLOSE and peer.ws.close_code == 1001  # deleted: do not reconnect
+
+
+async def _raw(url: str, method: str, path: str, token: str | None) -> tuple[int, bytes]:
+    """One HTTP/1.1 request with the path sent byte for byte (aiohttp's client would normalize `..`)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+async def test_dot_segments_cannot_leave_the_routed_agent(routed: Routed, start_server: ServerFactory) -> None:
+    """`..` (plain or percent-encoded) in the tail must not reach another path of the shard (its
+    token endpoint, `POST /v1/agents`, another agent's API): the router refuses it with 400."""
+    shard = await start_server()
+    key = await shard.agent("a1")
+    routed.place(key, "pool-0", shard)
+    for path in (f"/v1/agents/{key}/../../../../v1/tokens", f"/v1/agents/{key}/%2e%2e/%2e%2e/%2e%2e/%2e%2e/v1/tokens",
+                 f"/v1/agents/{key}/..%2f..%2f..%2f..%2fv1/agents", f"/v1/agents/{key}/../../other/x/events"):
+        status, body = await _raw(routed.url, "POST", path, shard.admin)
+        assert status == 400, (path, status, body)
+        assert orjson.loads(body)["code"] == "bad_path"

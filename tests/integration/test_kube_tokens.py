@@ -43,3 +43,18 @@ def test_concurrent_first_starts_agree_on_one_admin_token(tmp_path: Path) -> Non
         t.join()
     assert len(set(got)) == 1 and path.read_text().strip() == got[0]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_tokens_made_on_two_shards_at_once_are_both_kept(tmp_path: Path) -> None:
+    """Each shard writes tokens.json from its own copy; the second write must not drop a token the
+    first made (neither shard has re-read the file yet: within RECHECK_S)."""
+    admin = kt.ensure_admin_token(tmp_path / "admin.token")
+    shard_a = kt.SharedTokenStore(tmp_path / "tokens.json", admin)
+    shard_b = kt.SharedTokenStore(tmp_path / "tokens.json", admin)
+    made_on_a = shard_a.create(Grant(Role.VIEWER, "ns", "a"))
+    made_on_b = shard_b.create(Grant(Role.VIEWER, "ns", "b"))
+    fresh = kt.SharedTokenStore(tmp_path / "tokens.json", admin)
+    assert fresh.authenticate(f"Bearer {made_on_a}").agent == "a"
+    assert fresh.authenticate(f"Bearer {made_on_b}").agent == "b"
+    assert fresh.authenticate(f"Bearer {admin}").role is Role.ADMIN
+    assert len(json.loads((tmp_path / "tokens.json").read_text())) == 2  # the admin stays out of the file
