@@ -32,8 +32,9 @@ import orjson
 from aiohttp import web
 
 from agent_runtime.actor import ActorConfig
+from agent_runtime.auth import Role, TokenStore
 from agent_runtime.host import AgentHandle, Host, HostConfig
-from agent_runtime.kube import fence
+from agent_runtime.kube import fence, folders
 from agent_runtime.kube.client import (
     ApiError,
     Conflict,
@@ -190,6 +191,10 @@ class Shard:
         self.lease_kube = lease_kube or kube
         self.address = address
         self.desired: dict[str, dict[str, Any]] = {}  # key -> Agent object placed on this shard
+        # Agents being deleted (deletionTimestamp seen) -> their spec.onDelete: the shard that
+        # has one active releases it, then archives or removes its folder itself.
+        self.deleting: dict[str, str] = {}
+        self.disposals = 0
         self.active: dict[str, Active] = {}
         self.queue = KeyQueue()
         self.batcher = StatusBatcher(config.status_rate, now=time.monotonic())
@@ -208,6 +213,9 @@ class Shard:
     def _on_agent(self, kind: str, obj: dict[str, Any]) -> None:
         key = object_key(obj)
         placed_on = (obj.get("status") or {}).get("shard")
+        if (obj.get("metadata") or {}).get("deletionTimestamp") and placed_on == self.config.shard:
+            on_delete = (obj.get("spec") or {}).get("onDelete")
+            self.deleting[key] = on_delete if on_delete in ("archive", "remove") else "archive"
         if kind == "DELETED" or placed_on != self.config.shard:
             self.desired.pop(key, None)
         else:
@@ -256,6 +264,9 @@ class Shard:
         if obj is None:
             if active is not None:
                 await self.release(key)
+                mode = self.deleting.pop(key, None)
+                if mode is not None:
+                    await self.dispose(key, mode)
             return
         generation = int((obj.get("metadata") or {}).get("generation") or 0)
         if active is None:
@@ -295,6 +306,21 @@ class Shard:
         if handle is not None:  # report Running now, not at the next observation tick
             self.batcher.observe(key, agent_status(handle))
             self._kick.set()
+
+    async def dispose(self, key: str, mode: str) -> None:
+        """Archive or remove the folder of a deleted agent this shard owned (after `release`: it
+        takes the owner lock again, so no new owner can open the log meanwhile)."""
+        namespace, name = key.split("/", 1)
+        what = await asyncio.to_thread(folders.dispose, self.config.data_dir, namespace, name, mode)
+        self.disposals += 1
+        log.info("%s deleted: %s", key, what)
+
+    def refuse_delete(self, key: str) -> str | None:
+        """Why `DELETE /v1/agents/{ns}/{name}` is not served here, or None: an Agent is deleted
+        through its object (kubectl delete), and its folder follows its `spec.onDelete`."""
+        if key in self.deleting or key not in self.active:
+            return None
+        return "delete the Agent object (kubectl delete agent); its log folder follows spec.onDelete"
 
     async def release(self, key: str) -> None:
         """Hibernate the agent (snapshot, close the log), drop it from the host, unlock."""
@@ -485,7 +511,7 @@ def _micro_time() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _starting_middleware(shard: Shard) -> Any:
+def _starting_middleware(shard: Shard, tokens: TokenStore) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.rstrip("/") == "/v1/agents" and request.method == "POST":
@@ -495,6 +521,17 @@ def _starting_middleware(shard: Shard) -> Any:
                     "message": "in Kubernetes mode agents are managed with kubectl (kubectl apply agents)"}
             return web.Response(body=orjson.dumps(body), status=501, content_type="application/json")
         ns, name = request.match_info.get("namespace"), request.match_info.get("name")
+        if ns and name and request.method == "DELETE" and request.path.rstrip("/") == f"/v1/agents/{ns}/{name}":
+            # The Agent object owns deletion: the shard that holds the agent archives or removes
+            # its folder (spec.onDelete) when it sees the deletion timestamp; never rmtree here.
+            TokenStore.authorize(tokens.authenticate(request.headers.get("Authorization")), ns, name, Role.ADMIN)
+            why = shard.refuse_delete(f"{ns}/{name}")
+            if why is not None:
+                body = {"type": "error", "code": "conflict", "message": why}
+                return web.Response(body=orjson.dumps(body), status=409, content_type="application/json")
+            accepted: dict[str, object] = {
+                "accepted": True, "message": "the owning shard disposes of the folder per spec.onDelete"}
+            return web.Response(body=orjson.dumps(accepted), status=202, content_type="application/json")
         if ns and name and shard.starting(f"{ns}/{name}"):
             body = {"type": "error", "code": "agent_starting",
                     "message": f"agent {ns}/{name} is starting on shard {shard.config.shard}; retry"}
@@ -524,7 +561,7 @@ async def run_shard(config: ShardConfig, kube: KubeClient) -> AsyncIterator[Runn
     async with build_host(config) as host, KubeClient(kube.config) as lease_kube:
         shard = Shard(config, host, kube, address="", lease_kube=lease_kube)
         app = make_app(host, tokens)
-        app.middlewares.append(_starting_middleware(shard))
+        app.middlewares.append(_starting_middleware(shard, tokens))
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, config.listen_host, config.listen_port)

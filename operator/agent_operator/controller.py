@@ -28,12 +28,13 @@ import aiohttp
 from pydantic import ValidationError
 
 from agent_operator import agents as agents_mod
-from agent_operator import folders, placement, resources
+from agent_operator import placement, resources
 from agent_operator.models import (
     DRAINING_ANNOTATION, FIELD_MANAGER, FINALIZER, POOL_LABEL, VERSION, RuntimePoolSpec,
 )
 from agent_operator.paths import object_path, path_for
 from agent_operator.shards import Shard, ordinal, shard_from_lease
+from agent_runtime.kube import folders
 from agent_runtime.kube.client import ApiError, KubeClient
 from agent_runtime.manifest import API_GROUP
 

@@ -251,3 +251,45 @@ async def test_unknown_and_unplaced_agents_get_typed_errors_and_sigterm_releases
     await fence.release(fd)
     with pytest.raises(NotFound):
         await stack.kube.get(agents_path(stack.ns, "nobody"))
+
+
+@pytest.mark.parametrize("on_delete", ["archive", "remove"])
+async def test_deleting_an_agent_object_disposes_its_folder_per_on_delete_on_its_shard(stack: Stack, on_delete: str) -> None:
+    """The operator without the pool volume (the chart's default) leaves the folder to the owning
+    shard: it releases the agent on the deletion timestamp, then archives or removes the folder;
+    a DELETE on the shard's API never removes an agent whose object still exists."""
+    name = f"gone-{on_delete}"
+    manifest = agent_yaml(name, stack.ns).replace("  limits:", f"  onDelete: {on_delete}\n  limits:")
+    stack.cluster.kubectl("apply", "-f", "-", input=manifest)
+    # Stand in for the operator's finalizer so the object stays while the shard reacts.
+    await stack.kube.merge_patch(agents_path(stack.ns, name), {"metadata": {"finalizers": ["agentruntime.dev/finalizer"]}})
+    shard = stack.shard("pool-0")
+    await stack.place(name, "pool-0")
+    await stack.running_on(name, "pool-0")
+    folder = stack.data / "agents" / stack.ns / name
+    assert (folder / "events.db").exists()
+
+    headers = {"Authorization": f"Bearer {stack.admin}"}
+    assert shard.url
+    url = f"{shard.url}/v1/agents/{stack.ns}/{name}"
+    async with stack.http.delete(url) as resp:
+        assert resp.status == 401  # the admin role is needed even to be told no
+    async with stack.http.delete(url, headers=headers) as resp:
+        assert resp.status == 409 and (await resp.json())["code"] == "conflict"
+    assert (folder / "events.db").exists()  # the live agent's log is untouched
+
+    stack.cluster.kubectl("delete", "agent", name, "-n", stack.ns, "--wait=false")
+    archive = stack.data / "archive" / stack.ns
+
+    async def disposed() -> bool | None:
+        return True if not folder.exists() else None
+
+    await eventually(disposed, 20, f"{name}'s folder disposed of")
+    archived = sorted(archive.glob(f"{name}-*")) if archive.exists() else []
+    if on_delete == "archive":
+        assert len(archived) == 1 and (archived[0] / "events.db").exists()
+    else:
+        assert archived == []
+    async with stack.http.delete(url, headers=headers) as resp:
+        assert resp.status == 202  # what the operator's finalizer asks: accepted, the shard did it
+    await stack.kube.merge_patch(agents_path(stack.ns, name), {"metadata": {"finalizers": None}})

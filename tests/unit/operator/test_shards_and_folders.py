@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_operator import folders
+from agent_runtime.kube import folders
 from agent_operator.shards import ordinal, shard_from_lease
 
 

@@ -1,10 +1,11 @@
 """What deleting an Agent does to its log folder on the pool's shared volume (blocking file IO:
-the controller runs these in a worker thread, never on the event loop).
+the owning shard, or the operator when it mounts the volume (`--data`), runs these in a worker
+thread, never on the event loop).
 
 Layout: `<data>/agents/<ns>/<name>/{manifest.yaml, events.db, workspace/, owner.lock}`. The folder is
 touched only under an exclusive flock on its owner.lock, which the owning shard holds while the agent
-is active and drops when it releases the agent (it does on seeing the deletion timestamp; kill -9
-drops it too). `archive` renames the folder to `<data>/archive/<ns>/<name>-<UTC stamp>/`; `remove`
+is active and drops when it releases the agent (on seeing the deletion timestamp it releases the
+agent, then disposes of the folder itself; kill -9 drops the lock too). `archive` renames the folder to `<data>/archive/<ns>/<name>-<UTC stamp>/`; `remove`
 deletes it.
 """
 
