@@ -27,8 +27,9 @@ async def test_shard_refuses_creating_agents_over_http(tmp_path: Path) -> None:
     config = ShardConfig(namespace="default", pool="p", shard="p-0", data_dir=tmp_path, auth=False)
     async with build_host(config) as host:
         shard = Shard(config, host, KubeClient(KubeConfig("http://127.0.0.1:9")), address="")
-        app = make_app(host, SharedTokenStore(tmp_path / "tokens.json", None, enabled=False))
-        app.middlewares.append(_starting_middleware(shard))
+        tokens = SharedTokenStore(tmp_path / "tokens.json", None, enabled=False)
+        app = make_app(host, tokens)
+        app.middlewares.append(_starting_middleware(shard, tokens))
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
