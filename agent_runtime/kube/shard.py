@@ -12,7 +12,8 @@ next to it:
 - the status reporter: every agent's phase/turns/tokens observed each second, patched to
   `Agent.status` coalesced and under a per-shard rate cap (`agent_runtime.kube.status`).
 
-SIGTERM: stop watching, release every agent (snapshots written), stop renewing the Lease.
+SIGTERM: stop watching, release every agent (snapshots written), then end the Lease at once (its
+renewTime a whole duration back) so the operator re-places the agents without waiting for expiry.
 """
 
 from __future__ import annotations
@@ -501,14 +502,29 @@ class Shard:
             status.cancel()
             lag.cancel()
             await self.release_all()
-            lease.cancel()  # stop renewing: the Lease expires, the operator re-places what is left
+            lease.cancel()
+            await asyncio.wait([lease])  # no renewal may land after the Lease is given up
+            await self.give_up_lease()
             # (status patches still in flight finish with the TaskGroup)
 
+    async def give_up_lease(self) -> None:
+        """A graceful stop (every agent released) ends the Lease at once — its renewTime moved a
+        whole duration back — so the operator re-places the agents now instead of after the Lease
+        would have expired (a rolling update no longer costs one Lease duration of downtime). A
+        restarted shard renews it as usual. Best effort: on failure the Lease simply expires."""
+        path = f"{leases_path(self.config.namespace)}/{self.config.shard}"
+        body = {"spec": {"renewTime": _micro_time(-(self.config.lease_duration_s + 1))}}
+        try:
+            await asyncio.wait_for(self.lease_kube.merge_patch(path, body), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - best effort at shutdown
+            log.warning("could not end the Lease on stop (it will expire): %s", exc)
 
-def _micro_time() -> str:
+
+def _micro_time(offset_s: float = 0.0) -> str:
     import datetime
 
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=offset_s)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _starting_middleware(shard: Shard, tokens: TokenStore) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -245,6 +246,11 @@ async def test_unknown_and_unplaced_agents_get_typed_errors_and_sigterm_releases
     await stack.running_on("c", "pool-0")
     assert shard.stop() == 0  # SIGTERM: releases the agent (snapshot, unlock) and exits cleanly
     assert "releasing 1 agents" in shard.tail()
+    # ...and ends its Lease at once, so the operator re-places now, not a Lease duration later.
+    lease = await stack.kube.get(leases_path(stack.ns, "pool-0"))
+    renewed = datetime.datetime.strptime(lease["spec"]["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
+    expires = renewed + datetime.timedelta(seconds=lease["spec"]["leaseDurationSeconds"])
+    assert expires < datetime.datetime.now(datetime.UTC)
     from agent_runtime.kube import fence
 
     fd = await fence.acquire(stack.data / "agents" / stack.ns / "c", "test", timeout_s=1)
