@@ -86,8 +86,11 @@ def client_close_code(upstream_code: int | None, reason: str) -> int:
 
 
 class Router:
-    def __init__(self, table: RouteTable | None = None) -> None:
+    def __init__(self, table: RouteTable | None = None, http_timeout_s: float = 60.0) -> None:
         self.table = table or RouteTable()
+        # The longest a proxied HTTP request may wait for the shard's answer: a hung shard must not
+        # pin router requests forever (the WebSocket has its own heartbeat).
+        self.http_timeout_s = http_timeout_s
         self.sockets: dict[str, set[ProxiedSocket]] = {}
         self.session: aiohttp.ClientSession | None = None
         self.moves = 0
@@ -135,13 +138,20 @@ class Router:
         body = await request.read()
         try:
             async with self.session.request(request.method, route.address + path, headers=headers,
-                                            data=body or None, allow_redirects=False) as up:
+                                            data=body or None, allow_redirects=False,
+                                            timeout=aiohttp.ClientTimeout(total=self.http_timeout_s,
+                                                                          sock_connect=5)) as up:
                 data = await up.read()
                 if up.status == 404 and b"agent_not_found" in data and request.method != "DELETE":
                     return _error("agent_moving", f"agent {route.key} is not on shard {route.shard} any more; retry", 503)
                 out_headers = {k: v for k, v in up.headers.items() if k in ("Content-Type", "Retry-After")}
                 return web.Response(body=data, status=up.status, headers=out_headers)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except aiohttp.ConnectionTimeoutError as exc:  # a TimeoutError too: not reachable, not slow
+            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry", 503)
+        except TimeoutError:
+            return _error("shard_timeout", f"shard {route.shard} did not answer for agent {route.key} within "
+                          f"{self.http_timeout_s:g} s; retry", 504)
+        except (aiohttp.ClientError, OSError) as exc:
             return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry", 503)
 
     # -- WebSocket --------------------------------------------------------------------------------

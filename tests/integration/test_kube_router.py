@@ -193,3 +193,33 @@ async def test_dot_segments_cannot_leave_the_routed_agent(routed: Routed, start_
         status, body = await _raw(routed.url, "POST", path, shard.admin)
         assert status == 400, (path, status, body)
         assert orjson.loads(body)["code"] == "bad_path"
+
+
+async def test_a_hung_shard_gets_a_typed_timeout_not_a_pinned_request(http: aiohttp.ClientSession) -> None:
+    """A shard that accepts the request and never answers: the router answers 504 shard_timeout
+    after its HTTP timeout instead of holding the client's request forever."""
+    from aiohttp import web
+
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/v1/agents/{namespace}/{name}/events", hang)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    try:
+        async with run_router(RouterConfig(listen_port=0), kube=None, router=Router(http_timeout_s=0.5)) as (router, url):
+            routed = Routed(router, url, http)
+            router.table.set_shard("default", ShardInfo("pool-0", f"http://127.0.0.1:{port}", time.time(), 60))
+            routed.place("default/slow", "pool-0", None)
+            status, body = await routed.request("GET", "/v1/agents/default/slow/events", None)
+            assert (status, body["code"]) == (504, "shard_timeout")
+    finally:
+        release.set()
+        await runner.cleanup()
