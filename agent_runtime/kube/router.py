@@ -11,7 +11,8 @@ new owner and misses nothing (events are durable in the agent's log on the share
 
 Errors (JSON, the API's error shape): 404 `agent_not_found` (no such Agent), 503 `agent_not_placed`,
 503 `shard_unavailable` (no Lease, expired Lease, or unreachable), 503 `agent_moving` (the shard
-no longer has it; the route is about to change) — all 503s carry `Retry-After: 1`.
+no longer has it; the route is about to change) — all 503s carry `Retry-After: 1` — and 504
+`shard_timeout` (an HTTP request the shard did not answer within `http_timeout_s`, 60 s).
 Authentication is the shard's job: the router passes `Authorization` through unchanged.
 """
 
