@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pydantic
@@ -399,19 +399,30 @@ async def read_events(request: web.Request) -> web.Response:
     return _json({"events": [e.to_frame() for e in events], "head": actor.state.seq})
 
 
-async def post_message(request: web.Request) -> web.Response:
-    ns, name, key = _target(request)
-    TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
+_Frame = TypeVar("_Frame", bound=pydantic.BaseModel)
+
+
+async def _body_as_frame(request: web.Request, model: type[_Frame], frame_type: str, shape: str) -> _Frame | web.Response:
+    """The JSON body validated by the same rules as the WebSocket frame `frame_type`, or the 400
+    answer (`bad_json`, or `bad_frame` naming the field and the expected `shape`)."""
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
         return _error("bad_json", str(exc), 400)
-    try:  # the same rules as the WebSocket `user_message` frame
-        message = frames.UserMessageFrame.model_validate({"type": "user_message", **body} if isinstance(body, dict) else body)
+    try:
+        return model.model_validate({"type": frame_type, **body} if isinstance(body, dict) else body)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        return _error("bad_frame", f"body must be {{\"id\": str, \"text\": str}}: {field}: {first['msg']}", 400, field=field)
+        return _error("bad_frame", f"body must be {shape}: {field}: {first['msg']}", 400, field=field)
+
+
+async def post_message(request: web.Request) -> web.Response:
+    ns, name, key = _target(request)
+    TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
+    message = await _body_as_frame(request, frames.UserMessageFrame, "user_message", '{"id": str, "text": str}')
+    if isinstance(message, web.Response):
+        return message
     try:
         seq, duplicate = await request.app[HOST_KEY].user_message(key, message.id, message.text)
     except AgentBusy as exc:
@@ -430,17 +441,10 @@ async def post_approval(request: web.Request) -> web.Response:
     """An operator's decision for a waiting tool call: `{"tool_call_id": str, "decision": "allow"|"deny"}`."""
     ns, name, key = _target(request)
     TokenStore.authorize(_grant(request), ns, name, Role.OPERATOR)
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        return _error("bad_json", str(exc), 400)
-    try:  # the same rules as the WebSocket `approval` frame
-        approval = frames.ApprovalFrame.model_validate({"type": "approval", **body} if isinstance(body, dict) else body)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        return _error("bad_frame", f"body must be {{\"tool_call_id\": str, \"decision\": \"allow\"|\"deny\"}}: {field}: {first['msg']}",
-                      400, field=field)
+    approval = await _body_as_frame(request, frames.ApprovalFrame, "approval",
+                                    '{"tool_call_id": str, "decision": "allow"|"deny"}')
+    if isinstance(approval, web.Response):
+        return approval
     try:
         _approve(request.app[HOST_KEY], key, approval.tool_call_id, approval.decision)
     except UnknownToolCall as exc:
