@@ -23,20 +23,10 @@ from agent_runtime.tools.registry import default_registry
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from _scripted import Call, Hang, Say, ScriptedProvider, Stop  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers.procs import processes_with  # noqa: E402
+
 pytestmark = [pytest.mark.timeout(60)]
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 async def run_turn(tmp_path: Path, scripts: Any, **spec: Any) -> tuple[Host, str, ScriptedProvider]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 from agent_runtime.messages import ToolCall, ToolResult
 from agent_runtime.tools import ToolContext, ToolRegistry, default_registry
 from agent_runtime.tools.sandbox import PIDS_ROOT, SandboxedCommand, pids_cgroup_available
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers.procs import processes_with  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -33,19 +37,6 @@ def ctx(ws: Path, **kw: object) -> ToolContext:
 
 async def sh(reg: ToolRegistry, c: ToolContext, command: str) -> ToolResult:
     return await reg.execute(ToolCall("c", "shell", {"command": command}), c)
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 async def test_limits_are_set_in_the_tool_process(ws: Path) -> None:
