@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "agentruntime.dev"
@@ -103,12 +103,39 @@ class Autonomy(_Model):
     )
 
 
+class Compression(_Model):
+    """Frozen-prefix compression (docs/compression.md): when the live tail of the conversation passes
+    `tailBudget` tokens, its oldest part is folded into a new frozen chunk appended after the earlier
+    ones; the prompt's prefix stays byte-identical so the provider serves it from its cache."""
+
+    enabled: bool = Field(default=True, description="Fold the oldest part of the live tail into frozen chunks.")
+    tail_budget: int = Field(
+        default=32_000, ge=512, le=1_000_000,
+        description="Tokens the live tail (the messages after the last frozen chunk) may hold before a fold.",
+    )
+    keep_tail: int = Field(
+        default=12_000, ge=0, le=1_000_000,
+        description="Tokens a fold leaves live (the newest messages); must be below tailBudget.",
+    )
+    folded_output_tokens: int = Field(
+        default=200, ge=16, le=100_000,
+        description="A tool output longer than this many tokens is folded to its head and tail with a note.",
+    )
+
+    @model_validator(mode="after")
+    def _keep_below_budget(self) -> Compression:
+        if self.keep_tail >= self.tail_budget:
+            raise ValueError(f"keepTail ({self.keep_tail}) must be below tailBudget ({self.tail_budget})")
+        return self
+
+
 class AgentSpec(_Model):
     model: ModelRef = ModelRef()
     system_prompt: str = Field(default="You are a careful coding agent.", max_length=200_000)
     tools: tuple[str, ...] = DEFAULT_TOOLS
     limits: Limits = Limits()
     autonomy: Autonomy = Autonomy()
+    compression: Compression = Compression()
     runtime_pool: str | None = Field(default=None, max_length=63)
     on_delete: Literal["archive", "remove"] = Field(
         default="archive", description="What deleting the agent does with its log folder (Kubernetes finalizer)."
@@ -123,6 +150,14 @@ class AgentSpec(_Model):
         if len(set(v)) != len(v):
             raise ValueError("tools must not repeat")
         return v
+
+    def tail_budget(self) -> tuple[int, int]:
+        """(fold when the live tail passes this many tokens, keep this many live after a fold): the
+        spec's compression budget, scaled down to half of limits.tokenBudget when that is smaller (a
+        fold must leave room in the prompt for the frozen chunks and the next turn)."""
+        c = self.compression
+        budget = min(c.tail_budget, self.limits.token_budget // 2)
+        return budget, min(c.keep_tail, budget * c.keep_tail // c.tail_budget)
 
 
 class Metadata(_Model):

@@ -38,6 +38,11 @@ AGENT_SPEC_EXTRA: dict[str, dict[str, Any]] = {
     "tools.items": {"enum": list(manifest.BUILTIN_TOOLS)},
     "runtimePool": {"pattern": DNS_LABEL_RE},
     "model.region": {"pattern": DNS_LABEL_RE},
+    "compression": {"x-kubernetes-validations": [
+        {"rule": f"(has(self.keepTail) ? self.keepTail : {manifest.Compression().keep_tail}) < "
+                 f"(has(self.tailBudget) ? self.tailBudget : {manifest.Compression().tail_budget})",
+         "message": "compression.keepTail must be below compression.tailBudget"},
+    ]},
 }
 
 # Conditions are a map keyed by type (server-side apply merges per condition).
