@@ -326,3 +326,12 @@ def test_usage_event_carries_cached_share_and_cost() -> None:
     usage = events[-1].data
     assert usage["cached_share"] == 0.9
     assert usage["cost_units"] == 100 + 90 + 50  # 1x input, 0.1x read, 5x output
+
+
+def test_the_cli_shows_a_compression_event_in_one_line() -> None:
+    from agent_runtime.cli.render import render_event
+
+    line = render_event({"type": "event", "seq": 9, "kind": "compression",
+                         "data": {"chunk": 2, "folded_messages": 14, "tokens_before": 9000, "tokens_after": 800,
+                                  "superseded": 3, "duplicates": 1, "truncated": 4, "messages": []}}, color=False)
+    assert line == "[    9] compression chunk 2: 14 messages, 9000 → 800 tokens (superseded 3, duplicates 1, cut 4)"
