@@ -389,7 +389,7 @@ class AgentActor:
             if not isinstance(effect, Compress):
                 return []
             t0 = time.thread_time()
-            events, analysed = self.machine.compress(effect.count)
+            events, analysed = self.machine.compress(effect.count, effect.consolidate)
             spent[0], spent[1] = time.thread_time() - t0, analysed
             return events
 

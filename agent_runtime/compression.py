@@ -101,9 +101,17 @@ def plan_fold(messages: Sequence[Message], tokens: Sequence[int], start: int, to
     while cut < last and left > keep:
         left -= tokens[cut]
         cut += 1
-    while cut < last and not can_cut_before(messages[cut]):
-        cut += 1
-    return cut - start if cut > start and can_cut_before(messages[cut]) else 0
+    forward = cut
+    while forward < last and not can_cut_before(messages[forward]):
+        forward += 1
+    if forward > start and can_cut_before(messages[forward]):
+        return forward - start
+    # no place to end a chunk from the cut to the newest message (a model message and its tool
+    # results at the end): the nearest one before the cut, leaving more than `keep` live
+    back = cut
+    while back > start and not can_cut_before(messages[back]):
+        back -= 1
+    return back - start
 
 
 # -- folding -----------------------------------------------------------------------------------------
@@ -124,10 +132,12 @@ class Fold:
     def tokens_after(self) -> int:
         return sum(self.tokens)
 
-    def event_data(self, chunk: int) -> dict[str, Any]:
-        """The `compression` event's data (the chunk is replayed from it, never re-analysed)."""
+    def event_data(self, chunk: int, consolidated: bool = False) -> dict[str, Any]:
+        """The `compression` event's data (the chunk is replayed from it, never re-analysed).
+        `consolidated`: the chunk replaces every frozen chunk (`consolidate`), not the oldest live messages."""
         return {
             "chunk": chunk,
+            **({"consolidated": True} if consolidated else {}),
             "folded_messages": len(self.messages),
             "analysed": len(self.messages),
             "tokens_before": self.tokens_before,
@@ -234,3 +244,53 @@ def path_of(call: ToolCall | None) -> str | None:
         return None
     path = call.arguments.get("path")
     return posixpath.normpath(path) if isinstance(path, str) and path else None
+
+
+# -- consolidation -------------------------------------------------------------------------------------
+
+ARCHIVE_HEADER = "[Archive of the earlier conversation, consolidated: user messages and your decisions; tool outputs left out]"
+ARCHIVE_LINE_TOKENS = 80
+
+
+def _line(text: str, max_tokens: int = ARCHIVE_LINE_TOKENS) -> str:
+    flat = " ".join(text.split())
+    return head_tail(flat, max_tokens, "text") or flat
+
+
+def _call_digest(call: ToolCall) -> str:
+    args = ", ".join(f"{k}={_line(v if isinstance(v, str) else str(v), 12)}" for k, v in sorted(call.arguments.items()))
+    return f"{call.name}({args})"
+
+
+def is_archive(m: Message) -> bool:
+    return isinstance(m, UserMessage) and m.text.startswith(ARCHIVE_HEADER)
+
+
+def consolidate(frozen: Sequence[Message], frozen_tokens: int, budget: int) -> Fold:
+    """Every frozen chunk → one archive chunk: a single user message that lists, in order, each user
+    message and each decision of the model (its text and the tools it called, with their arguments),
+    with a one-line outcome of failed calls. An earlier archive is kept as it is at the top (its lines
+    are a digest already); when the archive itself passes half of `budget`, its middle is cut.
+    Deterministic, proportional to the frozen messages (bounded by `budget`), and rare: the frozen
+    prefix then grows again from a small base, so the cost is one cache miss every many turns."""
+    lines: list[str] = []
+    body = frozen
+    if body and is_archive(body[0]):
+        first = body[0]
+        assert isinstance(first, UserMessage)
+        lines.append(first.text[len(ARCHIVE_HEADER) :].strip("\n"))
+        body = body[1:]
+    for m in body:
+        if isinstance(m, UserMessage):
+            lines.append(f"user: {_line(m.text)}")
+        elif isinstance(m, AssistantMessage):
+            said = f"you: {_line(m.text)}" if m.text else "you:"
+            calls = "; ".join(_call_digest(c) for c in m.tool_calls)
+            lines.append(f"{said} → called {calls}" if calls else said)
+        elif m.result.is_error:
+            lines.append(f"  {m.result.name} failed: {_line(m.result.content, 24)}")
+    text = "\n".join(line for line in lines if line)
+    if count(text) > budget // 2:
+        text = head_tail(text, budget // 4, "archive") or text
+    archive = UserMessage(f"{ARCHIVE_HEADER}\n{text}")
+    return Fold((archive,), (count(archive.text),), frozen_tokens, 0, 0, 0)

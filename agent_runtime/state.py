@@ -143,10 +143,14 @@ class AgentState:
         return self.context_tokens - self.frozen_tokens
 
     def _apply_compression(self, data: dict[str, Any]) -> None:
-        """A frozen chunk replaces the oldest `folded_messages` live messages."""
+        """A frozen chunk replaces the oldest `folded_messages` live messages, or (`consolidated`)
+        every frozen chunk."""
         n = int(data["folded_messages"])
-        start = self.frozen
+        consolidated = bool(data.get("consolidated"))
+        start = 0 if consolidated else self.frozen
         end = start + n
+        if consolidated and n != self.frozen:
+            raise ValueError(f"compression consolidates {n} messages but {self.frozen} are frozen")
         if n < 1 or end > len(self.messages):
             raise ValueError(f"compression folds {n} messages but the live tail has {len(self.messages) - start}")
         chunk = [compression.decode_message(d) for d in data["messages"]]
@@ -165,8 +169,12 @@ class AgentState:
         self.message_tokens[start:end] = tokens
         self.message_paths[start:end] = [None] * len(chunk)
         self.frozen = start + len(chunk)
-        self.frozen_tokens += sum(tokens)
-        self.chunk_ends.append(self.frozen)
+        if consolidated:
+            self.frozen_tokens = sum(tokens)
+            self.chunk_ends = [self.frozen]
+        else:
+            self.frozen_tokens += sum(tokens)
+            self.chunk_ends.append(self.frozen)
 
     def _flush_pending(self) -> None:
         for message, tokens in zip(self.pending, self.pending_tokens, strict=True):

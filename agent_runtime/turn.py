@@ -37,9 +37,11 @@ class CallModel:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Compress:
     """Fold the oldest `count` live messages into a new frozen chunk (`TurnMachine.compress`)
-    before the next model call."""
+    before the next model call; `consolidate`: the frozen chunks passed their budget, make them one
+    archive chunk first."""
 
     count: int
+    consolidate: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,10 +146,16 @@ class TurnMachine:
             "cost_units": round(pricing.cost(usage, provider), 2),
         }
 
-    def compress(self, count: int) -> tuple[list[NewEvent], int]:
+    def compress(self, count: int, consolidate: bool = False) -> tuple[list[NewEvent], int]:
         """Fold the oldest `count` live messages into the next frozen chunk: the `compression`
-        event, and how many messages were analysed (the folded ones, each once)."""
+        event, and how many messages were analysed (the folded ones, each once). `consolidate`:
+        make every frozen chunk one archive chunk instead (`compression.consolidate`)."""
         state = self.state
+        if consolidate:
+            archive = compression.consolidate(state.messages[: state.frozen], state.frozen_tokens, self.spec.frozen_budget())
+            data = archive.event_data(len(state.chunk_ends) + 1, consolidated=True)
+            data["folded_messages"] = data["analysed"] = state.frozen
+            return [NewEvent(EventKind.COMPRESSION, data)], state.frozen
         start = state.frozen
         end = start + count
         later = state.live_paths.copy()
@@ -286,6 +294,8 @@ class TurnMachine:
         if state.turn_model_calls >= self.spec.limits.max_turns:
             return FinishTurn("max_turns")
         if self.spec.compression.enabled:
+            if state.frozen_tokens > self.spec.frozen_budget() and state.frozen > 1:
+                return Compress(state.frozen, consolidate=True)
             budget, keep = self.spec.tail_budget()
             tail_tokens = state.tail_tokens()
             if tail_tokens > budget:

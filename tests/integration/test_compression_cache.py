@@ -1,5 +1,5 @@
 """Frozen-prefix compression against each mock provider: real adapters → real HTTP → the mocks'
-caching models. Where the prefix is stable the provider reports cache reads, also on the first
+caching models (including a consolidation of the frozen chunks into one archive message). Where the prefix is stable the provider reports cache reads, also on the first
 call after a fold and after a restart of the whole server (the prefix rebuilt from the log is the
 same bytes: a fresh adapter with no encoded fragments gets the same cache hit)."""
 
@@ -20,7 +20,7 @@ from agent_runtime.standalone import ServerConfig, serve
 
 MODELS = {"anthropic": "claude-sonnet-5", "openai": "gpt-4.1-mini", "openai-responses": "gpt-4.1-mini",
           "gemini": "gemini-2.5-flash"}
-COMPRESSION = {"tailBudget": 700, "keepTail": 250, "foldedOutputTokens": 40}
+COMPRESSION = {"tailBudget": 700, "keepTail": 250, "foldedOutputTokens": 40, "frozenBudget": 1024}
 SYSTEM = "You are a careful coding agent. " * 40  # ~300 tokens: the prefix passes the mocks' minimum early
 
 
@@ -85,6 +85,9 @@ async def test_cache_reads_across_folds_and_restart_for_every_provider(tmp_path:
         folds = [e for e in events if e.kind == "compression"]
         assert len(folds) >= 2, (key, len(folds))
         assert all(e.data["tokens_after"] < e.data["tokens_before"] for e in folds)
+        # the frozen chunks passed frozenBudget: consolidated into one archive message, which every API accepts
+        assert any(e.data.get("consolidated") for e in folds), key
+        assert not [e for e in events if e.kind == "error"], key
         # the first call after each fold still reads the earlier prefix from the cache
         firsts = _usages_after_folds(events)
         assert firsts and all(u["cache_read_tokens"] > 0 for u in firsts), (key, firsts)

@@ -29,8 +29,9 @@ from agent_runtime.state import CONVERSATION_KINDS, AgentState
 from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine
 
 
-def spec(budget: int = 600, keep: int = 200, folded: int = 40) -> AgentSpec:
-    return make_manifest("a", compression={"tailBudget": budget, "keepTail": keep, "foldedOutputTokens": folded}).spec
+def spec(budget: int = 600, keep: int = 200, folded: int = 40, frozen: int = 1_000_000) -> AgentSpec:
+    return make_manifest("a", compression={"tailBudget": budget, "keepTail": keep, "foldedOutputTokens": folded,
+                                           "frozenBudget": frozen}, limits={"tokenBudget": 4_000_000}).spec
 
 
 def tool_result(call_id: str, name: str, content: str) -> ToolResultMessage:
@@ -145,9 +146,11 @@ class Loop:
         self.machine = TurnMachine(self.state, agent_spec)
         self.log: list[Event] = []
         self.ids = itertools.count(1)
-        self.bodies: list[tuple[bytes, int]] = []  # (canonical prompt bytes, bytes up to the last frozen end)
+        self.bodies: list[tuple[bytes, int, int]] = []  # (prompt bytes, bytes up to the last frozen end, consolidations)
         self.folded_positions: list[range] = []
-        self.analysed = 0
+        self.analysed = 0  # by folds
+        self.consolidations: list[int] = []  # messages analysed by each consolidation
+        self.prompt_tokens: list[int] = []  # conversation tokens of each model call
         self.added = 0
         self.cache = FragmentCache()
 
@@ -217,12 +220,17 @@ class Loop:
             effect = self.machine.next_effect()
             if isinstance(effect, Compress):
                 start = self.state.frozen
-                events, analysed = self.machine.compress(effect.count)
-                self.analysed += analysed
-                self.folded_positions.append(range(start, start + effect.count))
+                events, analysed = self.machine.compress(effect.count, effect.consolidate)
+                if effect.consolidate:
+                    self.consolidations.append(analysed)
+                    self.folded_positions = []
+                else:
+                    self.analysed += analysed
+                    self.folded_positions.append(range(start, start + effect.count))
                 self.commit(events)
             elif isinstance(effect, CallModel):
-                self.bodies.append(self.request_bytes(self.state))
+                self.bodies.append((*self.request_bytes(self.state), len(self.consolidations)))
+                self.prompt_tokens.append(self.state.context_tokens)
                 message = self.model()
                 self.commit(self.machine.model_message(message, Usage(10, 5), f"m{next(self.ids)}"))
             elif isinstance(effect, RunTools):
@@ -237,43 +245,49 @@ class Loop:
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), turns=st.integers(5, 25), budget=st.integers(512, 1500))
-def test_prefix_is_byte_stable_across_folds_and_restarts(seed: int, turns: int, budget: int) -> None:
+@given(seed=st.integers(0, 10_000), turns=st.integers(5, 25), budget=st.integers(512, 1500),
+       frozen=st.sampled_from([1024, 2048, 1_000_000]))
+def test_prefix_is_byte_stable_across_folds_and_restarts(seed: int, turns: int, budget: int, frozen: int) -> None:
     rng = random.Random(seed)
-    loop = Loop(spec(budget=budget, keep=budget // 3), rng)
+    loop = Loop(spec(budget=budget, keep=budget // 3, frozen=frozen), rng)
     frozen_seen: list[bytes] = []
     for t in range(turns):
+        consolidated = len(loop.consolidations)
         loop.run_turn(f"task {t}: " + "word " * rng.randint(1, 60))
-        # frozen chunks never change once written
+        # frozen chunks never change once written (until a consolidation replaces them all)
         now = [orjson.dumps(compression.encode_message(m)) for m in loop.state.messages[: loop.state.frozen]]
-        assert now[: len(frozen_seen)] == frozen_seen
+        if len(loop.consolidations) == consolidated:
+            assert now[: len(frozen_seen)] == frozen_seen
         frozen_seen = now
         # a state rebuilt from the log (no snapshot, or a snapshot at a random point) is the same state
         at = rng.choice([None, rng.randint(1, len(loop.log))])
         rebuilt = loop.rebuilt(at)
         assert loop.request_bytes(rebuilt) == loop.request_bytes(loop.state)
         assert rebuilt.chunk_ends == loop.state.chunk_ends and rebuilt.context_tokens == loop.state.context_tokens
-    for (prev, prev_frozen), (cur, _) in zip(loop.bodies, loop.bodies[1:], strict=False):
-        assert cur[:prev_frozen] == prev[:prev_frozen]
+    for (prev, prev_frozen, gen), (cur, _, cur_gen) in zip(loop.bodies, loop.bodies[1:], strict=False):
+        if gen == cur_gen:  # no consolidation between the two calls
+            assert cur[:prev_frozen] == prev[:prev_frozen]
+    if frozen < 1_000_000 and loop.consolidations:
+        assert loop.state.frozen_tokens <= frozen + budget  # the frozen part stays bounded
     # tokens are kept right through folds
     assert loop.state.context_tokens == sum(loop.state.message_tokens)
     assert loop.state.frozen_tokens == sum(loop.state.message_tokens[: loop.state.frozen])
-    # each message is analysed at most once: folded spans are the live messages at the time, disjoint
-    # from every earlier chunk, and the total analysed never exceeds the messages ever added
-    ends = [0, *loop.state.chunk_ends]
+    # each message is analysed at most once by a fold: folded spans are the live messages at the
+    # time, disjoint from every earlier chunk, and the total never exceeds the messages ever added
+    ends = [0, *loop.state.chunk_ends] if not loop.consolidations else [*loop.state.chunk_ends]
     for span, chunk_start in zip(loop.folded_positions, ends, strict=False):
         assert span.start == chunk_start
     assert loop.analysed <= loop.added
 
 
 def test_every_call_after_a_fold_starts_with_the_previous_prompt_when_no_fold_came_between() -> None:
-    loop = Loop(spec(budget=800, keep=300), random.Random(7))
+    loop = Loop(spec(budget=3000, keep=1000), random.Random(7))
     for t in range(30):
         loop.run_turn(f"task {t}")
     assert loop.state.compressions >= 3
     chunks_at = []  # the frozen bytes of each call
     stable = 0
-    for (prev, prev_frozen), (cur, cur_frozen) in zip(loop.bodies, loop.bodies[1:], strict=False):
+    for (prev, prev_frozen, _), (cur, cur_frozen, _) in zip(loop.bodies, loop.bodies[1:], strict=False):
         chunks_at.append(cur_frozen)
         if cur_frozen == prev_frozen:  # no fold between: the whole previous prompt is a prefix
             assert cur.startswith(prev)
@@ -335,3 +349,66 @@ def test_the_cli_shows_a_compression_event_in_one_line() -> None:
                          "data": {"chunk": 2, "folded_messages": 14, "tokens_before": 9000, "tokens_after": 800,
                                   "superseded": 3, "duplicates": 1, "truncated": 4, "messages": []}}, color=False)
     assert line == "[    9] compression chunk 2: 14 messages, 9000 → 800 tokens (superseded 3, duplicates 1, cut 4)"
+
+
+def test_consolidation_keeps_the_prompt_bounded_over_a_long_session() -> None:
+    """Append-only chunks grow with the history; past `frozenBudget` they become one archive chunk,
+    so the prompt at turn 200 is no bigger than the budgets allow, and consolidations are rare."""
+    loop = Loop(spec(budget=900, keep=300, folded=40, frozen=2048), random.Random(11))
+    calls_per_consolidation = []
+    last = 0
+    for t in range(200):
+        loop.run_turn(f"task {t}: fix module {t % 7}")
+        assert loop.state.frozen_tokens <= 2048 + 900
+        if len(loop.consolidations) > last:
+            calls_per_consolidation.append(len(loop.bodies))
+            last = len(loop.consolidations)
+    assert len(loop.consolidations) >= 3
+    # every model call's conversation: frozen (≤ budget + one chunk) + tail (≤ budget + one step)
+    assert max(loop.prompt_tokens) <= 2048 + 900 + 900 + 4000
+    grows = Loop(spec(budget=900, keep=300, folded=40), random.Random(11))
+    for t in range(200):
+        grows.run_turn(f"task {t}: fix module {t % 7}")
+    assert max(grows.prompt_tokens) > 2 * max(loop.prompt_tokens)  # without it the prompt keeps growing
+    gaps = [b - a for a, b in zip(calls_per_consolidation, calls_per_consolidation[1:], strict=False)]
+    assert min(gaps) >= 5  # many calls read the same frozen prefix between two consolidations
+    # a consolidation reads the frozen messages only (bounded by the budget), never the whole history
+    assert max(loop.consolidations) <= 4 * min(loop.consolidations) + 20
+    assert loop.analysed <= loop.added
+    archive = loop.state.messages[0]
+    assert compression.is_archive(archive) and loop.state.chunk_ends[0] == 1
+
+
+def test_archive_lists_user_messages_and_decisions_in_order() -> None:
+    frozen: list[Message] = [
+        UserMessage("please fix the parser"),
+        AssistantMessage("Reading it.", (ToolCall("c1", "read_file", {"path": "parser.py"}),), "tool_use"),
+        tool_result("c1", "read_file", "x = 1\n" * 500),
+        AssistantMessage("", (ToolCall("c2", "shell", {"command": "pytest -q"}),), "tool_use"),
+        ToolResultMessage(ToolResult("c2", "shell", "exit 1: 3 failed", is_error=True)),
+        AssistantMessage("Fixed."),
+    ]
+    out = compression.consolidate(frozen, 5000, 48_000)
+    assert len(out.messages) == 1 and compression.is_archive(out.messages[0])
+    text = out.messages[0].text  # type: ignore[union-attr]
+    body = text.split("\n")[1:]
+    assert body == [
+        "user: please fix the parser",
+        "you: Reading it. → called read_file(path=parser.py)",
+        "you: → called shell(command=pytest -q)",
+        "  shell failed: exit 1: 3 failed",
+        "you: Fixed.",
+    ]
+    assert "x = 1" not in text and out.tokens_after < 100
+    # a second consolidation keeps the first archive's lines on top, as they were
+    again = compression.consolidate([out.messages[0], UserMessage("now the lexer"), AssistantMessage("On it.")], 200, 48_000)
+    assert again.messages[0].text.split("\n")[1:] == [*body, "user: now the lexer", "you: On it."]  # type: ignore[union-attr]
+
+
+def test_a_cut_with_no_boundary_after_it_moves_back_to_the_one_before() -> None:
+    call = ToolCall("c1", "shell", {})
+    msgs: list[Message] = [UserMessage("u"), AssistantMessage("a"), UserMessage("v"),
+                           AssistantMessage("", (call,), "tool_use"), tool_result("c1", "shell", "x")]
+    tokens = [100, 100, 100, 10, 500]
+    # keep 300 would cut before the last result (not allowed, nothing allowed after it): cut before the call
+    assert compression.plan_fold(msgs, tokens, 0, sum(tokens), 600, 300) == 3
