@@ -66,12 +66,15 @@ def agent(name: str, ns: str, **spec: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_operator(apiserver: Cluster, namespace: str, tmp_path: Path, data: Path | None) -> Iterator[None]:
-    """`python -m agent_operator` as a subprocess, exactly as the chart's Deployment runs it."""
+def running_operator(apiserver: Cluster, namespace: str, tmp_path: Path, data: Path | None,
+                     kubeconfig: Path | None = None) -> Iterator[None]:
+    """`python -m agent_operator` as a subprocess, exactly as the chart's Deployment runs it
+    (`kubeconfig`: connect as someone else than the cluster admin, e.g. the chart's service account)."""
     extra = ["--data", str(data)] if data is not None else []
     with (tmp_path / "operator.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig", str(apiserver.kubeconfig),
-                                 "--namespace", namespace, *extra], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig",
+                                 str(kubeconfig or apiserver.kubeconfig), "--namespace", namespace, *extra],
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
         yield
     finally:
