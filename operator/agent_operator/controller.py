@@ -40,6 +40,7 @@ from agent_runtime.manifest import API_GROUP
 
 log = logging.getLogger("agent_operator")
 GV = f"{API_GROUP}/{VERSION}"
+ADMIN_TOKEN_TTL_S = 30.0  # a pool's admin token is re-read from its Secret after this (rotation)
 Job = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -83,7 +84,7 @@ class Controller:
         self._queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue(maxsize=10_000)
         self._inflight: set[str] = set()
         self._retry_at: dict[str, float] = {}
-        self._tokens: dict[tuple[str, str], str] = {}
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (ns, pool) -> (admin token, read at)
         self.steps = 0
         self.patches = 0
         self._task: asyncio.Task[None] | None = None
@@ -310,30 +311,39 @@ class Controller:
                                            agent.on_delete)
         shard = self.shards.get((agent.namespace, agent.status_shard or ""))
         if shard is not None and shard.fresh(self.clock()) and shard.address:
-            token = await self._admin_token(agent.namespace, shard.pool)
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
             url = f"{shard.address.rstrip('/')}/v1/agents/{agent.namespace}/{agent.name}"
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-                async with http.delete(url, headers=headers) as resp:
-                    if resp.status in (200, 202, 204, 404):
-                        return f"shard {shard.name} answered {resp.status} to DELETE"
-                    raise ApiError(resp.status, "ShardRefused", await resp.text())
+                for fresh in (False, True):  # a refused token may have been rotated: re-read it once
+                    token = await self._admin_token(agent.namespace, shard.pool, fresh=fresh)
+                    headers = {"Authorization": f"Bearer {token}"} if token else {}
+                    async with http.delete(url, headers=headers) as resp:
+                        if resp.status in (200, 202, 204, 404):
+                            return f"shard {shard.name} answered {resp.status} to DELETE"
+                        if resp.status in (401, 403) and not fresh:
+                            continue
+                        raise ApiError(resp.status, "ShardRefused", await resp.text())
         log.warning("agent %s: no data folder configured and its shard is gone; the log folder stays on the "
                     "pool volume", agent.key)
         return "folder left on the pool volume (operator has no --data and the shard is gone)"
 
-    async def _admin_token(self, namespace: str, pool: str) -> str | None:
+    async def _admin_token(self, namespace: str, pool: str, fresh: bool = False) -> str | None:
+        """The pool's admin token from its Secret, cached for ADMIN_TOKEN_TTL_S (`fresh`: re-read now,
+        e.g. after a shard refused it), so a rotated token is picked up."""
         key = (namespace, pool)
-        if key not in self._tokens:
-            try:
-                secret = await self.api.get(path_for("v1", "secrets", namespace, f"{pool}-admin-token"))
-            except ApiError:
-                return None
-            raw = (secret.get("data") or {}).get("admin.token")
-            if not raw:
-                return None
-            self._tokens[key] = base64.b64decode(raw).decode().strip()
-        return self._tokens[key]
+        cached = self._tokens.get(key)
+        if cached is not None and not fresh and self.clock() - cached[1] < ADMIN_TOKEN_TTL_S:
+            return cached[0]
+        try:
+            secret = await self.api.get(path_for("v1", "secrets", namespace, f"{pool}-admin-token"))
+        except ApiError:
+            return cached[0] if cached is not None else None
+        raw = (secret.get("data") or {}).get("admin.token")
+        if not raw:
+            self._tokens.pop(key, None)
+            return None
+        token = base64.b64decode(raw).decode().strip()
+        self._tokens[key] = (token, self.clock())
+        return token
 
     # ---- pools -----------------------------------------------------------------------------------
 
@@ -357,7 +367,8 @@ class Controller:
         fingerprint = f"{pool.uid}/{pool.generation}/{replicas}"
         key = f"pool:{pool.namespace}/{pool.name}"
         if fingerprint != pool.applied and key not in self._inflight and key not in self._retry_at:
-            token = self._tokens.get((pool.namespace, pool.name)) or secrets.token_urlsafe(32)
+            known = self._tokens.get((pool.namespace, pool.name))
+            token = known[0] if known is not None else secrets.token_urlsafe(32)
             objs = resources.desired_objects(ref, pool.spec, replicas, token)
             if self._submit(key, lambda: self._apply_pool(pool, objs, fingerprint)):
                 pool.applied = fingerprint

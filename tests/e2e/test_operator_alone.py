@@ -259,16 +259,19 @@ def test_scale_down_drains_the_removed_shard_before_shrinking(apiserver: Cluster
 
 class ShardStandIn:
     """A real HTTP server standing in for a shard's API: records each request's method, path and
-    Authorization header, answers 204 (what `DELETE /v1/agents/{ns}/{name}` returns)."""
+    Authorization header, answers 204 (what `DELETE /v1/agents/{ns}/{name}` returns), or 401 when
+    `accept` is set and the request does not carry that token."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, str | None]] = []
+        self.accept: str | None = None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_DELETE(self) -> None:  # noqa: N802 (http.server's naming)
-                outer.requests.append(("DELETE", self.path, self.headers.get("Authorization")))
-                self.send_response(204)
+                auth = self.headers.get("Authorization")
+                outer.requests.append(("DELETE", self.path, auth))
+                self.send_response(401 if outer.accept and auth != f"Bearer {outer.accept}" else 204)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -305,3 +308,16 @@ def test_without_data_the_finalizer_asks_the_owning_shard(apiserver: Cluster, na
         apiserver.kubectl("delete", "agent", "gone", "-n", namespace, "--wait=false")
         wait_for("gone", lambda: get(apiserver, namespace, "agent", "gone") is None)
         assert shard.requests == [("DELETE", f"/v1/agents/{namespace}/gone", f"Bearer {token}")]
+        # the admin token is rotated in the Secret (the shards now accept only the new one): the
+        # operator's cached token is refused once, re-read from the Secret, and the DELETE goes through
+        rotated = "rotated-" + token
+        apiserver.kubectl("patch", "secret", "w-admin-token", "-n", namespace, "--type", "merge", "-p",
+                          json.dumps({"stringData": {"admin.token": rotated}}))
+        shard.accept = rotated
+        shard.requests.clear()
+        assert apply(apiserver, agent("gone2", namespace, runtimePool="w")).returncode == 0
+        wait_for("gone2 placed", lambda: "agentruntime.dev/finalizer" in (
+            (get(apiserver, namespace, "agent", "gone2") or {}).get("metadata", {}).get("finalizers") or []))
+        apiserver.kubectl("delete", "agent", "gone2", "-n", namespace, "--wait=false")
+        wait_for("gone2 gone", lambda: get(apiserver, namespace, "agent", "gone2") is None, timeout=10)
+        assert shard.requests[-1] == ("DELETE", f"/v1/agents/{namespace}/gone2", f"Bearer {rotated}")
