@@ -588,12 +588,16 @@ async def run_shard(config: ShardConfig, kube: KubeClient) -> AsyncIterator[Runn
         shard.address = config.advertise or url
         stop = asyncio.Event()
         task = asyncio.create_task(shard.run(stop), name="shard")
+        token_watch = asyncio.create_task(tokens.watch(), name="tokens")  # other shards' new tokens
         try:
             yield RunningShard(shard, host, url, admin)
         finally:
             stop.set()
+            token_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await token_watch
             await runner.cleanup()
 
 
