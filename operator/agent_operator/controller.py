@@ -205,6 +205,7 @@ class Controller:
         now_iso = _now_iso()
         self._retry_at = {k: t for k, t in self._retry_at.items() if t > now}
         by_pool: dict[tuple[str, str], dict[str, str | None]] = defaultdict(dict)
+        held: dict[str, str] = {}  # agent key -> why its spec's pool change is not followed
         regions: dict[str, dict[str, str]] = defaultdict(dict)
         for (ns, name), pool in self.pools.items():
             if pool.spec is not None:
@@ -217,10 +218,13 @@ class Controller:
             if agent.spec_error is not None:
                 self._record_pending(agent, "InvalidSpec", agent.spec_error, now_iso, phase="Failed")
                 continue
-            pool_name, reason = agents_mod.choose_pool(agent, regions.get(agent.namespace, {}))
+            pool_name, reason, note = agents_mod.pinned_pool(agent, regions.get(agent.namespace, {}),
+                                                             self._pinned_pool(agent))
             if pool_name is None:
                 self._record_pending(agent, "NoRuntimePool", reason, now_iso)
                 continue
+            if note:
+                held[key] = note
             by_pool[(agent.namespace, pool_name)][key] = agent.current
         for (ns, pool_name), current in by_pool.items():
             pool = self.pools[(ns, pool_name)]
@@ -233,7 +237,7 @@ class Controller:
                 if self._batch_started is None:
                     self._batch_started, self._batch_patches = time.monotonic(), self.patches
             for key, shard in plan.moves.items():
-                self._record_placement(self.agents[key], shard, now_iso)
+                self._record_placement(self.agents[key], shard, now_iso, pool_name, held.get(key, ""))
             for key in plan.unplaced:
                 why = ("no shard of RuntimePool {p} has a fresh Lease and is not draining" if not eligible
                        else "RuntimePool {p} is full ({n} shards x {c} agents)")
@@ -244,18 +248,32 @@ class Controller:
             for key, on in current.items():  # placed and staying: make sure the object says so
                 agent = self.agents[key]
                 if on is not None and key not in plan.moves and on in eligible_set and key not in self._inflight:
-                    if agent.status_shard != on or FINALIZER not in agent.finalizers:
-                        self._record_placement(agent, on, now_iso)
+                    note = held.get(key, "")
+                    if (agent.status_shard != on or FINALIZER not in agent.finalizers or agent.status_pool != pool_name
+                            or note or agent.placed_reason == "PoolPinned"):
+                        self._record_placement(agent, on, now_iso, pool_name, note)
         if self.settings.manage_pools:
             for pool in list(self.pools.values()):
                 self._reconcile_pool(pool, by_pool.get((pool.namespace, pool.name), {}), now)
 
     # ---- agents ----------------------------------------------------------------------------------
 
-    def _record_placement(self, agent: agents_mod.AgentView, shard: str, now_iso: str) -> None:
+    def _pinned_pool(self, agent: agents_mod.AgentView) -> str | None:
+        """The pool whose volume holds the agent's log: status.pool, else (placed before status.pool
+        existed) the pool of the shard it is on, else None (never placed)."""
+        if agent.status_pool is not None:
+            return agent.status_pool
+        if agent.status_shard is not None:
+            shard = self.shards.get((agent.namespace, agent.status_shard))
+            if shard is not None:
+                return shard.pool
+        return None
+
+    def _record_placement(self, agent: agents_mod.AgentView, shard: str, now_iso: str, pool: str | None = None,
+                          note: str = "") -> None:
         if agent.key in self._inflight or agent.key in self._retry_at:
             return
-        status_patch = agents_mod.placement_patch(agent, shard, now_iso)
+        status_patch = agents_mod.placement_patch(agent, shard, now_iso, pool, note)
         meta_patch = agents_mod.finalizer_patch(agent)
         if status_patch is None and meta_patch is None:
             agent.target = None

@@ -321,3 +321,30 @@ def test_without_data_the_finalizer_asks_the_owning_shard(apiserver: Cluster, na
         apiserver.kubectl("delete", "agent", "gone2", "-n", namespace, "--wait=false")
         wait_for("gone2 gone", lambda: get(apiserver, namespace, "agent", "gone2") is None, timeout=10)
         assert shard.requests[-1] == ("DELETE", f"/v1/agents/{namespace}/gone2", f"Bearer {rotated}")
+
+
+def test_region_change_of_a_placed_agent_is_held_in_its_pool(apiserver: Cluster, namespace: str,
+                                                             operator: Path) -> None:
+    for name, region in (("eu", "eu-west"), ("us", "us-east")):
+        pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+                "metadata": {"name": name, "namespace": namespace}, "spec": {"region": region, "shards": 1}}
+        assert apply(apiserver, pool).returncode == 0
+        put_lease(apiserver, namespace, f"{name}-0", name, duration=600)
+    assert apply(apiserver, agent("mover", namespace, model={"region": "eu-west"})).returncode == 0
+    placed = wait_for("mover on eu-0", lambda: (lambda o: o if o and o.get("status", {}).get("shard") == "eu-0"
+                                                 else None)(get(apiserver, namespace, "agent", "mover")))
+    assert placed["status"]["pool"] == "eu"  # pinned at first placement
+    assert apply(apiserver, agent("mover", namespace, model={"region": "us-east"})).returncode == 0
+
+    def held() -> dict[str, Any] | None:
+        o = get(apiserver, namespace, "agent", "mover") or {}
+        cond = [c for c in o.get("status", {}).get("conditions", []) if c["type"] == "Placed"]
+        return o if cond and cond[0]["reason"] == "PoolPinned" else None
+
+    o = wait_for("the region change held", held)
+    assert o["status"]["shard"] == "eu-0" and o["status"]["pool"] == "eu"
+    (cond,) = [c for c in o["status"]["conditions"] if c["type"] == "Placed"]
+    assert "spec asks for RuntimePool 'us'" in cond["message"] and "delete and re-create" in cond["message"]
+    printed = apiserver.kubectl("get", "agent", "mover", "-n", namespace, "-o",
+                                "jsonpath={.status.shard}").stdout
+    assert printed == "eu-0"
