@@ -64,13 +64,17 @@ def _rv(meta: Mapping[str, Any]) -> int:
 
 
 def spec_error(spec: Mapping[str, Any]) -> str | None:
-    """The first problem `AgentSpec` finds in a spec the apiserver accepted, as "spec.<field>: <msg>"."""
+    """The first problem the runtime finds in a spec the apiserver accepted (an older CRD, or a rule
+    a schema cannot say), as "spec.<field>: <msg>". Never raises: a validator that fails in an
+    unforeseen way is reported the same way (the Agent gets phase Failed, not a crash loop)."""
     try:
         AgentSpec.model_validate(dict(spec))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in ("spec", *first["loc"]))
         return f"{where}: {first['msg']}"
+    except Exception as exc:  # noqa: BLE001 - any refusal of the spec is the spec's problem, said plainly
+        return f"spec: the runtime cannot parse it ({type(exc).__name__}: {exc})"
     return None
 
 
@@ -171,7 +175,9 @@ def placement_patch(agent: AgentView, shard: str, now_iso: str, pool: str | None
     message = f"placed on shard {shard}" + (f"; {note}" if note else "")
     reason = "PoolPinned" if note else "Placed"
     placed = _condition(agent, "Placed")
-    keep_phase = agent.phase in SHARD_PHASES and agent.status_shard == shard
+    # the shard's phases stay while it keeps the agent, Failed too (it could not activate it: the
+    # shard retries with backoff, and its Ready condition says why)
+    keep_phase = (agent.phase in SHARD_PHASES or agent.phase == "Failed") and agent.status_shard == shard
     status_ok = (agent.status_shard == shard and (keep_phase or agent.phase == "Placed")
                  and (pool is None or agent.status_pool == pool) and placed.get("status") == "True"
                  and placed.get("message") == message and placed.get("reason") == reason)

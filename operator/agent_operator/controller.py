@@ -40,6 +40,7 @@ from agent_runtime.manifest import API_GROUP
 
 log = logging.getLogger("agent_operator")
 GV = f"{API_GROUP}/{VERSION}"
+MAX_RETRY_S = 300.0
 ADMIN_TOKEN_TTL_S = 30.0  # a pool's admin token is re-read from its Secret after this (rotation)
 Job = Callable[[], Coroutine[Any, Any, None]]
 
@@ -84,7 +85,8 @@ class Controller:
         self._queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue(maxsize=10_000)
         self._inflight: set[str] = set()
         self._retry_at: dict[str, float] = {}
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (ns, pool) -> (admin token, read at)
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._failures: dict[str, int] = {}  # key -> consecutive unforeseen failures (backoff)  # (ns, pool) -> (admin token, read at)
         self.steps = 0
         self.patches = 0
         self._task: asyncio.Task[None] | None = None
@@ -457,10 +459,15 @@ class Controller:
             except folders.FolderBusy as exc:
                 log.info("%s: %s; retrying", key, exc)
                 self._retry_at[key] = self.clock() + 1.0
-            except Exception:
-                log.exception("%s: failed; retrying in 5s", key)
-                self._retry_at[key] = self.clock() + 5.0
+            except Exception as exc:  # unforeseen: one line per failure, backoff 5 s doubling to 5 min
+                n = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(MAX_RETRY_S, 5.0 * 2 ** (n - 1))
+                log.warning("%s: failed (%s: %s); attempt %d, retrying in %.0fs", key, type(exc).__name__, exc, n,
+                            delay, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+                self._retry_at[key] = self.clock() + delay
                 self._reset_target(key)
+            else:
+                self._failures.pop(key, None)
             finally:
                 self._inflight.discard(key)
                 self._wake.set()
