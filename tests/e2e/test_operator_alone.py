@@ -67,13 +67,16 @@ def agent(name: str, ns: str, **spec: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def running_operator(apiserver: Cluster, namespace: str, tmp_path: Path, data: Path | None,
-                     kubeconfig: Path | None = None) -> Iterator[None]:
+                     kubeconfig: Path | None = None, clusterwide: bool = False) -> Iterator[None]:
     """`python -m agent_operator` as a subprocess, exactly as the chart's Deployment runs it
-    (`kubeconfig`: connect as someone else than the cluster admin, e.g. the chart's service account)."""
+    (`kubeconfig`: connect as someone else than the cluster admin, e.g. the chart's service account;
+    `clusterwide`: no --namespace, every namespace watched)."""
     extra = ["--data", str(data)] if data is not None else []
+    if not clusterwide:
+        extra += ["--namespace", namespace]
     with (tmp_path / "operator.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig",
-                                 str(kubeconfig or apiserver.kubeconfig), "--namespace", namespace, *extra],
+                                 str(kubeconfig or apiserver.kubeconfig), *extra],
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
         yield

@@ -137,12 +137,41 @@ def test_operator_does_its_job_with_the_chart_rbac_and_no_more(apiserver: Cluste
     assert not can_i(apiserver, router, "get", "secrets", namespace)
 
 
-def test_cluster_wide_mode_keeps_secrets_and_rbac_in_the_pool_namespaces(apiserver: Cluster, namespace: str) -> None:
+def test_cluster_wide_mode_keeps_secrets_and_rbac_in_the_pool_namespaces(apiserver: Cluster, namespace: str,
+                                                                        tmp_path: Path) -> None:
+    """watchNamespaces empty: the operator watches every namespace through the ClusterRole (kopf needs
+    no namespace or CRD access: scanning is off) and converges pools in the release namespace only."""
     other = f"{namespace}-other"
     apiserver.kubectl("create", "namespace", other)
     release = f"rb{next(_release)}"
     install_rbac(apiserver, release, namespace)
-    op = f"system:serviceaccount:{namespace}:{release}-agent-runtime-operator"
+    op_sa = f"{release}-agent-runtime-operator"
+    op = f"system:serviceaccount:{namespace}:{op_sa}"
+    kubeconfig = service_account_kubeconfig(apiserver, namespace, op_sa, tmp_path / "operator.kubeconfig")
+    data = tmp_path / "data"
+    data.mkdir()
+    with running_operator(apiserver, namespace, tmp_path, data, kubeconfig=kubeconfig, clusterwide=True):
+        for ns in (namespace, other):
+            pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+                    "metadata": {"name": "cw", "namespace": ns}, "spec": {"region": "r", "shards": 1}}
+            assert apply(apiserver, pool).returncode == 0
+            put_lease(apiserver, ns, "cw-0", "cw", duration=600)
+            assert apply(apiserver, agent("a", ns, runtimePool="cw")).returncode == 0
+        for ns in (namespace, other):  # placement works in every namespace
+            wait_for(f"a placed in {ns}", lambda n=ns: (get(apiserver, n, "agent", "a") or {}).get("status", {})
+                     .get("shard") == "cw-0")
+        wait_for("the pool's StatefulSet in the release namespace", lambda: get(apiserver, namespace, "sts", "cw"))
+        wait_for("the pool's shard Role", lambda: get(apiserver, namespace, "role", "cw-shard"))
+        # a pool outside the pool namespaces: the apiserver refuses its objects (logged, retried)
+        wait_for("a refusal logged", lambda: "forbidden" in (tmp_path / "operator.log").read_text().lower())
+        assert get(apiserver, other, "sts", "cw") is None and get(apiserver, other, "secret", "cw-admin-token") is None
+        for ns in (namespace, other):
+            apiserver.kubectl("delete", "agent", "a", "-n", ns, "--wait=false")
+            wait_for(f"a finalized in {ns}", lambda n=ns: get(apiserver, n, "agent", "a") is None)
+    log = (tmp_path / "operator.log").read_text()
+    for line in log.splitlines():  # the only refusals: the foreign pool's objects
+        if "forbidden" in line.lower():
+            assert f"pool:{other}/cw" in line or f"namespaces/{other}/" in line, line
     assert can_i(apiserver, op, "watch", "agents.agentruntime.dev", None)  # every namespace's Agents
     assert can_i(apiserver, op, "patch", "agents.agentruntime.dev/status", other)
     assert can_i(apiserver, op, "create", "secrets", namespace) and can_i(apiserver, op, "create", "roles", namespace)
