@@ -265,9 +265,10 @@ class Shard:
                 self.queue.done(key)
 
     async def _failed(self, key: str, exc: Exception) -> None:
-        """A reconcile failed for a reason we did not foresee: phase Failed with the error in the Ready
-        condition, retried with backoff (1 s doubling to 60 s), one log line each (the stack trace
-        at DEBUG level only)."""
+        """A reconcile failed for a reason we did not foresee: retried with backoff (1 s doubling to
+        60 s), one log line each (the stack trace at DEBUG level only); an agent that could not be
+        activated gets phase Failed with the error in its Ready condition (one still running its
+        previous generation keeps running and reporting)."""
         n = self.failures.get(key, 0) + 1
         self.failures[key] = n
         delay = retry_delay(n)
@@ -275,7 +276,7 @@ class Shard:
         log.warning("%s: activation failed (%s); attempt %d, retrying in %.0fs", key, what, n, delay,
                     exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
         obj = self.desired.get(key)
-        if obj is not None:
+        if obj is not None and key not in self.active:  # an active agent (a failed update) keeps running
             await self._report_failed(obj, "ActivationFailed", f"{what} (attempt {n}, retrying in {delay:.0f}s)")
         asyncio.get_running_loop().call_later(delay, self.queue.add, key)
 
