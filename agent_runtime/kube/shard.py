@@ -273,7 +273,7 @@ class Shard:
         self.failures[key] = n
         delay = retry_delay(n)
         what = f"{type(exc).__name__}: {exc}"
-        log.warning("%s: activation failed (%s); attempt %d, retrying in %.0fs", key, what, n, delay,
+        log.warning("%s: reconcile failed (%s); attempt %d, retrying in %.0fs", key, what, n, delay,
                     exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
         obj = self.desired.get(key)
         if obj is not None and key not in self.active:  # an active agent (a failed update) keeps running

@@ -85,8 +85,8 @@ class Controller:
         self._queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue(maxsize=10_000)
         self._inflight: set[str] = set()
         self._retry_at: dict[str, float] = {}
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-        self._failures: dict[str, int] = {}  # key -> consecutive unforeseen failures (backoff)  # (ns, pool) -> (admin token, read at)
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (ns, pool) -> (admin token, read at)
+        self._failures: dict[str, int] = {}  # key -> consecutive unforeseen failures (backoff)
         self.steps = 0
         self.patches = 0
         self._task: asyncio.Task[None] | None = None
