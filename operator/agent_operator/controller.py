@@ -251,8 +251,10 @@ class Controller:
                 agent = self.agents[key]
                 if on is not None and key not in plan.moves and on in eligible_set and key not in self._inflight:
                     note = held.get(key, "")
-                    if (agent.status_shard != on or FINALIZER not in agent.finalizers or agent.status_pool != pool_name
-                            or note or agent.placed_reason == "PoolPinned"):
+                    # (an agent placed before status.pool existed gets it with its next write, not a write
+                    # of its own: with a CRD not yet upgraded the field is pruned, and that would repeat)
+                    if (agent.status_shard != on or FINALIZER not in agent.finalizers or note
+                            or agent.placed_reason == "PoolPinned"):
                         self._record_placement(agent, on, now_iso, pool_name, note)
         if self.settings.manage_pools:
             for pool in list(self.pools.values()):

@@ -107,3 +107,11 @@ async def test_an_agent_placed_before_status_pool_existed_is_pinned_by_its_shard
 async def test_a_new_agent_gets_its_pool_recorded_at_first_placement() -> None:
     (st,) = await _planned({}, "us-east")
     assert st["shard"] == "us-0" and st["pool"] == "us" and st["phase"] == "Placed"
+
+
+async def test_a_well_placed_legacy_agent_costs_no_write() -> None:
+    """Placed before status.pool existed, spec agreeing: nothing to send (with a CRD not yet upgraded
+    the field would be pruned and a write for it would repeat every step)."""
+    placed = {"shard": "eu-0", "phase": "Running",
+              "conditions": [{"type": "Placed", "status": "True", "reason": "Placed", "message": "placed on shard eu-0"}]}
+    assert await _planned(placed, "eu-west") == []
