@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_runtime import pricing
+from agent_runtime.compression import CompressionMeter
 from agent_runtime.autonomy import AutonomyPolicy, Verdict
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
@@ -144,7 +145,8 @@ class AgentActor:
         self.metrics = metrics
         self.config = config
         self.state = AgentState()
-        self.machine = TurnMachine(self.state, manifest.spec)
+        self.meter = CompressionMeter()  # this actor's compression CPU (kept across spec updates)
+        self.machine = TurnMachine(self.state, manifest.spec, self.meter)
         self.mailbox: asyncio.Queue[Mail] = asyncio.Queue(config.mailbox_size)
         self.closing = False
         self.closed = asyncio.Event()
@@ -164,8 +166,6 @@ class AgentActor:
         self._results: dict[str, ToolResult] = {}
         self._partial_state: ProviderState | None = None  # reasoning state of the message being streamed
         self._approvals: dict[str, asyncio.Future[str]] = {}
-        self.compression_cpu_s = 0.0  # thread CPU of planning + folding since this actor started
-        self.compression_analysed = 0  # messages analysed by folds since this actor started
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -186,7 +186,7 @@ class AgentActor:
         except BaseException:
             await self.log.close()
             raise
-        self.machine = TurnMachine(self.state, self.manifest.spec)
+        self.machine = TurnMachine(self.state, self.manifest.spec, self.meter)
         self._last_snapshot = snap_seq
 
     async def run(self) -> None:
@@ -230,7 +230,7 @@ class AgentActor:
         """A new spec for the next model call (the conversation is kept)."""
         self.manifest = manifest
         announce = self.machine.announce
-        self.machine = TurnMachine(self.state, manifest.spec)
+        self.machine = TurnMachine(self.state, manifest.spec, self.meter)
         self.machine.announce = announce
         self._tool_specs = self.tools.specs(manifest.spec.tools)
         self.policy = AutonomyPolicy(manifest.spec.autonomy)
@@ -387,7 +387,8 @@ class AgentActor:
 
     async def _compress(self) -> None:
         """Fold the oldest live messages into a new frozen chunk (one `compression` event)."""
-        spent = [0.0, 0]
+        meter = self.meter
+        spent = [0.0]
 
         def build() -> list[NewEvent]:
             effect = self.machine.next_effect()  # again under the lock: the state may have moved
@@ -395,12 +396,13 @@ class AgentActor:
                 return []
             t0 = time.thread_time()
             events, analysed = self.machine.compress(effect.count, effect.consolidate)
-            spent[0], spent[1] = time.thread_time() - t0, analysed
+            spent[0] = time.thread_time() - t0
+            meter.folding_s += spent[0]
+            meter.analysed += analysed
+            meter.folds += 1
             return events
 
         committed = await self._commit(build)
-        self.compression_cpu_s += spent[0]
-        self.compression_analysed += int(spent[1])
         for event in committed:
             d = event.data
             self.metrics.compressed(int(d["folded_messages"]), int(d["tokens_before"]), int(d["tokens_after"]), spent[0])

@@ -49,6 +49,24 @@ def message_tokens(m: Message) -> int:
     return count(m.text) + sum(count(str(c.arguments)) for c in m.tool_calls)
 
 
+@dataclasses.dataclass(slots=True)
+class CompressionMeter:
+    """Thread CPU of an agent's compression work, for /metrics and the cache benchmark: counting the
+    new messages' tokens (the tail budget's input, done once per message when it is committed),
+    planning (the over-budget check and the cut), folding and consolidating; and the messages each
+    fold analysed."""
+
+    counting_s: float = 0.0
+    planning_s: float = 0.0
+    folding_s: float = 0.0
+    analysed: int = 0
+    folds: int = 0
+
+    @property
+    def cpu_s(self) -> float:
+        return self.counting_s + self.planning_s + self.folding_s
+
+
 # -- messages as JSON (the chunk stored in the `compression` event) ------------------------------------
 
 
@@ -127,6 +145,7 @@ class Fold:
     superseded: int
     duplicates: int
     truncated: int
+    similar: int = 0
 
     @property
     def tokens_after(self) -> int:
@@ -145,15 +164,19 @@ class Fold:
             "superseded": self.superseded,
             "duplicates": self.duplicates,
             "truncated": self.truncated,
+            "similar": self.similar,
             "messages": [encode_message(m) for m in self.messages],
             "message_tokens": list(self.tokens),
         }
 
 
-def head_tail(text: str, max_tokens: int, what: str) -> str | None:
+def head_tail(text: str, max_tokens: int, what: str, total: int | None = None) -> str | None:
     """`text` cut to its head and tail (about `max_tokens` together, on line boundaries where
-    possible) with a note of what was left out, or None if it is short enough already."""
-    total = count(text)
+    possible) with a note of what was left out, or None if it is short enough already. `total`:
+    the text's token count when the caller knows it (a committed message's), saving a recount."""
+    if len(text) <= max_tokens:  # a token is at least one character: short, no need to count
+        return None
+    total = count(text) if total is None else total
     if total <= max_tokens:
         return None
     chars = max_tokens * CHARS_PER_TOKEN
@@ -197,19 +220,26 @@ def fold(
 ) -> Fold:
     """Fold `span` (the oldest live messages) into a chunk. `paths[i]`: the file the tool result
     `span[i]` read or changed (None otherwise); `later_paths`: files read or changed by the live
-    messages after the span. Deterministic: the same span always folds to the same chunk."""
+    messages after the span. Deterministic: the same span always folds to the same chunk.
+
+    A result that points at another ("same output as call X", "call X's output with these
+    changes") only points at one the chunk shows (whole or cut): an exact duplicate of an output that
+    was itself superseded is kept (cut if long). A long near duplicate (native analysis: most lines
+    shared) becomes the diff from the earlier output when that is shorter than its head and tail."""
     result_at = [i for i, m in enumerate(span) if isinstance(m, ToolResultMessage)]
     outputs = [span[i].result.content for i in result_at]  # type: ignore[union-attr]
-    report = native.analyze_history(outputs, [paths[i] for i in result_at], 1.0)
+    report = native.analyze_history(outputs, [paths[i] for i in result_at])
     duplicate_of = {result_at[i]: result_at[first] for i, first in report.exact_duplicates}
+    similar_to = {result_at[i]: result_at[j] for i, j, _sim in report.near_duplicates}
     superseded = {result_at[earlier] for earlier, _later in report.superseded}
     for i in result_at:
         path = paths[i]
         if path is not None and path in later_paths:
             superseded.add(i)
+    shown: dict[int, bool] = {}  # result index -> shown whole (True) or cut (False); absent: elided
     out: list[Message] = []
     tokens: list[int] = []
-    n_sup = n_dup = n_trunc = 0
+    n_sup = n_dup = n_sim = n_trunc = 0
     for i, m in enumerate(span):
         new: Message = m
         if isinstance(m, ToolResultMessage):
@@ -218,14 +248,27 @@ def fold(
             if i in superseded and r.name in READ_TOOLS and not r.is_error:
                 content = f"[folded: {paths[i]} was read or changed again later; this earlier content is superseded]"
                 n_sup += 1
-            elif i in duplicate_of:
+            elif i in duplicate_of and duplicate_of[i] in shown:
                 first = span[duplicate_of[i]]
                 assert isinstance(first, ToolResultMessage)
                 content = f"[folded: same output as tool call {first.result.tool_call_id}]"
                 n_dup += 1
-            elif (short := head_tail(r.content, max_output_tokens, "output")) is not None:
+            elif (short := head_tail(r.content, max_output_tokens, "output", span_tokens[i])) is not None:
+                like = similar_to.get(i)
+                base = span[like] if like is not None and like in shown else None
+                if isinstance(base, ToolResultMessage):
+                    changes = native.diff(base.result.content, r.content).unified(
+                        context=0, from_file=base.result.tool_call_id, to_file=r.tool_call_id)
+                    if count(changes) < max_output_tokens:
+                        short = (f"[folded: the output of tool call {base.result.tool_call_id} (as it was, before any "
+                                 f"folding) with these changes]\n{changes}")
+                        n_sim += 1
+                        n_trunc -= 1
                 content = short
                 n_trunc += 1
+                shown[i] = False
+            else:
+                shown[i] = True
             if content is not None:
                 new = ToolResultMessage(ToolResult(r.tool_call_id, r.name, content, is_error=r.is_error))
         elif isinstance(m, AssistantMessage) and m.tool_calls:
@@ -235,7 +278,7 @@ def fold(
                 new = AssistantMessage(m.text, tuple(c for c, _ in folded), m.stop_reason, provider_state=m.provider_state)
         out.append(new)
         tokens.append(span_tokens[i] if new is m else message_tokens(new))
-    return Fold(tuple(out), tuple(tokens), sum(span_tokens), n_sup, n_dup, n_trunc)
+    return Fold(tuple(out), tuple(tokens), sum(span_tokens), n_sup, n_dup, n_trunc, n_sim)
 
 
 def path_of(call: ToolCall | None) -> str | None:

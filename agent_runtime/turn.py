@@ -11,6 +11,7 @@ same question of its replayed state.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,9 +83,10 @@ def count(text: str) -> int:
 class TurnMachine:
     """Decides the loop of one agent. Holds the state it reads; never mutates it."""
 
-    def __init__(self, state: AgentState, spec: AgentSpec) -> None:
+    def __init__(self, state: AgentState, spec: AgentSpec, meter: compression.CompressionMeter | None = None) -> None:
         self.state = state
         self.spec = spec
+        self.meter = meter or compression.CompressionMeter()
         self.prefix_tokens = count(spec.system_prompt) + 32 * len(spec.tools)
         self.announce: tuple[tuple[ToolCall, bool], ...] = ()
         """Calls to announce (`tool_call` event) in the same commit as the next model message:
@@ -100,7 +102,7 @@ class TurnMachine:
         events = [
             NewEvent(
                 EventKind.USER_MESSAGE,
-                {"id": client_id, "text": text, "tokens": count(text), "deferred": running},
+                {"id": client_id, "text": text, "tokens": self._count(text), "deferred": running},
                 client_id=client_id,
             )
         ]
@@ -115,7 +117,7 @@ class TurnMachine:
         announce, self.announce = self.announce, ()
         ids = {c.id for c in message.tool_calls}
         started = self.state.started_call_ids
-        tokens = count(message.text) + sum(count(str(c.arguments)) for c in message.tool_calls)
+        tokens = self._count(message.text, *(str(c.arguments) for c in message.tool_calls))
         data: dict[str, Any] = {
             "id": message_id,
             "text": message.text,
@@ -134,6 +136,13 @@ class TurnMachine:
             ),
             NewEvent(EventKind.USAGE, self.usage_data(usage)),
         ]
+
+    def _count(self, *texts: str) -> int:
+        """Tokens of a new message (native, each message counted once when committed)."""
+        t0 = time.thread_time()
+        n = sum(count(t) for t in texts)
+        self.meter.counting_s += time.thread_time() - t0
+        return n
 
     def usage_data(self, usage: Usage) -> dict[str, Any]:
         """A `usage` event's data: the tokens, the cached share of the prompt and the estimated cost
@@ -214,7 +223,7 @@ class TurnMachine:
         message the model did not finish (see `INCOMPLETE_STOPS`)."""
         extra = {"incomplete_message": True} if incomplete else {}
         return [
-            NewEvent(EventKind.TOOL_RESULT, {**r.to_dict(), "tokens": count(r.content), **extra}) for r in results
+            NewEvent(EventKind.TOOL_RESULT, {**r.to_dict(), "tokens": self._count(r.content), **extra}) for r in results
         ]
 
     def finish(self, reason: str) -> list[NewEvent]:
@@ -299,7 +308,9 @@ class TurnMachine:
             budget, keep = self.spec.tail_budget()
             tail_tokens = state.tail_tokens()
             if tail_tokens > budget:
+                t0 = time.thread_time()
                 n = compression.plan_fold(state.messages, state.message_tokens, state.frozen, tail_tokens, budget, keep)
+                self.meter.planning_s += time.thread_time() - t0
                 if n:
                     return Compress(n)
         if self.context_tokens() > self.spec.limits.token_budget:

@@ -426,3 +426,29 @@ def test_a_cut_with_no_boundary_after_it_moves_back_to_the_one_before() -> None:
     tokens = [100, 100, 100, 10, 500]
     # keep 300 would cut before the last result (not allowed, nothing allowed after it): cut before the call
     assert compression.plan_fold(msgs, tokens, 0, sum(tokens), 600, 300) == 3
+
+
+def test_a_pointer_never_points_at_an_elided_output() -> None:
+    """Reading an unchanged file twice and then again in the tail: the first read is superseded,
+    the second is an exact duplicate of it — it must not point at the elided first one."""
+    text = "\n".join(f"line {i}" for i in range(10))
+    calls = (ToolCall("r1", "read_file", {"path": "a.py"}), ToolCall("r2", "read_file", {"path": "a.py"}))
+    span: list[Message] = [AssistantMessage("", calls, "tool_use"), tool_result("r1", "read_file", text),
+                           tool_result("r2", "read_file", text)]
+    f = compression.fold(span, [compression.message_tokens(m) for m in span], [None, "a.py", "a.py"], set(), 200)
+    first, second = (m.result.content for m in f.messages[1:])  # type: ignore[union-attr]
+    assert "superseded" in first and second == text  # the kept one is the newest read, shown whole
+    assert f.duplicates == 0
+
+
+def test_a_long_near_duplicate_output_becomes_a_diff() -> None:
+    log1 = "\n".join(f"tests/test_{i}.py::test_case PASSED" for i in range(300))
+    log2 = log1.replace("test_7.py::test_case PASSED", "test_7.py::test_case FAILED")
+    calls = (ToolCall("s1", "shell", {"command": "pytest"}), ToolCall("s2", "shell", {"command": "pytest"}))
+    span: list[Message] = [AssistantMessage("", calls, "tool_use"), tool_result("s1", "shell", log1),
+                           tool_result("s2", "shell", log2)]
+    f = compression.fold(span, [compression.message_tokens(m) for m in span], [None, None, None], set(), 100)
+    first, second = (m.result.content for m in f.messages[1:])  # type: ignore[union-attr]
+    assert "folded" in first  # cut to head and tail
+    assert second.startswith("[folded: the output of tool call s1") and "+tests/test_7.py::test_case FAILED" in second
+    assert (f.similar, f.truncated) == (1, 1) and f.tokens_after < f.tokens_before // 5
