@@ -56,7 +56,7 @@ from agent_runtime.host import Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.messages import Usage  # noqa: E402
 from agent_runtime.mock_providers.server import MockConfig, MockServer  # noqa: E402
-from agent_runtime.pricing import input_cost  # noqa: E402
+from agent_runtime.pricing import cost, input_cost  # noqa: E402
 from agent_runtime.providers.base import Provider  # noqa: E402
 from agent_runtime.providers.registry import ProviderSettings, build_router  # noqa: E402
 from agent_runtime.providers.simulated import SimulatedProvider  # noqa: E402
@@ -212,6 +212,9 @@ async def run_variant(variant: str, turns: int, root: Path, baseline: bool) -> d
                     baseline_cpu[t] = time.thread_time() - c0
                 per_turn.append({"cpu": cpu1 - cpu0, "analysed": analysed1 - analysed0, "folds": folds,
                                  "cost": sum(input_cost(u, "anthropic") for u in usages),
+                                 "full_cost": sum(cost(u, "anthropic") for u in usages),
+                                 "read": sum(u.cache_read_tokens for u in usages),
+                                 "write": sum(u.cache_write_tokens + u.input_tokens for u in usages),
                                  "prompt": max((u.input_tokens + u.cache_read_tokens + u.cache_write_tokens
                                                 for u in usages), default=0)})
             host.unsubscribe(key, watch)
@@ -228,7 +231,7 @@ def row_of(run: dict[str, Any], turns: int) -> dict[str, Any]:
     steady = [u for t, u in calls if t >= steady_from]
     ttfts = [ttft_s(u) for u in us]
     ttft_steady = [ttft_s(u) for t, u in calls if t >= steady_from]
-    cost = [p["cost"] for p in per_turn]
+    billed = [p["cost"] for p in per_turn]
     m = marks(turns)
     model: SessionModel = run["model"]
     row: dict[str, Any] = {
@@ -245,8 +248,12 @@ def row_of(run: dict[str, Any], turns: int) -> dict[str, Any]:
         "cached_share": round(share(us), 4),
         "cached_share_steady": round(share(steady), 4),
         "steady_turns": f"{steady_from}-{turns}",
-        "billed_input_tokens": round(sum(cost)),
-        **{f"billed_input_per_turn_at_{t}": round(window(cost, t)) for t in m["cost"]},
+        "billed_input_tokens": round(sum(billed)),
+        **{f"billed_input_per_turn_at_{t}": round(window(billed, t)) for t in m["cost"]},
+        # what the billed input per turn is made of there: tokens read from the cache, tokens not (written/uncached)
+        **{f"cache_read_per_turn_at_{t}": round(window([p["read"] for p in per_turn], t)) for t in m["cost"]},
+        **{f"uncached_per_turn_at_{t}": round(window([p["write"] for p in per_turn], t)) for t in m["cost"]},
+        "billed_with_output_tokens": round(sum(p["full_cost"] for p in per_turn)),
         "max_prompt_tokens": max((p["prompt"] for p in per_turn), default=0),
         "ttft_mean_s": round(statistics.fmean(ttfts), 3) if ttfts else None,
         "ttft_p95_s": round(sorted(ttfts)[int(0.95 * (len(ttfts) - 1))], 3) if ttfts else None,
