@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_runtime import pricing
 from agent_runtime.autonomy import AutonomyPolicy, Verdict
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
@@ -42,7 +43,7 @@ from agent_runtime.providers.base import (
 )
 from agent_runtime.providers.retry import RetryBudget, backoff_delay
 from agent_runtime.state import CONVERSATION_KINDS, AgentState
-from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait, is_incomplete
+from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait, is_incomplete
 
 from agent_runtime.tools.base import ToolContext, ToolError
 from agent_runtime.tools.registry import format_tool_error
@@ -163,6 +164,8 @@ class AgentActor:
         self._results: dict[str, ToolResult] = {}
         self._partial_state: ProviderState | None = None  # reasoning state of the message being streamed
         self._approvals: dict[str, asyncio.Future[str]] = {}
+        self.compression_cpu_s = 0.0  # thread CPU of planning + folding since this actor started
+        self.compression_analysed = 0  # messages analysed by folds since this actor started
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -354,6 +357,8 @@ class AgentActor:
                     return
                 if isinstance(effect, CallModel):
                     waited += await self._call_model()
+                elif isinstance(effect, Compress):
+                    await self._compress()
                 elif isinstance(effect, RunTools):
                     waited += await self._run_tools(effect.calls)
                 elif isinstance(effect, FinishTurn):
@@ -375,6 +380,26 @@ class AgentActor:
             self._forget_message_tools()
             await self._commit(lambda: self.machine.model_error("internal", f"{type(exc).__name__}: {exc}"))
 
+    async def _compress(self) -> None:
+        """Fold the oldest live messages into a new frozen chunk (one `compression` event)."""
+        spent = [0.0, 0]
+
+        def build() -> list[NewEvent]:
+            effect = self.machine.next_effect()  # again under the lock: the state may have moved
+            if not isinstance(effect, Compress):
+                return []
+            t0 = time.thread_time()
+            events, analysed = self.machine.compress(effect.count, effect.consolidate)
+            spent[0], spent[1] = time.thread_time() - t0, analysed
+            return events
+
+        committed = await self._commit(build)
+        self.compression_cpu_s += spent[0]
+        self.compression_analysed += int(spent[1])
+        for event in committed:
+            d = event.data
+            self.metrics.compressed(int(d["folded_messages"]), int(d["tokens_before"]), int(d["tokens_after"]), spent[0])
+
     async def _call_model(self) -> float:
         """Stream one model message and commit it. Returns the seconds spent waiting on the model."""
         spec = self.manifest.spec
@@ -389,6 +414,7 @@ class AgentActor:
             provider=spec.model.provider,
             region=spec.model.region,
             thinking_budget=spec.model.thinking_budget,
+            frozen_ends=tuple(self.state.chunk_ends[-2:]),
         )
         provider = spec.model.provider
         cfg = self.config
@@ -425,7 +451,7 @@ class AgentActor:
                 return waited
             waited += stream_time
             self.hub.end_live()
-            self.metrics.model_usage(provider, usage)
+            self.metrics.model_usage(provider, usage, pricing.cost(usage, provider))
             await self._commit(lambda: self.machine.model_message(message, usage, message_id))
             return waited
         return waited

@@ -328,6 +328,11 @@ def summarize(actor: AgentActor | None) -> dict[str, Any]:
         "tokens": {"input": s.input_tokens, "output": s.output_tokens, "cache_read": s.cache_read_tokens,
                    "cache_write": s.cache_write_tokens},
         "context_tokens": actor.machine.context_tokens(),
+        "cached_share": round(s.cache_read_tokens / prompt, 4) if (prompt := s.input_tokens + s.cache_read_tokens
+                                                                    + s.cache_write_tokens) else 0.0,
+        "cost_units": round(s.cost_units, 2),
+        "compression": {"chunks": len(s.chunk_ends), "frozen_messages": s.frozen, "frozen_tokens": s.frozen_tokens,
+                        "tail_tokens": s.tail_tokens(), "compressions": s.compressions, "tokens_folded": s.tokens_folded},
         "last_activity": s.last_activity,
     }
 

@@ -121,6 +121,14 @@ class Compression(_Model):
         default=200, ge=16, le=100_000,
         description="A tool output longer than this many tokens is folded to its head and tail with a note.",
     )
+    frozen_budget: int = Field(
+        default=48_000, ge=1024, le=1_000_000,
+        description=(
+            "Tokens the frozen chunks may hold together; past it they are consolidated into one archive chunk "
+            "(a digest of the decisions, tool outputs left out): one cache miss every many turns instead of a "
+            "prompt that grows without end."
+        ),
+    )
 
     @model_validator(mode="after")
     def _keep_below_budget(self) -> Compression:
@@ -158,6 +166,11 @@ class AgentSpec(_Model):
         c = self.compression
         budget = min(c.tail_budget, self.limits.token_budget // 2)
         return budget, min(c.keep_tail, budget * c.keep_tail // c.tail_budget)
+
+    def frozen_budget(self) -> int:
+        """Tokens the frozen chunks may hold before they are consolidated: the spec's, at most a
+        third of limits.tokenBudget (chunks + tail + the next turn must fit in one prompt)."""
+        return min(self.compression.frozen_budget, self.limits.token_budget // 3)
 
 
 class Metadata(_Model):

@@ -71,6 +71,12 @@ class Metrics:
         self.model_errors_by: collections.Counter[tuple[str, str]] = collections.Counter()
         self.tokens_by: collections.Counter[tuple[str, str]] = collections.Counter()
         self.model_calls_by: collections.Counter[str] = collections.Counter()
+        self.cost_units_by: dict[str, float] = collections.defaultdict(float)
+        self.compressions = 0
+        self.compression_tokens_before = 0
+        self.compression_tokens_after = 0
+        self.compression_messages = 0
+        self.compression_cpu_s = 0.0
 
     def model_retry(self, provider: str, reason: str) -> None:
         """A model call is retried (`reason` is the `ProviderError` code)."""
@@ -81,14 +87,24 @@ class Metrics:
         """A model call failed for good (not retryable, or retries exhausted)."""
         self.model_errors_by[(provider, code)] += 1
 
-    def model_usage(self, provider: str, usage: Usage) -> None:
-        """A model call completed; its tokens as the provider reported them."""
+    def model_usage(self, provider: str, usage: Usage, cost_units: float = 0.0) -> None:
+        """A model call completed; its tokens as the provider reported them and its estimated cost
+        (input-token units, `agent_runtime.pricing`)."""
         self.model_calls_by[provider] += 1
+        self.cost_units_by[provider] += cost_units
         t = self.tokens_by
         t[(provider, "input")] += usage.input_tokens
         t[(provider, "output")] += usage.output_tokens
         t[(provider, "cache_read")] += usage.cache_read_tokens
         t[(provider, "cache_write")] += usage.cache_write_tokens
+
+    def compressed(self, messages: int, tokens_before: int, tokens_after: int, cpu_s: float) -> None:
+        """A fold made a new frozen chunk of `messages` messages."""
+        self.compressions += 1
+        self.compression_messages += messages
+        self.compression_tokens_before += tokens_before
+        self.compression_tokens_after += tokens_after
+        self.compression_cpu_s += cpu_s
 
     def turn_finished(self, overhead_s: float) -> None:
         """A turn ended; `overhead_s` is its wall time minus time waiting on the model and tools."""
@@ -125,6 +141,19 @@ class Metrics:
         for (provider, kind), count in sorted(self.tokens_by.items()):
             metric("agent_runtime_model_tokens_total", "counter", "Tokens of completed model calls, as providers reported.",
                    count, f'{{provider="{provider}",kind="{kind}"}}')
+        for provider, units in sorted(self.cost_units_by.items()):
+            metric("agent_runtime_model_cost_units_total", "counter",
+                   "Estimated cost of completed model calls in input-token units (list-price multipliers).",
+                   round(units, 2), f'{{provider="{provider}"}}')
+        metric("agent_runtime_compressions_total", "counter", "Frozen chunks made by folding the live tail.", self.compressions)
+        metric("agent_runtime_compression_folded_messages_total", "counter", "Messages folded into frozen chunks.",
+               self.compression_messages)
+        metric("agent_runtime_compression_tokens_total", "counter", "Tokens of folded messages before and after folding.",
+               self.compression_tokens_before, '{stage="before"}')
+        metric("agent_runtime_compression_tokens_total", "counter", "Tokens of folded messages before and after folding.",
+               self.compression_tokens_after, '{stage="after"}')
+        metric("agent_runtime_compression_cpu_seconds_total", "counter", "Thread CPU spent planning and folding.",
+               round(self.compression_cpu_s, 6))
         for (provider, reason), count in sorted(self.retries_by.items()):
             metric("agent_runtime_model_retries_by_reason_total", "counter", "Model calls retried, by provider and reason.",
                    count, f'{{provider="{provider}",reason="{reason}"}}')

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_runtime import compression
 from agent_runtime.events import Event, EventKind
 from agent_runtime.messages import (
     AssistantMessage,
@@ -40,9 +41,11 @@ CONVERSATION_KINDS = (
     EventKind.STATUS.value,
     EventKind.APPROVAL_REQUIRED.value,
     EventKind.APPROVAL.value,
+    EventKind.COMPRESSION.value,
 )
 """The kinds the conversation is rebuilt from: the messages, `tool_call` (marks a call as
-started), `status` (a turn's end releases deferred messages) and the approvals of open calls."""
+started), `status` (a turn's end releases deferred messages), the approvals of open calls, and
+`compression` (a frozen chunk replaces the messages it folded)."""
 COUNTER_FIELDS = (
     "seq",
     "running",
@@ -55,6 +58,9 @@ COUNTER_FIELDS = (
     "cache_write_tokens",
     "tool_calls",
     "errors",
+    "compressions",
+    "tokens_folded",
+    "cost_units",
     "last_activity",
     "status_reason",
 )
@@ -73,6 +79,12 @@ class AgentState:
         "started_call_ids",
         "approvals",
         "approval_deadlines",
+        "frozen",
+        "frozen_tokens",
+        "chunk_ends",
+        "message_paths",
+        "call_paths",
+        "live_paths",
         *COUNTER_FIELDS,
     )
 
@@ -89,6 +101,17 @@ class AgentState:
         # and the wall-clock deadline (Unix seconds) of each question.
         self.approvals: dict[str, str | None] = {}
         self.approval_deadlines: dict[str, float] = {}
+        # Frozen-prefix compression: the first `frozen` messages are frozen chunks (never changed
+        # again), `chunk_ends` the message count at the end of each chunk. Of the live messages,
+        # `message_paths` holds the file a tool result read or changed (None for others), and
+        # `live_paths` counts those files, so a fold knows what later messages touch without
+        # looking at them; `call_paths` is the file of each call of the last model message.
+        self.frozen = 0
+        self.frozen_tokens = 0
+        self.chunk_ends: list[int] = []
+        self.message_paths: list[str | None] = []
+        self.call_paths: dict[str, str] = {}
+        self.live_paths: dict[str, int] = {}
         self.running = False
         self.turns = 0
         self.model_calls = 0
@@ -99,15 +122,59 @@ class AgentState:
         self.cache_write_tokens = 0
         self.tool_calls = 0
         self.errors = 0
+        self.compressions = 0
+        self.tokens_folded = 0
+        self.cost_units = 0.0
         self.last_activity = 0.0
         self.status_reason = ""
 
     # -- the conversation ---------------------------------------------------------------------
 
-    def _add_message(self, message: Message, tokens: int) -> None:
+    def _add_message(self, message: Message, tokens: int, path: str | None = None) -> None:
         self.messages.append(message)
         self.message_tokens.append(tokens)
+        self.message_paths.append(path)
+        if path is not None:
+            self.live_paths[path] = self.live_paths.get(path, 0) + 1
         self.context_tokens += tokens
+
+    def tail_tokens(self) -> int:
+        """Tokens of the live tail (the messages after the last frozen chunk)."""
+        return self.context_tokens - self.frozen_tokens
+
+    def _apply_compression(self, data: dict[str, Any]) -> None:
+        """A frozen chunk replaces the oldest `folded_messages` live messages, or (`consolidated`)
+        every frozen chunk."""
+        n = int(data["folded_messages"])
+        consolidated = bool(data.get("consolidated"))
+        start = 0 if consolidated else self.frozen
+        end = start + n
+        if consolidated and n != self.frozen:
+            raise ValueError(f"compression consolidates {n} messages but {self.frozen} are frozen")
+        if n < 1 or end > len(self.messages):
+            raise ValueError(f"compression folds {n} messages but the live tail has {len(self.messages) - start}")
+        chunk = [compression.decode_message(d) for d in data["messages"]]
+        tokens = [int(t) for t in data["message_tokens"]]
+        if len(chunk) != len(tokens):
+            raise ValueError("compression chunk: messages and message_tokens differ in length")
+        for path in self.message_paths[start:end]:
+            if path is not None:
+                left = self.live_paths[path] - 1
+                if left:
+                    self.live_paths[path] = left
+                else:
+                    del self.live_paths[path]
+        self.context_tokens += sum(tokens) - sum(self.message_tokens[start:end])
+        self.messages[start:end] = chunk
+        self.message_tokens[start:end] = tokens
+        self.message_paths[start:end] = [None] * len(chunk)
+        self.frozen = start + len(chunk)
+        if consolidated:
+            self.frozen_tokens = sum(tokens)
+            self.chunk_ends = [self.frozen]
+        else:
+            self.frozen_tokens += sum(tokens)
+            self.chunk_ends.append(self.frozen)
 
     def _flush_pending(self) -> None:
         for message, tokens in zip(self.pending, self.pending_tokens, strict=True):
@@ -141,6 +208,7 @@ class AgentState:
             self._add_message(AssistantMessage(data.get("text", ""), calls, data.get("stop_reason", "end_turn"),
                                                provider_state=ProviderState.from_dict(ps) if ps else None), tokens)
             self.open_call_ids = [c.id for c in calls]
+            self.call_paths = {c.id: p for c in calls if (p := compression.path_of(c)) is not None}
             # Calls started while the message was still streaming have their `tool_call` event
             # before the message: keep those of this message, forget any others.
             ids = set(self.open_call_ids)
@@ -161,6 +229,8 @@ class AgentState:
                 # A turn that ended early (error, interrupt, a limit) releases what was deferred
                 # into it: those messages join the conversation and the next turn answers them.
                 self._flush_pending()
+        elif event.kind == EventKind.COMPRESSION:
+            self._apply_compression(data)
         elif event.kind == EventKind.TOOL_RESULT:
             result = ToolResult(
                 tool_call_id=data["tool_call_id"],
@@ -169,7 +239,7 @@ class AgentState:
                 is_error=bool(data.get("is_error", False)),
                 duration_ms=float(data.get("duration_ms", 0.0)),
             )
-            self._add_message(ToolResultMessage(result), tokens)
+            self._add_message(ToolResultMessage(result), tokens, self.call_paths.get(result.tool_call_id))
             if result.tool_call_id in self.open_call_ids:
                 self.open_call_ids.remove(result.tool_call_id)
             self.started_call_ids.discard(result.tool_call_id)
@@ -213,6 +283,10 @@ class AgentState:
             self.output_tokens += int(data.get("output_tokens", 0))
             self.cache_read_tokens += int(data.get("cache_read_tokens", 0))
             self.cache_write_tokens += int(data.get("cache_write_tokens", 0))
+            self.cost_units += float(data.get("cost_units", 0.0))
+        elif kind == EventKind.COMPRESSION:
+            self.compressions += 1
+            self.tokens_folded += int(data.get("tokens_before", 0)) - int(data.get("tokens_after", 0))
         elif kind == EventKind.TOOL_CALL:
             self.tool_calls += 1
         elif kind == EventKind.ERROR:

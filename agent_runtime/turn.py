@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from agent_runtime import native
+from agent_runtime import compression, native, pricing
 from agent_runtime.events import EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec
 from agent_runtime.messages import AssistantMessage, ProviderState, ToolCall, ToolResult, ToolResultMessage, Usage
@@ -32,6 +32,16 @@ def is_incomplete(stop_reason: str) -> bool:
 @dataclasses.dataclass(frozen=True, slots=True)
 class CallModel:
     """Ask the model for the next message of this turn."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Compress:
+    """Fold the oldest `count` live messages into a new frozen chunk (`TurnMachine.compress`)
+    before the next model call; `consolidate`: the frozen chunks passed their budget, make them one
+    archive chunk first."""
+
+    count: int
+    consolidate: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,7 +63,7 @@ class Wait:
     """Nothing to do until the next input."""
 
 
-Effect = CallModel | RunTools | FinishTurn | Wait
+Effect = CallModel | Compress | RunTools | FinishTurn | Wait
 
 
 LIMIT_ERRORS = {
@@ -122,8 +132,44 @@ class TurnMachine:
                 for c, early in announce
                 if c.id in ids and c.id not in started
             ),
-            NewEvent(EventKind.USAGE, {**usage.to_dict(), "model": self.spec.model.name}),
+            NewEvent(EventKind.USAGE, self.usage_data(usage)),
         ]
+
+    def usage_data(self, usage: Usage) -> dict[str, Any]:
+        """A `usage` event's data: the tokens, the cached share of the prompt and the estimated cost
+        (input-token units at the provider's list-price multipliers, `agent_runtime.pricing`)."""
+        provider = self.spec.model.provider
+        return {
+            **usage.to_dict(),
+            "model": self.spec.model.name,
+            "cached_share": round(pricing.cached_share(usage), 4),
+            "cost_units": round(pricing.cost(usage, provider), 2),
+        }
+
+    def compress(self, count: int, consolidate: bool = False) -> tuple[list[NewEvent], int]:
+        """Fold the oldest `count` live messages into the next frozen chunk: the `compression`
+        event, and how many messages were analysed (the folded ones, each once). `consolidate`:
+        make every frozen chunk one archive chunk instead (`compression.consolidate`)."""
+        state = self.state
+        if consolidate:
+            archive = compression.consolidate(state.messages[: state.frozen], state.frozen_tokens, self.spec.frozen_budget())
+            data = archive.event_data(len(state.chunk_ends) + 1, consolidated=True)
+            data["folded_messages"] = data["analysed"] = state.frozen
+            return [NewEvent(EventKind.COMPRESSION, data)], state.frozen
+        start = state.frozen
+        end = start + count
+        later = state.live_paths.copy()
+        for path in state.message_paths[start:end]:
+            if path is not None:
+                later[path] -= 1
+        result = compression.fold(
+            state.messages[start:end],
+            state.message_tokens[start:end],
+            state.message_paths[start:end],
+            {p for p, n in later.items() if n > 0},
+            self.spec.compression.folded_output_tokens,
+        )
+        return [NewEvent(EventKind.COMPRESSION, result.event_data(len(state.chunk_ends) + 1))], count
 
     def tool_calls_started(self, calls: Sequence[ToolCall], *, early: bool = False) -> list[NewEvent]:
         """A `tool_call` event per call about to run, once: a call a crash cut short already has
@@ -247,6 +293,15 @@ class TurnMachine:
             return FinishTurn("empty")
         if state.turn_model_calls >= self.spec.limits.max_turns:
             return FinishTurn("max_turns")
+        if self.spec.compression.enabled:
+            if state.frozen_tokens > self.spec.frozen_budget() and state.frozen > 1:
+                return Compress(state.frozen, consolidate=True)
+            budget, keep = self.spec.tail_budget()
+            tail_tokens = state.tail_tokens()
+            if tail_tokens > budget:
+                n = compression.plan_fold(state.messages, state.message_tokens, state.frozen, tail_tokens, budget, keep)
+                if n:
+                    return Compress(n)
         if self.context_tokens() > self.spec.limits.token_budget:
             return FinishTurn("token_budget")
         return CallModel()

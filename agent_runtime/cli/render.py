@@ -36,7 +36,13 @@ def render_event(frame: dict[str, Any], color: bool = True, streamed: bool = Fal
         return f"{tag} {mark} {data.get('name')}: {_short(str(data.get('content', '')))}"
     if kind == "usage":
         return c(DIM, f"{tag} usage in={data.get('input_tokens')} out={data.get('output_tokens')} "
-                      f"cache_read={data.get('cache_read_tokens')} cache_write={data.get('cache_write_tokens')}")
+                      f"cache_read={data.get('cache_read_tokens')} cache_write={data.get('cache_write_tokens')}"
+                      + (f" cached={data['cached_share']:.0%} cost={data.get('cost_units')}" if "cached_share" in data else ""))
+    if kind == "compression":
+        return c(DIM, f"{tag} compression chunk {data.get('chunk')}: {data.get('folded_messages')} messages, "
+                      f"{data.get('tokens_before')} → {data.get('tokens_after')} tokens "
+                      f"(superseded {data.get('superseded', 0)}, duplicates {data.get('duplicates', 0)}, "
+                      f"cut {data.get('truncated', 0)})")
     if kind == "status":
         return c(DIM, f"{tag} status {data.get('state')} {data.get('reason', '')}".rstrip())
     if kind == "error":

@@ -1,8 +1,9 @@
 """Anthropic Messages API codec (sans-IO): `POST /v1/messages` with `"stream": true`.
 
-Request: the system prompt and tools carry `cache_control` breakpoints, and so does the last block of
+Request: the system prompt (or the tools, without one) carries a `cache_control` breakpoint, so do the
+ends of the last two frozen chunks (`ModelRequest.frozen_ends`, compression) and the last block of
 the conversation (a rolling breakpoint), so each call reads the previous call's prefix from the
-cache: 3 of the 4 allowed breakpoints. Tool results become `tool_result` blocks of a user turn.
+cache: at most the 4 allowed breakpoints. Tool results become `tool_result` blocks of a user turn.
 
 Stream: routed by the SSE `event:` name. `content_block_start`/`delta`/`stop` per block; a `tool_use`
 block's `input_json_delta` fragments are joined and parsed at its `content_block_stop`, which is
@@ -88,14 +89,25 @@ def build_body(request: ModelRequest, *, thinking_budget: int | None = None,
     budget is added to `max_tokens` (the API wants `budget_tokens < max_tokens`)."""
     thinking_budget = request.thinking_budget or thinking_budget
     history = request.messages
-    last = len(history) - 1
-    while last >= 0 and isinstance(history[last], AssistantMessage) and not blocks_json(history[last]):
-        last -= 1
+
+    def marked_at(end: int) -> int:
+        """The last message before `end` that has blocks (one carrying a breakpoint), or -1."""
+        i = min(end, len(history)) - 1
+        while i >= 0 and isinstance(history[i], AssistantMessage) and not blocks_json(history[i]):
+            i -= 1
+        return i
+
+    last = marked_at(len(history))
+    # Breakpoints: the end of system+tools, the ends of the last two frozen chunks (the older one is
+    # what the previous calls stored: a new chunk still reads the chunks before it from the cache),
+    # and the end of the conversation (the next call's cached prefix) — 4 at most.
+    marked = {last} | {marked_at(end) for end in request.frozen_ends[-2:]}
+    marked.discard(-1)
     messages: list[dict[str, Any]] = []
     for i, m in enumerate(history):
         role = "assistant" if isinstance(m, AssistantMessage) else "user"
         entries: list[Any]
-        if i == last:
+        if i in marked:
             entries = blocks_json(m)
             entries[-1] = {**entries[-1], "cache_control": EPHEMERAL}
         elif cache is not None:
@@ -116,10 +128,12 @@ def build_body(request: ModelRequest, *, thinking_budget: int | None = None,
         "messages": messages,
     }
     if request.system:
+        # Tools come before the system prompt in the cached prefix: this breakpoint covers both.
         body["system"] = [{"type": "text", "text": request.system, "cache_control": EPHEMERAL}]
     if request.tools:
         tools = [{"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in request.tools]
-        tools[-1]["cache_control"] = EPHEMERAL
+        if not request.system:
+            tools[-1]["cache_control"] = EPHEMERAL
         body["tools"] = tools
     if thinking_budget:
         body["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget}

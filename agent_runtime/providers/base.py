@@ -32,6 +32,9 @@ class ModelRequest:
     provider: str = "simulated"
     region: str | None = None
     thinking_budget: int | None = None  # spec.model.thinkingBudget: reasoning on, with this many tokens
+    frozen_ends: tuple[int, ...] = ()
+    """Message counts at the ends of the last frozen chunks (at most the last two): the prefix up to
+    each is byte-identical on every call (compression), so codecs put cache breakpoints there."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from agent_runtime.events import Event, EventKind, NewEvent
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, ToolResultMessage, Usage, UserMessage
 from agent_runtime.state import AgentState
-from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait
+from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
 
 
 class Harness:
@@ -142,7 +142,7 @@ def test_max_turns_limit_ends_the_turn_with_an_error() -> None:
 
 
 def test_token_budget_counts_each_message_once_and_stops_the_turn() -> None:
-    h = Harness(limits={"tokenBudget": 300})
+    h = Harness(limits={"tokenBudget": 300}, compression={"enabled": False})
     h.commit(h.machine.user_message("m1", "word " * 50))
     before = h.machine.context_tokens()
     assert h.machine.next_effect() == CallModel()
@@ -152,6 +152,17 @@ def test_token_budget_counts_each_message_once_and_stops_the_turn() -> None:
     assert h.machine.next_effect() == FinishTurn("token_budget")
     h.commit(h.machine.finish("token_budget"))
     assert h.log[-2].data["code"] == "token_budget_exceeded"
+
+
+def test_with_compression_a_prompt_over_budget_folds_what_it_can_then_stops() -> None:
+    h = Harness(limits={"tokenBudget": 300})
+    h.commit(h.machine.user_message("m1", "word " * 50))
+    h.commit(h.machine.model_message(AssistantMessage("", (CALL,), "tool_use"), Usage(), "a1"))
+    h.commit(h.machine.tool_results([ToolResult("c1", "list_dir", "file " * 400)]))
+    effect = h.machine.next_effect()
+    assert effect == Compress(1)  # the user message; the call and its result stay together, live
+    h.commit(h.machine.compress(effect.count)[0])
+    assert h.state.frozen == 1 and h.machine.next_effect() == FinishTurn("token_budget")
 
 
 def test_model_error_is_recorded_and_the_agent_waits() -> None:

@@ -1,0 +1,296 @@
+"""Frozen-prefix compression: planning and folding (sans-IO). See docs/compression.md.
+
+The prompt is `[system + tools] [frozen chunk 1] … [frozen chunk k] [live tail]`. When the live tail
+passes its budget (`AgentSpec.tail_budget()`), `plan_fold` picks its oldest messages and `fold` turns
+them into a new frozen chunk: the same messages, with what the model no longer needs made short:
+
+- a `read_file` result whose file is read or written again later is *superseded* (one line says so);
+- a tool output identical to an earlier one of the same span is a *duplicate* (one line names the
+  call that has it) — both found by the native history analysis;
+- a tool output (or a long string argument, e.g. `write_file` content) over `foldedOutputTokens` is
+  cut to its head and tail with a note of what was left out;
+- user messages, the model's text and its decisions (which tools it called, with which arguments)
+  stay as they were.
+
+The chunk is stored in the agent's log as a `compression` event and appended after the earlier
+chunks; chunks are never rewritten, so the prompt's prefix stays byte-identical from turn to turn
+and the provider serves it from its cache. The work of a fold is proportional to the messages it
+folds (each message is analysed once, when it is folded); a restart replays the stored chunk, it
+does not analyse it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from agent_runtime import native
+from agent_runtime.messages import AssistantMessage, Message, ProviderState, ToolCall, ToolResult, ToolResultMessage, UserMessage
+
+READ_TOOLS = frozenset({"read_file"})
+"""Tools whose result is the content of the file at their `path`: superseded by a later read or write."""
+PATH_TOOLS = frozenset({"read_file", "write_file", "edit_file"})
+"""Tools whose `path` argument names the one file they read or change."""
+CHARS_PER_TOKEN = 4  # picking the head and tail of a long text; the result is counted exactly
+
+
+def count(text: str) -> int:
+    return native.count_tokens(text) if text else 0
+
+
+def message_tokens(m: Message) -> int:
+    """Tokens of a message as the loop counts them (the same formula as `agent_runtime.turn`)."""
+    if isinstance(m, UserMessage):
+        return count(m.text)
+    if isinstance(m, ToolResultMessage):
+        return count(m.result.content)
+    return count(m.text) + sum(count(str(c.arguments)) for c in m.tool_calls)
+
+
+# -- messages as JSON (the chunk stored in the `compression` event) ------------------------------------
+
+
+def encode_message(m: Message) -> dict[str, Any]:
+    if isinstance(m, UserMessage):
+        return {"role": "user", "text": m.text}
+    if isinstance(m, ToolResultMessage):
+        r = m.result
+        return {"role": "tool", "tool_call_id": r.tool_call_id, "name": r.name, "content": r.content, "is_error": r.is_error}
+    out: dict[str, Any] = {"role": "assistant", "text": m.text, "tool_calls": [c.to_dict() for c in m.tool_calls],
+                           "stop_reason": m.stop_reason}
+    if m.provider_state is not None:
+        out["provider_state"] = m.provider_state.to_dict()
+    return out
+
+
+def decode_message(d: dict[str, Any]) -> Message:
+    role = d.get("role")
+    if role == "user":
+        return UserMessage(str(d["text"]))
+    if role == "tool":
+        return ToolResultMessage(ToolResult(str(d["tool_call_id"]), str(d.get("name", "")), str(d.get("content", "")),
+                                            is_error=bool(d.get("is_error", False))))
+    if role == "assistant":
+        ps = d.get("provider_state")
+        return AssistantMessage(str(d.get("text", "")), tuple(ToolCall.from_dict(c) for c in d.get("tool_calls", ())),
+                                d.get("stop_reason", "end_turn"), provider_state=ProviderState.from_dict(ps) if ps else None)
+    raise ValueError(f"unknown message role {role!r} in a compression chunk")
+
+
+# -- planning --------------------------------------------------------------------------------------
+
+
+def can_cut_before(m: Message) -> bool:
+    """A chunk may end before a user message or an assistant message, never between a model
+    message and its tool results (every provider wants a result right after its call)."""
+    return not isinstance(m, ToolResultMessage)
+
+
+def plan_fold(messages: Sequence[Message], tokens: Sequence[int], start: int, total: int, budget: int, keep: int) -> int:
+    """How many of the live tail's oldest messages (`messages[start:]`, `total` tokens, a count the
+    state keeps incrementally) to fold; 0: none. Folds from the oldest until at most `keep` tokens
+    would stay live, then moves the cut forward to the next place a chunk may end; the newest message
+    always stays live. Looks only at the messages it folds (and the few up to the cut)."""
+    last = len(messages) - 1
+    if total <= budget or last - start < 1:
+        return 0
+    left = total
+    cut = start
+    while cut < last and left > keep:
+        left -= tokens[cut]
+        cut += 1
+    forward = cut
+    while forward < last and not can_cut_before(messages[forward]):
+        forward += 1
+    if forward > start and can_cut_before(messages[forward]):
+        return forward - start
+    # no place to end a chunk from the cut to the newest message (a model message and its tool
+    # results at the end): the nearest one before the cut, leaving more than `keep` live
+    back = cut
+    while back > start and not can_cut_before(messages[back]):
+        back -= 1
+    return back - start
+
+
+# -- folding -----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fold:
+    """A new frozen chunk: the folded messages, their token counts, and what was done to them."""
+
+    messages: tuple[Message, ...]
+    tokens: tuple[int, ...]
+    tokens_before: int
+    superseded: int
+    duplicates: int
+    truncated: int
+
+    @property
+    def tokens_after(self) -> int:
+        return sum(self.tokens)
+
+    def event_data(self, chunk: int, consolidated: bool = False) -> dict[str, Any]:
+        """The `compression` event's data (the chunk is replayed from it, never re-analysed).
+        `consolidated`: the chunk replaces every frozen chunk (`consolidate`), not the oldest live messages."""
+        return {
+            "chunk": chunk,
+            **({"consolidated": True} if consolidated else {}),
+            "folded_messages": len(self.messages),
+            "analysed": len(self.messages),
+            "tokens_before": self.tokens_before,
+            "tokens_after": self.tokens_after,
+            "superseded": self.superseded,
+            "duplicates": self.duplicates,
+            "truncated": self.truncated,
+            "messages": [encode_message(m) for m in self.messages],
+            "message_tokens": list(self.tokens),
+        }
+
+
+def head_tail(text: str, max_tokens: int, what: str) -> str | None:
+    """`text` cut to its head and tail (about `max_tokens` together, on line boundaries where
+    possible) with a note of what was left out, or None if it is short enough already."""
+    total = count(text)
+    if total <= max_tokens:
+        return None
+    chars = max_tokens * CHARS_PER_TOKEN
+    for _ in range(4):  # chars per token vary (code, digits): shrink until the ends fit
+        half = chars // 2
+        head = text[:half]
+        nl = head.rfind("\n")
+        if nl > half // 2:
+            head = head[: nl + 1]
+        tail = text[-half:] if half else ""
+        nl = tail.find("\n")
+        if 0 <= nl < half // 2:
+            tail = tail[nl + 1 :]
+        kept = count(head) + count(tail)
+        if kept <= max_tokens or half < 8:
+            break
+        chars = chars * max_tokens // kept
+    lines = text.count("\n") + 1
+    left_out = text.count("\n", len(head), len(text) - len(tail))
+    return f"{head}\n[… {what} folded: {lines} lines, {total} tokens; {left_out} lines in the middle left out …]\n{tail}"
+
+
+def _fold_arguments(call: ToolCall, max_tokens: int) -> tuple[ToolCall, bool]:
+    args: dict[str, Any] = {}
+    changed = False
+    for key, value in call.arguments.items():
+        if isinstance(value, str) and (short := head_tail(value, max_tokens, f"argument {key!r}")) is not None:
+            args[key] = short
+            changed = True
+        else:
+            args[key] = value
+    return (ToolCall(call.id, call.name, args), True) if changed else (call, False)
+
+
+def fold(
+    span: Sequence[Message],
+    span_tokens: Sequence[int],
+    paths: Sequence[str | None],
+    later_paths: Collection[str],
+    max_output_tokens: int,
+) -> Fold:
+    """Fold `span` (the oldest live messages) into a chunk. `paths[i]`: the file the tool result
+    `span[i]` read or changed (None otherwise); `later_paths`: files read or changed by the live
+    messages after the span. Deterministic: the same span always folds to the same chunk."""
+    result_at = [i for i, m in enumerate(span) if isinstance(m, ToolResultMessage)]
+    outputs = [span[i].result.content for i in result_at]  # type: ignore[union-attr]
+    report = native.analyze_history(outputs, [paths[i] for i in result_at], 1.0)
+    duplicate_of = {result_at[i]: result_at[first] for i, first in report.exact_duplicates}
+    superseded = {result_at[earlier] for earlier, _later in report.superseded}
+    for i in result_at:
+        path = paths[i]
+        if path is not None and path in later_paths:
+            superseded.add(i)
+    out: list[Message] = []
+    tokens: list[int] = []
+    n_sup = n_dup = n_trunc = 0
+    for i, m in enumerate(span):
+        new: Message = m
+        if isinstance(m, ToolResultMessage):
+            r = m.result
+            content: str | None = None
+            if i in superseded and r.name in READ_TOOLS and not r.is_error:
+                content = f"[folded: {paths[i]} was read or changed again later; this earlier content is superseded]"
+                n_sup += 1
+            elif i in duplicate_of:
+                first = span[duplicate_of[i]]
+                assert isinstance(first, ToolResultMessage)
+                content = f"[folded: same output as tool call {first.result.tool_call_id}]"
+                n_dup += 1
+            elif (short := head_tail(r.content, max_output_tokens, "output")) is not None:
+                content = short
+                n_trunc += 1
+            if content is not None:
+                new = ToolResultMessage(ToolResult(r.tool_call_id, r.name, content, is_error=r.is_error))
+        elif isinstance(m, AssistantMessage) and m.tool_calls:
+            folded = [_fold_arguments(c, max_output_tokens) for c in m.tool_calls]
+            if any(changed for _, changed in folded):
+                n_trunc += sum(1 for _, changed in folded if changed)
+                new = AssistantMessage(m.text, tuple(c for c, _ in folded), m.stop_reason, provider_state=m.provider_state)
+        out.append(new)
+        tokens.append(span_tokens[i] if new is m else message_tokens(new))
+    return Fold(tuple(out), tuple(tokens), sum(span_tokens), n_sup, n_dup, n_trunc)
+
+
+def path_of(call: ToolCall | None) -> str | None:
+    """The file a path tool's call reads or changes (None for other tools)."""
+    if call is None or call.name not in PATH_TOOLS:
+        return None
+    path = call.arguments.get("path")
+    return posixpath.normpath(path) if isinstance(path, str) and path else None
+
+
+# -- consolidation -------------------------------------------------------------------------------------
+
+ARCHIVE_HEADER = "[Archive of the earlier conversation, consolidated: user messages and your decisions; tool outputs left out]"
+ARCHIVE_LINE_TOKENS = 80
+
+
+def _line(text: str, max_tokens: int = ARCHIVE_LINE_TOKENS) -> str:
+    flat = " ".join(text.split())
+    return head_tail(flat, max_tokens, "text") or flat
+
+
+def _call_digest(call: ToolCall) -> str:
+    args = ", ".join(f"{k}={_line(v if isinstance(v, str) else str(v), 12)}" for k, v in sorted(call.arguments.items()))
+    return f"{call.name}({args})"
+
+
+def is_archive(m: Message) -> bool:
+    return isinstance(m, UserMessage) and m.text.startswith(ARCHIVE_HEADER)
+
+
+def consolidate(frozen: Sequence[Message], frozen_tokens: int, budget: int) -> Fold:
+    """Every frozen chunk → one archive chunk: a single user message that lists, in order, each user
+    message and each decision of the model (its text and the tools it called, with their arguments),
+    with a one-line outcome of failed calls. An earlier archive is kept as it is at the top (its lines
+    are a digest already); when the archive itself passes half of `budget`, its middle is cut.
+    Deterministic, proportional to the frozen messages (bounded by `budget`), and rare: the frozen
+    prefix then grows again from a small base, so the cost is one cache miss every many turns."""
+    lines: list[str] = []
+    body = frozen
+    if body and is_archive(body[0]):
+        first = body[0]
+        assert isinstance(first, UserMessage)
+        lines.append(first.text[len(ARCHIVE_HEADER) :].strip("\n"))
+        body = body[1:]
+    for m in body:
+        if isinstance(m, UserMessage):
+            lines.append(f"user: {_line(m.text)}")
+        elif isinstance(m, AssistantMessage):
+            said = f"you: {_line(m.text)}" if m.text else "you:"
+            calls = "; ".join(_call_digest(c) for c in m.tool_calls)
+            lines.append(f"{said} → called {calls}" if calls else said)
+        elif m.result.is_error:
+            lines.append(f"  {m.result.name} failed: {_line(m.result.content, 24)}")
+    text = "\n".join(line for line in lines if line)
+    if count(text) > budget // 2:
+        text = head_tail(text, budget // 4, "archive") or text
+    archive = UserMessage(f"{ARCHIVE_HEADER}\n{text}")
+    return Fold((archive,), (count(archive.text),), frozen_tokens, 0, 0, 0)
