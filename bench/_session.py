@@ -19,7 +19,7 @@ t, one step per model call:
 
 Requests that end with the naive compaction's summary instruction (`SUMMARY_PROMPT`) get a summary
 instead: a header, the files read, and one line per user request found in the request (the previous
-summary's lines included), the newest 120 kept: 1.5–2.5k tokens, the size real compaction summaries
+summary's lines included), the newest 70 kept: 2–2.5k tokens, the size real compaction summaries
 have. The model counts requests that do not look like the step it expects (`mismatches`), so a
 conversation the runtime garbled shows up in the results instead of passing silently.
 """
@@ -40,7 +40,7 @@ SUITES = 6
 SUMMARY_PROMPT = ("[compaction] Summarise the conversation so far for a fresh context: the user's requests, "
                   "the decisions taken, the files touched and their state, the open problems. Be complete; "
                   "the history will be replaced by your summary.")
-SUMMARY_LINES = 120
+SUMMARY_LINES = 70
 SUMMARY_HEADER = "Summary of the session so far"
 VERSION = re.compile(r"\[version: ([^\]]+)\]")
 REVISION = re.compile(r"^REVISION = (\d+)$", re.M)

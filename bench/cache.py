@@ -131,7 +131,9 @@ def spec_for(variant: str) -> dict[str, Any]:
         "model": {"provider": "anthropic", "name": MODEL},
         "systemPrompt": SYSTEM_PROMPT,
         "tools": TOOLS,
-        "limits": {"maxTurns": 24, "tokenBudget": TOKEN_BUDGET, "toolOutputCap": 64_000},
+        # ours keeps the default 200k prompt limit (a real context window); without compression the
+        # prompt grows past it, so the others get a limit that never stops a turn
+        "limits": {"maxTurns": 24, "toolOutputCap": 64_000, **({} if variant == "ours" else {"tokenBudget": TOKEN_BUDGET})},
         "compression": {"enabled": variant == "ours", "tailBudget": TAIL_BUDGET, "keepTail": KEEP_TAIL},
     }
 
@@ -189,14 +191,16 @@ async def run_variant(variant: str, turns: int, root: Path, baseline: bool) -> d
                 after = events[-1].seq
                 usages: list[Usage] = []
                 folds = 0
+                consolidated = False
                 for e in events:
                     if e.kind == "usage":
                         usages.append(usage_of(e.data))
                     elif e.kind == "compression":
                         folds += 1
+                        consolidated = consolidated or bool(e.data.get("consolidated"))
                         compressions.append({"turn": t, **{k: e.data.get(k) for k in
                                                            ("chunk", "folded_messages", "tokens_before",
-                                                            "tokens_after", "analysed")}})
+                                                            "tokens_after", "analysed", "consolidated")}})
                     elif e.kind == "tool_call":
                         args = e.data.get("arguments") or {}
                         call_paths[str(e.data.get("id"))] = args.get("path") if e.data.get("name") == "read_file" else None
@@ -211,6 +215,7 @@ async def run_variant(variant: str, turns: int, root: Path, baseline: bool) -> d
                     native.analyze_history(outputs, paths)  # everything again, no token cache: the naive planner
                     baseline_cpu[t] = time.thread_time() - c0
                 per_turn.append({"cpu": cpu1 - cpu0, "analysed": analysed1 - analysed0, "folds": folds,
+                                 "consolidated": consolidated,
                                  "cost": sum(input_cost(u, "anthropic") for u in usages),
                                  "full_cost": sum(cost(u, "anthropic") for u in usages),
                                  "read": sum(u.cache_read_tokens for u in usages),
@@ -240,6 +245,7 @@ def row_of(run: dict[str, Any], turns: int) -> dict[str, Any]:
         "model_calls": len(calls),
         "summary_calls": len(run["summaries"]),
         "compressions": len(run["compressions"]) if run["variant"] == "ours" else len(run["summaries"]),
+        "consolidations": sum(1 for c in run["compressions"] if c.get("consolidated")),
         "tool_outputs": run["tool_outputs"],
         "input_tokens": sum(u.input_tokens for u in us),
         "cache_read_tokens": sum(u.cache_read_tokens for u in us),
@@ -253,6 +259,7 @@ def row_of(run: dict[str, Any], turns: int) -> dict[str, Any]:
         # what the billed input per turn is made of there: tokens read from the cache, tokens not (written/uncached)
         **{f"cache_read_per_turn_at_{t}": round(window([p["read"] for p in per_turn], t)) for t in m["cost"]},
         **{f"uncached_per_turn_at_{t}": round(window([p["write"] for p in per_turn], t)) for t in m["cost"]},
+        "billed_input_per_turn_steady_mean": round(statistics.fmean(billed[steady_from - 1:])) if turns >= steady_from else None,
         "billed_with_output_tokens": round(sum(p["full_cost"] for p in per_turn)),
         "max_prompt_tokens": max((p["prompt"] for p in per_turn), default=0),
         "ttft_mean_s": round(statistics.fmean(ttfts), 3) if ttfts else None,
@@ -268,6 +275,21 @@ def row_of(run: dict[str, Any], turns: int) -> dict[str, Any]:
         analysed = [float(p["analysed"]) for p in per_turn]
         row |= {f"compression_cpu_ms_per_turn_at_{t}": round(window(cpu, t) * 1000, 4) for t in m["cpu"]}
         row |= {f"analysed_per_turn_at_{t}": round(window(analysed, t), 2) for t in m["cpu"]}
+        # the same windows without the turns that consolidated (rare: every ~100 turns here), and those turns
+        plain = [p["cpu"] if not p["consolidated"] else None for p in per_turn]
+        for t in m["cpu"]:
+            got = [c for c in plain[max(0, t - WINDOW):t] if c is not None]
+            row[f"compression_cpu_ms_per_turn_at_{t}_without_consolidation"] = (
+                round(statistics.fmean(got) * 1000, 4) if got else None)
+            row[f"consolidations_in_window_at_{t}"] = sum(1 for p in per_turn[max(0, t - WINDOW):t] if p["consolidated"])
+        # per fold (turns with exactly one ordinary fold, no consolidation), over the 30 turns ending at the mark
+        for t in m["cpu"]:
+            got = [p["cpu"] for p in per_turn[max(0, t - 30):t] if p["folds"] == 1 and not p["consolidated"]]
+            row[f"compression_cpu_ms_per_fold_at_{t}"] = round(statistics.fmean(got) * 1000, 4) if got else None
+            row[f"folds_in_window_at_{t}"] = sum(p["folds"] for p in per_turn[max(0, t - WINDOW):t])
+        cons = [p["cpu"] for p in per_turn if p["consolidated"]]
+        row["consolidation_turn_cpu_ms"] = [round(c * 1000, 3) for c in cons]
+        row["compression_cpu_ms_per_turn_mean"] = round(statistics.fmean(cpu) * 1000, 4)
         row["compression_events"] = run["compressions"][:3] + (["..."] if len(run["compressions"]) > 6 else []) + \
             run["compressions"][max(3, len(run["compressions"]) - 3):]
     return row

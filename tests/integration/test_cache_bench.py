@@ -45,7 +45,7 @@ def test_cache_bench_short_run() -> None:
     assert ours["compressions"] >= 1
     events = [e for e in ours["compression_events"] if e != "..."]
     assert events and all(e["tokens_after"] < e["tokens_before"] and e["folded_messages"] > 0 for e in events)
-    assert [e["chunk"] for e in events] == sorted(e["chunk"] for e in events) and events[0]["chunk"] == 1
+    assert events[0]["chunk"] == 1
     assert ours["analysed_per_turn_at_20"] > 0
     assert none["compressions"] == 0 and none["summary_calls"] == 0
     # naive compaction issues its summary calls through the same mock (the model wrote each summary)
