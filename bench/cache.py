@@ -126,7 +126,10 @@ def usage_of(data: dict[str, Any]) -> Usage:
                  cache_write_tokens=int(data.get("cache_write_tokens", 0)))
 
 
-def spec_for(variant: str) -> dict[str, Any]:
+def spec_for(variant: str, frozen_budget: int | None = None) -> dict[str, Any]:
+    compression: dict[str, Any] = {"enabled": variant == "ours", "tailBudget": TAIL_BUDGET, "keepTail": KEEP_TAIL}
+    if frozen_budget is not None:
+        compression["frozenBudget"] = frozen_budget
     return {
         "model": {"provider": "anthropic", "name": MODEL},
         "systemPrompt": SYSTEM_PROMPT,
@@ -134,7 +137,7 @@ def spec_for(variant: str) -> dict[str, Any]:
         # ours keeps the default 200k prompt limit (a real context window); without compression the
         # prompt grows past it, so the others get a limit that never stops a turn
         "limits": {"maxTurns": 24, "toolOutputCap": 64_000, **({} if variant == "ours" else {"tokenBudget": TOKEN_BUDGET})},
-        "compression": {"enabled": variant == "ours", "tailBudget": TAIL_BUDGET, "keepTail": KEEP_TAIL},
+        "compression": compression,
     }
 
 
@@ -148,7 +151,8 @@ def compression_counters(actor: AgentActor) -> tuple[float, int]:
     return float(cpu), int(analysed)
 
 
-async def run_variant(variant: str, turns: int, root: Path, baseline: bool) -> dict[str, Any]:
+async def run_variant(variant: str, turns: int, root: Path, baseline: bool,
+                      frozen_budget: int | None = None) -> dict[str, Any]:
     model = SessionModel()
     t_start = time.perf_counter()
     async with MockServer(MockConfig()) as mock:
@@ -159,7 +163,7 @@ async def run_variant(variant: str, turns: int, root: Path, baseline: bool) -> d
         provider: Provider = naive if naive is not None else router
         config = HostConfig(data_dir=root / variant, actor=ActorConfig(idle_timeout_s=3600.0))
         async with Host(config, provider, default_registry()) as host:
-            manifest = make_manifest(f"session-{variant}", **spec_for(variant))
+            manifest = make_manifest(f"session-{variant}", **spec_for(variant, frozen_budget))
             await host.apply(manifest)
             key = manifest.key
             actor = await host.wake(key)
@@ -330,17 +334,19 @@ def checks_of(rows: dict[str, dict[str, Any]], turns: int) -> list[dict[str, Any
     return out
 
 
-async def main(turns: int, variants: list[str]) -> dict[str, Any]:
+async def main(turns: int, variants: list[str], frozen_budget: int | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         for variant in variants:
-            runs[variant] = await run_variant(variant, turns, Path(tmp), baseline=variant == variants[0])
+            runs[variant] = await run_variant(variant, turns, Path(tmp), baseline=variant == variants[0],
+                                              frozen_budget=frozen_budget)
             print(f"{variant}: {turns} turns in {runs[variant]['wall_s']:.1f} s", file=sys.stderr, flush=True)
     rows = {v: row_of(r, turns) for v, r in runs.items()}
     results: list[dict[str, Any]] = [*rows.values(), baseline_row(runs[variants[0]], turns)]
     return {"bench": "cache", "results": results, "checks": checks_of(rows, turns),
             "session": {"turns": turns, "tail_budget": TAIL_BUDGET, "keep_tail": KEEP_TAIL, "model": MODEL,
+                        "frozen_budget": frozen_budget if frozen_budget is not None else "manifest default",
                         "ttft_model": f"{TTFT_BASE_S} s + {TTFT_PER_UNCACHED_TOKEN_S} s x uncached prompt tokens",
                         "window_turns": WINDOW, "steady_state": f"turns {turns // 3 + 1}-{turns}"}}
 
@@ -349,13 +355,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of ours,none,naive")
+    parser.add_argument("--frozen-budget", type=int, default=None,
+                        help="ours: spec.compression.frozenBudget (default: the manifest's default)")
     args = parser.parse_args()
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in chosen if v not in VARIANTS]
     if unknown or not chosen:
         parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     try:
-        doc = asyncio.run(main(args.turns, chosen))
+        doc = asyncio.run(main(args.turns, chosen, args.frozen_budget))
     except CompressionUnavailable as exc:
         print(f"bench/cache.py: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
