@@ -10,6 +10,11 @@ It is a `Provider` wrapping the real one (the router → Anthropic adapter → m
 runtime keeps its full history (`ModelRequest.messages`), this wrapper rewrites what each call
 sends. Per agent it keeps the summary and the index in the runtime's history where it was taken.
 Tokens are counted with the native counter (o200k), each message once.
+
+Two knobs give the shapes met in practice: the budget (the benchmark's "naive" uses the same budget
+as ours' tail; "naive-160k" the usual auto-compact point, 80% of a 200k window), and
+`summariser_system`: a summary call with its own summariser system prompt (as many harnesses make
+it) changes the prompt's first cached block, so that call reads nothing from the cache.
 """
 
 from __future__ import annotations
@@ -55,10 +60,11 @@ class NaiveCompaction(Provider):
 
     name = "naive-compaction"
 
-    def __init__(self, inner: Provider, budget: int, prompt: str) -> None:
+    def __init__(self, inner: Provider, budget: int, prompt: str, summariser_system: str | None = None) -> None:
         self.inner = inner
         self.budget = budget
         self.prompt = prompt
+        self.summariser_system = summariser_system  # None: the agent's own system prompt (the cached prefix)
         self.tokens = TokenCache()
         self.agents: dict[str, Compacted] = {}
         self.summaries: list[SummaryCall] = []
@@ -74,6 +80,8 @@ class NaiveCompaction(Provider):
 
     async def _summarise(self, request: ModelRequest, view: list[Message]) -> tuple[str, Usage]:
         ask = dataclasses.replace(request, messages=[*view, UserMessage(self.prompt)])
+        if self.summariser_system is not None:
+            ask = dataclasses.replace(ask, system=self.summariser_system)
         parts: list[str] = []
         usage = Usage()
         async for event in self.inner.stream(ask):

@@ -9,7 +9,12 @@ three ways in the same run, each on its own agent, workspace and mock server (so
          the live tail into frozen chunks and keeps the prompt's prefix byte-identical;
 * none:  `compression.enabled: false` (and `limits.tokenBudget` raised so the turn limit never stops it);
 * naive: compression off, and in front of the adapter the summarise-all-and-replace compaction of
-         `bench/_compaction.py`, triggered when the conversation passes the same 24,000 tokens.
+         `bench/_compaction.py`, triggered when the conversation passes the same 24,000 tokens; its
+         summary call has the agent's system prompt and tools, so it reads the cached prefix;
+* naive-160k: the same, triggered at 160,000 tokens (80% of a 200k window: where harnesses compact);
+* naive-fresh: as naive, but the summary call has its own summariser system prompt (as many
+         harnesses do), so that call misses the cache.
+The checks compare ours with "naive"; the two other naive rows show how much the baseline's shape matters.
 
 Everything but the model is real: the in-process `Host` with its SQLite logs, the real tools on a
 real workspace (`read_file`, `edit_file`, `/bin/sh` running `run_tests.sh`), the real Anthropic adapter
@@ -28,7 +33,8 @@ Per variant (all from the `usage` of every model call; naive's summary calls inc
 * the CPU baseline, timed in the same windows of the same run: a naive planner that re-analyses the
   whole history every turn (`native.analyze_history` over every tool output so far, no token cache).
 
-Run: .venv/bin/python bench/cache.py [--turns 300]   (prints one JSON document; ~2–3 min on 2 cores)
+Run: .venv/bin/python bench/cache.py [--turns 300] [--variants ...]   (prints one JSON document; ~1 min of
+CPU, 1–3 min wall on 2 shared cores; "none" is most of it: its prompts reach 1.9M tokens)
 """
 
 from __future__ import annotations
@@ -62,7 +68,10 @@ from agent_runtime.providers.registry import ProviderSettings, build_router  # n
 from agent_runtime.providers.simulated import SimulatedProvider  # noqa: E402
 from agent_runtime.tools.registry import default_registry  # noqa: E402
 
-VARIANTS = ("ours", "none", "naive")
+VARIANTS = ("ours", "none", "naive", "naive-160k", "naive-fresh")
+NAIVE_160K = 160_000  # where harnesses auto-compact: 80% of a 200k context window
+SUMMARISER_SYSTEM = ("You are a summarisation assistant. Summarise the conversation you are given for an agent "
+                     "that will continue the work from your summary alone.")
 MODEL = "claude-sonnet-4-5"
 TAIL_BUDGET = 24_000
 KEEP_TAIL = 8_000
@@ -159,7 +168,10 @@ async def run_variant(variant: str, turns: int, root: Path, baseline: bool,
         mock.state.model = model
         settings = ProviderSettings().with_base_url("anthropic", mock.base_url("anthropic"))
         router = build_router(SimulatedProvider(), settings, environ={"ANTHROPIC_API_KEY": "bench-key"})
-        naive = NaiveCompaction(router, TAIL_BUDGET, SUMMARY_PROMPT) if variant == "naive" else None
+        naive = None
+        if variant.startswith("naive"):
+            naive = NaiveCompaction(router, NAIVE_160K if variant == "naive-160k" else TAIL_BUDGET, SUMMARY_PROMPT,
+                                    SUMMARISER_SYSTEM if variant == "naive-fresh" else None)
         provider: Provider = naive if naive is not None else router
         config = HostConfig(data_dir=root / variant, actor=ActorConfig(idle_timeout_s=3600.0))
         async with Host(config, provider, default_registry()) as host:
@@ -354,7 +366,7 @@ async def main(turns: int, variants: list[str], frozen_budget: int | None = None
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=300)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of ours,none,naive")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--frozen-budget", type=int, default=None,
                         help="ours: spec.compression.frozenBudget (default: the manifest's default)")
     args = parser.parse_args()

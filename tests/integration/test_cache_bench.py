@@ -29,6 +29,7 @@ def test_cache_bench_short_run() -> None:
     for c in doc["checks"]:
         assert set(c) == {"name", "value", "target", "met"} and isinstance(c["met"], bool), c
     rows = {r["variant"]: r for r in doc["results"]}
+    assert {"ours", "none", "naive", "naive-160k", "naive-fresh"} <= set(rows)
     ours, none, naive = rows["ours"], rows["none"], rows["naive"]
     baseline = next(r for r in doc["results"] if r["variant"].startswith("naive planner"))
 
@@ -51,6 +52,9 @@ def test_cache_bench_short_run() -> None:
     # naive compaction issues its summary calls through the same mock (the model wrote each summary)
     assert naive["summary_calls"] >= 1 and naive["session_model"]["summaries"] == naive["summary_calls"]
     assert naive["session_model"]["summaries"] == naive["compressions"]
+    # the same compaction with its own summariser system prompt: the summary calls miss the cache
+    fresh = rows["naive-fresh"]
+    assert fresh["summary_calls"] == naive["summary_calls"] and fresh["cache_read_tokens"] < naive["cache_read_tokens"]
     # without compression the prompt only grows; both compressions keep it far smaller
     assert none["max_prompt_tokens"] > 2 * ours["max_prompt_tokens"]
     assert none["max_prompt_tokens"] > 2 * naive["max_prompt_tokens"]
