@@ -170,12 +170,17 @@ class AgentActor:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the log and rebuild the state: latest snapshot + the events after it."""
+        """Open the log and rebuild the state: the latest snapshot (counters and the events its
+        conversation is made of) + the events after it."""
         await self.log.open()
         try:
             snapshot = await self.log.latest_snapshot()
             snap_seq = snapshot[0] if snapshot else 0
-            message_events = [e for e in await self.log.read_kinds(CONVERSATION_KINDS) if e.seq <= snap_seq]
+            refs = AgentState.conversation_refs(snapshot[1]) if snapshot else None
+            if refs is not None:  # the events the snapshot names: bounded, whatever the log's length
+                message_events = await self.log.read_seqs(refs)
+            else:  # no snapshot, or one from before snapshots named the conversation: replay
+                message_events = [e for e in await self.log.read_kinds(CONVERSATION_KINDS) if e.seq <= snap_seq]
             tail = await self.log.read(after=snap_seq)
             self.state = AgentState.restore(snapshot, message_events, tail)
         except BaseException:

@@ -10,10 +10,15 @@ creates an admin token on first start in `<data_dir>/admin.token` (mode 0600).
 Refusals have distinct codes: `unauthenticated` (no or unknown token, HTTP 401), `forbidden`
 (a valid token for another agent or namespace, HTTP 403), `permission_denied` (the role may not do
 this: a viewer that sends).
+
+`create` writes the digest file synchronously (the CLI, startup); the server calls `acreate`, which
+adds the grant in memory and writes the file in a worker thread (writes serialized, never on the
+event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import hashlib
@@ -76,6 +81,23 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def write_grants(path: Path, grants: dict[str, Grant]) -> None:
+    """Write the digest file atomically (0600): a temporary file, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({d: g.to_dict() for d, g in grants.items()}, indent=1), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_grants(path: Path) -> dict[str, Grant]:
+    """The grants of a digest file (empty when it does not exist)."""
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {digest: Grant(Role(g["role"]), g.get("namespace"), g.get("agent")) for digest, g in raw.items()}
+
+
 class TokenStore:
     """Token digests → grants, persisted as JSON. `enabled=False` lets everyone in as admin."""
 
@@ -83,28 +105,38 @@ class TokenStore:
         self.path = path
         self.enabled = enabled
         self._grants: dict[str, Grant] = {}
-        if path is not None and path.exists():
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            for digest, g in raw.items():
-                self._grants[digest] = Grant(Role(g["role"]), g.get("namespace"), g.get("agent"))
+        self._io_lock = asyncio.Lock()  # one file write (or re-read) at a time from the event loop
+        if path is not None:
+            self._grants.update(read_grants(path))
 
     def _save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({d: g.to_dict() for d, g in self._grants.items()}, indent=1), encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        if self.path is not None:
+            write_grants(self.path, self._grants)
 
-    def create(self, grant: Grant) -> str:
-        """A new token for `grant`; the plaintext is returned once and never stored."""
+    def _add(self, grant: Grant) -> str:
         if grant.agent is not None and grant.namespace is None:
             raise ValueError("an agent-scoped token needs its namespace")
         token = "art_" + secrets.token_urlsafe(32)
         self._grants[_digest(token)] = grant
+        return token
+
+    def create(self, grant: Grant) -> str:
+        """A new token for `grant`; the plaintext is returned once and never stored."""
+        token = self._add(grant)
         self._save()
         return token
+
+    async def acreate(self, grant: Grant) -> str:
+        """`create` for the event loop: the grant is added in memory at once, the file is written in a
+        worker thread (one write at a time, each with everything added so far)."""
+        token = self._add(grant)
+        async with self._io_lock:
+            await self._persist()
+        return token
+
+    async def _persist(self) -> None:
+        if self.path is not None:
+            await asyncio.to_thread(write_grants, self.path, dict(self._grants))
 
     def ensure_admin_token(self, token_file: Path) -> str:
         """The admin token in `token_file`, created (0600) if missing or unknown."""

@@ -69,6 +69,9 @@ DEMO_MODELS = {"anthropic": "claude-sonnet-5", "openai": "gpt-5.1-mini", "openai
                "gemini": "gemini-2.5-flash"}
 
 
+DEMO_COMPRESSION = (1024, 384, 2048)  # tailBudget, keepTail, frozenBudget
+
+
 def manifests_yaml(n: int) -> str:
     """`n` agents, the four provider APIs in turn."""
     docs = []
@@ -80,6 +83,9 @@ def manifests_yaml(n: int) -> str:
             f"spec:\n  model: {{provider: {provider}, name: {DEMO_MODELS[provider]}}}\n"
             "  systemPrompt: You are a careful coding agent. Work in your workspace.\n"
             "  limits: {maxTurns: 12, tokenBudget: 400000}\n"
+            # budgets scaled to the demo's small tasks (~300 tokens each) so a one-minute run folds
+            f"  compression: {{tailBudget: {DEMO_COMPRESSION[0]}, keepTail: {DEMO_COMPRESSION[1]}, "
+            f"frozenBudget: {DEMO_COMPRESSION[2]}}}\n"
         )
     return "---\n".join(docs)
 
@@ -271,6 +277,9 @@ def summary(running: Running, stats: DriverStats, view: View, cfg: DemoConfig, d
         ("threads at start / end / bound", f"{view.threads_at_start} / {thread_count()} / {view.thread_bound}"
                                            " (main + 2 SQLite + 2 tool-IO; never per agent)"),
         ("driver errors", f"{stats.errors}"),
+        ("compressions (frozen chunks made) / messages folded / tokens before → after",
+         f"{m.compressions} / {m.compression_messages} / {m.compression_tokens_before} → {m.compression_tokens_after}"
+         f" ({m.compression_cpu_s * 1000 / max(1, m.compressions):.2f} ms CPU each)"),
         *usage_rows(m),
     ]
     width = max(len(k) for k, _ in rows)

@@ -8,6 +8,7 @@ manifest raises `ManifestError` whose message names the offending field.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -217,6 +218,18 @@ def parse_manifest(data: Any, source: str = "") -> AgentManifest:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ManifestError(first["msg"], field=_field_path(tuple(first["loc"])), source=source) from None
+
+
+def manifest_from_object(obj: Mapping[str, Any]) -> AgentManifest:
+    """The manifest of a Kubernetes Agent object, as a shard runs it (spec fields this runtime does
+    not know are dropped); `ManifestError` naming the bad field. The operator validates with this too."""
+    meta = obj.get("metadata") or {}
+    known = {f.alias or n for n, f in AgentSpec.model_fields.items()} | set(AgentSpec.model_fields)
+    spec = {k: v for k, v in (obj.get("spec") or {}).items() if k in known}
+    return parse_manifest({"apiVersion": API_VERSION, "kind": "Agent",
+                           "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                                        "labels": meta.get("labels") or {}},
+                           "spec": spec}, source=f"{meta.get('namespace')}/{meta.get('name')}")
 
 
 def load_manifests_text(text: str, source: str = "") -> list[AgentManifest]:

@@ -464,7 +464,7 @@ async def create_token(request: web.Request) -> web.Response:
     if not grant.contains(new):
         return _error("forbidden", "a token can only grant what its creator's token covers", 403)
     try:
-        token = request.app[TOKENS_KEY].create(new)
+        token = await request.app[TOKENS_KEY].acreate(new)  # the file is written off the event loop
     except ValueError as exc:
         return _error("bad_request", str(exc), 400)
     return _json({"token": token, **new.to_dict()}, 201)

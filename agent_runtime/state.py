@@ -8,7 +8,10 @@ agent is exactly the agent that was killed. Two parts:
 - the counters (turns, usage, status): the snapshot holds them, so startup is the latest snapshot
   plus the events after it (`AgentState.restore`).
 
-Snapshots deliberately leave the messages out: a snapshot then costs the same at turn 5 and turn 500.
+Snapshots name the conversation instead of copying it (the seqs of the events its messages came
+from and of the frozen chunks' `compression` events), so startup reads those events and the ones
+after the snapshot, not the whole log; with compression the live tail is bounded, so a snapshot and
+a wake cost the same at turn 5 and turn 500.
 
 A user message that arrives while a turn is running is `deferred`: it waits in `pending` and joins
 the conversation at the next point where the provider formats allow a user message (after a
@@ -66,6 +69,24 @@ COUNTER_FIELDS = (
 )
 
 
+def assistant_of(data: dict[str, Any]) -> AssistantMessage:
+    """The message of an `assistant_message` event."""
+    ps = data.get("provider_state")
+    return AssistantMessage(data.get("text", ""), tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ())),
+                            data.get("stop_reason", "end_turn"), provider_state=ProviderState.from_dict(ps) if ps else None)
+
+
+def result_of(data: dict[str, Any]) -> ToolResult:
+    """The result of a `tool_result` event."""
+    return ToolResult(
+        tool_call_id=data["tool_call_id"],
+        name=data.get("name", ""),
+        content=data.get("content", ""),
+        is_error=bool(data.get("is_error", False)),
+        duration_ms=float(data.get("duration_ms", 0.0)),
+    )
+
+
 class AgentState:
     """Derived state of one agent. Mutated only by `apply`."""
 
@@ -83,6 +104,9 @@ class AgentState:
         "frozen_tokens",
         "chunk_ends",
         "message_paths",
+        "message_refs",
+        "pending_refs",
+        "chunk_seqs",
         "call_paths",
         "live_paths",
         *COUNTER_FIELDS,
@@ -110,6 +134,12 @@ class AgentState:
         self.frozen_tokens = 0
         self.chunk_ends: list[int] = []
         self.message_paths: list[str | None] = []
+        # Where each message came from, so a snapshot can name the conversation instead of copying
+        # it: the seq of the event of each live (and pending) message (-1 for frozen messages), and
+        # the `compression` events whose chunks make up the frozen part.
+        self.message_refs: list[int] = []
+        self.pending_refs: list[int] = []
+        self.chunk_seqs: list[int] = []
         self.call_paths: dict[str, str] = {}
         self.live_paths: dict[str, int] = {}
         self.running = False
@@ -130,10 +160,11 @@ class AgentState:
 
     # -- the conversation ---------------------------------------------------------------------
 
-    def _add_message(self, message: Message, tokens: int, path: str | None = None) -> None:
+    def _add_message(self, message: Message, tokens: int, path: str | None = None, ref: int = -1) -> None:
         self.messages.append(message)
         self.message_tokens.append(tokens)
         self.message_paths.append(path)
+        self.message_refs.append(ref)
         if path is not None:
             self.live_paths[path] = self.live_paths.get(path, 0) + 1
         self.context_tokens += tokens
@@ -142,7 +173,7 @@ class AgentState:
         """Tokens of the live tail (the messages after the last frozen chunk)."""
         return self.context_tokens - self.frozen_tokens
 
-    def _apply_compression(self, data: dict[str, Any]) -> None:
+    def _apply_compression(self, data: dict[str, Any], seq: int) -> None:
         """A frozen chunk replaces the oldest `folded_messages` live messages, or (`consolidated`)
         every frozen chunk."""
         n = int(data["folded_messages"])
@@ -168,19 +199,23 @@ class AgentState:
         self.messages[start:end] = chunk
         self.message_tokens[start:end] = tokens
         self.message_paths[start:end] = [None] * len(chunk)
+        self.message_refs[start:end] = [-1] * len(chunk)
         self.frozen = start + len(chunk)
         if consolidated:
             self.frozen_tokens = sum(tokens)
             self.chunk_ends = [self.frozen]
+            self.chunk_seqs = [seq]
         else:
             self.frozen_tokens += sum(tokens)
             self.chunk_ends.append(self.frozen)
+            self.chunk_seqs.append(seq)
 
     def _flush_pending(self) -> None:
-        for message, tokens in zip(self.pending, self.pending_tokens, strict=True):
-            self._add_message(message, tokens)
+        for message, tokens, ref in zip(self.pending, self.pending_tokens, self.pending_refs, strict=True):
+            self._add_message(message, tokens, ref=ref)
         self.pending.clear()
         self.pending_tokens.clear()
+        self.pending_refs.clear()
 
     def open_calls(self) -> list[ToolCall]:
         """Tool calls of the last assistant message that have no result yet, in call order."""
@@ -200,13 +235,13 @@ class AgentState:
             if data.get("deferred") and (self.open_call_ids or self._awaiting_model()):
                 self.pending.append(message)
                 self.pending_tokens.append(tokens)
+                self.pending_refs.append(event.seq)
             else:
-                self._add_message(message, tokens)
+                self._add_message(message, tokens, ref=event.seq)
         elif event.kind == EventKind.ASSISTANT_MESSAGE:
-            calls = tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ()))
-            ps = data.get("provider_state")
-            self._add_message(AssistantMessage(data.get("text", ""), calls, data.get("stop_reason", "end_turn"),
-                                               provider_state=ProviderState.from_dict(ps) if ps else None), tokens)
+            answer = assistant_of(data)
+            calls = answer.tool_calls
+            self._add_message(answer, tokens, ref=event.seq)
             self.open_call_ids = [c.id for c in calls]
             self.call_paths = {c.id: p for c in calls if (p := compression.path_of(c)) is not None}
             # Calls started while the message was still streaming have their `tool_call` event
@@ -230,16 +265,10 @@ class AgentState:
                 # into it: those messages join the conversation and the next turn answers them.
                 self._flush_pending()
         elif event.kind == EventKind.COMPRESSION:
-            self._apply_compression(data)
+            self._apply_compression(data, event.seq)
         elif event.kind == EventKind.TOOL_RESULT:
-            result = ToolResult(
-                tool_call_id=data["tool_call_id"],
-                name=data.get("name", ""),
-                content=data.get("content", ""),
-                is_error=bool(data.get("is_error", False)),
-                duration_ms=float(data.get("duration_ms", 0.0)),
-            )
-            self._add_message(ToolResultMessage(result), tokens, self.call_paths.get(result.tool_call_id))
+            result = result_of(data)
+            self._add_message(ToolResultMessage(result), tokens, self.call_paths.get(result.tool_call_id), event.seq)
             if result.tool_call_id in self.open_call_ids:
                 self.open_call_ids.remove(result.tool_call_id)
             self.started_call_ids.discard(result.tool_call_id)
@@ -304,19 +333,94 @@ class AgentState:
     # -- snapshots ------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """The counters as of `seq` (messages are rebuilt from the log; see module docstring)."""
-        return {name: getattr(self, name) for name in COUNTER_FIELDS}
+        """The counters as of `seq`, and the conversation by reference (`conversation_refs`): the
+        seqs of the `compression` events of the frozen part and of the events of the live and
+        pending messages, plus the open calls' bookkeeping. A few numbers per live message: with
+        compression the live tail is bounded, so a snapshot costs the same at turn 5 and turn 500."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in COUNTER_FIELDS}
+        out["conversation"] = {
+            "chunks": list(self.chunk_seqs),
+            "live": self.message_refs[self.frozen :],
+            "pending": list(self.pending_refs),
+            "open_call_ids": list(self.open_call_ids),
+            "started_call_ids": sorted(self.started_call_ids),
+            "approvals": dict(self.approvals),
+            "approval_deadlines": dict(self.approval_deadlines),
+            "call_paths": dict(self.call_paths),
+        }
+        return out
+
+    @staticmethod
+    def conversation_refs(snapshot: dict[str, Any]) -> list[int] | None:
+        """The seqs of the events a snapshot's conversation is rebuilt from (None: an older snapshot
+        without one; then the conversation is replayed from the log's start)."""
+        conv = snapshot.get("conversation")
+        if not isinstance(conv, dict) or any(r < 0 for r in conv.get("live", ())):
+            return None
+        return [*conv.get("chunks", ()), *conv.get("live", ()), *conv.get("pending", ())]
+
+    def _restore_conversation(self, conv: dict[str, Any], by_seq: dict[int, Event]) -> None:
+        def event(seq: int) -> Event:
+            try:
+                return by_seq[seq]
+            except KeyError:
+                raise ValueError(f"snapshot names event {seq}, which the log does not have") from None
+
+        for seq in conv.get("chunks", ()):
+            data = event(seq).data
+            chunk = [compression.decode_message(d) for d in data["messages"]]
+            chunk_tokens = [int(t) for t in data["message_tokens"]]
+            if data.get("consolidated"):
+                self.messages, self.message_tokens, self.chunk_ends, self.chunk_seqs = [], [], [], []
+            self.messages.extend(chunk)
+            self.message_tokens.extend(chunk_tokens)
+            self.chunk_ends.append(len(self.messages))
+            self.chunk_seqs.append(seq)
+        self.frozen = len(self.messages)
+        self.frozen_tokens = self.context_tokens = sum(self.message_tokens)
+        self.message_paths = [None] * self.frozen
+        self.message_refs = [-1] * self.frozen
+        paths: dict[str, str] = {}
+        for seq in conv.get("live", ()):
+            e = event(seq)
+            n = int(e.data.get("tokens", 0))
+            if e.kind == EventKind.USER_MESSAGE:
+                self._add_message(UserMessage(e.data["text"]), n, ref=seq)
+            elif e.kind == EventKind.ASSISTANT_MESSAGE:
+                message = assistant_of(e.data)
+                paths.update((c.id, p) for c in message.tool_calls if (p := compression.path_of(c)) is not None)
+                self._add_message(message, n, ref=seq)
+            elif e.kind == EventKind.TOOL_RESULT:
+                result = result_of(e.data)
+                self._add_message(ToolResultMessage(result), n, paths.get(result.tool_call_id), seq)
+            else:
+                raise ValueError(f"snapshot names event {seq} ({e.kind}) as a message")
+        for seq in conv.get("pending", ()):
+            e = event(seq)
+            self.pending.append(UserMessage(e.data["text"]))
+            self.pending_tokens.append(int(e.data.get("tokens", 0)))
+            self.pending_refs.append(seq)
+        self.open_call_ids = [str(i) for i in conv.get("open_call_ids", ())]
+        self.started_call_ids = {str(i) for i in conv.get("started_call_ids", ())}
+        self.approvals = {str(k): v for k, v in conv.get("approvals", {}).items()}
+        self.approval_deadlines = {str(k): float(v) for k, v in conv.get("approval_deadlines", {}).items()}
+        self.call_paths = {str(k): str(v) for k, v in conv.get("call_paths", {}).items()}
 
     @classmethod
     def restore(cls, snapshot: tuple[int, dict[str, Any]] | None, message_events: list[Event], tail: list[Event]) -> AgentState:
-        """Startup: counters from `snapshot`, conversation from `message_events` (seq ≤ the
-        snapshot's), then every event after the snapshot applied in full (`tail`)."""
+        """Startup: counters from `snapshot`; the conversation from the events it names
+        (`conversation_refs`; `message_events` holds them) or, for a snapshot without one, by
+        replaying `message_events` (the conversation events with seq ≤ the snapshot's); then every
+        event after the snapshot applied in full (`tail`)."""
         state = cls()
         if snapshot is not None:
             _, counters = snapshot
             for name in COUNTER_FIELDS:
                 if name in counters:
                     setattr(state, name, counters[name])
+            if cls.conversation_refs(counters) is not None:
+                state._restore_conversation(counters["conversation"], {e.seq: e for e in message_events})
+                message_events = []
         for event in message_events:
             state._apply_conversation(event)
         for event in tail:

@@ -61,6 +61,10 @@ class EventLog(abc.ABC):
         """Events of the given kinds with `seq > after`, ascending."""
 
     @abc.abstractmethod
+    async def read_seqs(self, seqs: Sequence[int]) -> list[Event]:
+        """The events with these `seq`s, ascending (seqs not in the log are left out)."""
+
+    @abc.abstractmethod
     async def last_of_kind(self, kind: str) -> Event | None:
         """The newest event of `kind`, or None."""
 

@@ -169,6 +169,10 @@ class MemoryEventLog(EventLog):
             if self._events[seq - 1][0] in wanted
         ]
 
+    async def read_seqs(self, seqs: Sequence[int]) -> list[Event]:
+        self._check_open()
+        return [self._event(seq) for seq in sorted(set(seqs)) if 1 <= seq <= len(self._events)]
+
     async def last_of_kind(self, kind: str) -> Event | None:
         self._check_open()
         seq = self._last_by_kind.get(kind)

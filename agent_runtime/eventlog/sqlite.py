@@ -312,6 +312,19 @@ class SqliteEventLog(EventLog):
         sql = f"SELECT {_COLUMNS} FROM events WHERE kind IN ({_placeholders(len(wanted))}) AND seq > ? ORDER BY seq"
         return await self._call(lambda conn: _to_events(conn.execute(sql, (*wanted, after)).fetchall()))
 
+    async def read_seqs(self, seqs: Sequence[int]) -> list[Event]:
+        wanted = sorted({int(s) for s in seqs})
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            out: list[Event] = []
+            for i in range(0, len(wanted), 500):
+                part = wanted[i : i + 500]
+                sql = f"SELECT {_COLUMNS} FROM events WHERE seq IN ({_placeholders(len(part))}) ORDER BY seq"
+                out.extend(_to_events(conn.execute(sql, part).fetchall()))
+            return out
+
+        return await self._call(read)
+
     async def last_of_kind(self, kind: str) -> Event | None:
         def last(conn: sqlite3.Connection) -> Event | None:
             row = conn.execute(_SQL_LAST_OF_KIND, (kind,)).fetchone()

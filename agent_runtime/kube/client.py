@@ -112,9 +112,9 @@ class KubeClient:
             await self._session.close()
             self._session = None
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+    async def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        token = self.config.bearer()
+        token = await self.config.bearer_token()  # a token file is re-read off the loop, on change
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if content_type:
@@ -127,9 +127,9 @@ class KubeClient:
         self.requests += 1
         self.by_verb[method] = self.by_verb.get(method, 0) + 1
         data = None if body is None else orjson.dumps(body)
+        headers = await self._headers(content_type if data is not None else None)
         async with self._session.request(
-            method, self.config.server + path, params=params, data=data,
-            headers=self._headers(content_type if data is not None else None),
+            method, self.config.server + path, params=params, data=data, headers=headers,
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
         ) as resp:
             raw = await resp.read()
@@ -194,8 +194,9 @@ class KubeClient:
             params["fieldSelector"] = field_selector
         self.requests += 1
         self.by_verb["WATCH"] = self.by_verb.get("WATCH", 0) + 1
+        headers = await self._headers()
         async with self._session.get(
-            self.config.server + path, params=params, headers=self._headers(),
+            self.config.server + path, params=params, headers=headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_s + 30),
         ) as resp:
             if resp.status >= 400:

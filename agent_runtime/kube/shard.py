@@ -49,7 +49,7 @@ from agent_runtime.kube.client import (
 from agent_runtime.kube.names import ADDRESS_ANNOTATION, POOL_LABEL, SHARD_FIELD
 from agent_runtime.kube.status import AgentStatus, StatusBatcher, Tokens, rfc3339
 from agent_runtime.kube.tokens import SharedTokenStore, ensure_admin_token
-from agent_runtime.manifest import API_VERSION, AgentManifest, AgentSpec, ManifestError, parse_manifest
+from agent_runtime.manifest import AgentManifest, ManifestError, manifest_from_object
 from agent_runtime.providers.registry import ProviderSettings, build_router
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
 from agent_runtime.server import make_app
@@ -58,6 +58,13 @@ from agent_runtime.tools.registry import default_registry
 log = logging.getLogger(__name__)
 
 CLOSE_MOVED = 1012  # "service restart": reconnect (through the router) with your cursor
+RETRY_FIRST_S = 1.0  # an agent that fails to activate is retried after 1, 2, 4 ... seconds
+RETRY_MAX_S = 60.0
+
+
+def retry_delay(failures: int) -> float:
+    """The backoff after an agent's `failures`-th consecutive failed reconcile."""
+    return float(min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** max(0, failures - 1)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -118,14 +125,9 @@ def agent_status(handle: AgentHandle) -> AgentStatus:
 
 
 def manifest_of(obj: dict[str, Any]) -> AgentManifest:
-    """The standalone manifest of an Agent object (CRD-only spec fields are dropped)."""
-    meta = obj.get("metadata") or {}
-    known = {f.alias or n for n, f in AgentSpec.model_fields.items()} | set(AgentSpec.model_fields)
-    spec = {k: v for k, v in (obj.get("spec") or {}).items() if k in known}
-    return parse_manifest({"apiVersion": API_VERSION, "kind": "Agent",
-                           "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
-                                        "labels": meta.get("labels") or {}},
-                           "spec": spec}, source=object_key(obj))
+    """The standalone manifest of an Agent object (`manifest_from_object`, which the operator's
+    validation uses too)."""
+    return manifest_from_object(obj)
 
 
 def ready_conditions(observed: dict[str, Any], ready: bool, reason: str, message: str, now: float) -> list[dict[str, Any]]:
@@ -208,6 +210,8 @@ class Shard:
         self.max_loop_lag_s = 0.0
         self.activations = 0
         self.releases = 0
+        self.failures: dict[str, int] = {}  # key -> consecutive failed reconciles (backoff)
+        self.invalid: dict[str, int] = {}  # key -> the generation whose spec we refused (reported Failed)
 
     # -- watch ----------------------------------------------------------------------------
 
@@ -253,16 +257,34 @@ class Shard:
             key = await self.queue.get()
             try:
                 await self.reconcile(key)
-            except Exception:
-                log.exception("reconcile %s failed; retrying", key)
-                asyncio.get_running_loop().call_later(1.0, self.queue.add, key)
+            except Exception as exc:
+                await self._failed(key, exc)
+            else:
+                self.failures.pop(key, None)
             finally:
                 self.queue.done(key)
+
+    async def _failed(self, key: str, exc: Exception) -> None:
+        """A reconcile failed for a reason we did not foresee: retried with backoff (1 s doubling to
+        60 s), one log line each (the stack trace at DEBUG level only); an agent that could not be
+        activated gets phase Failed with the error in its Ready condition (one still running its
+        previous generation keeps running and reporting)."""
+        n = self.failures.get(key, 0) + 1
+        self.failures[key] = n
+        delay = retry_delay(n)
+        what = f"{type(exc).__name__}: {exc}"
+        log.warning("%s: reconcile failed (%s); attempt %d, retrying in %.0fs", key, what, n, delay,
+                    exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+        obj = self.desired.get(key)
+        if obj is not None and key not in self.active:  # an active agent (a failed update) keeps running
+            await self._report_failed(obj, "ActivationFailed", f"{what} (attempt {n}, retrying in {delay:.0f}s)")
+        asyncio.get_running_loop().call_later(delay, self.queue.add, key)
 
     async def reconcile(self, key: str) -> None:
         obj = self.wanted(key)
         active = self.active.get(key)
         if obj is None:
+            self.invalid.pop(key, None)
             if active is not None:
                 await self.release(key)
                 mode = self.deleting.pop(key, None)
@@ -271,18 +293,30 @@ class Shard:
             return
         generation = int((obj.get("metadata") or {}).get("generation") or 0)
         if active is None:
+            if self.invalid.get(key) == generation:
+                return  # its spec was refused and reported; a spec change (new generation) tries again
             await self.activate(key, obj)
         elif key not in self.host.handles:  # deleted through the API (DELETE on this shard)
             await self.release(key)
         elif active.generation != generation:
-            await self.host.apply(manifest_of(obj))
+            try:
+                manifest = manifest_of(obj)
+            except ManifestError as exc:  # accepted by the apiserver (e.g. an older CRD), not by us
+                log.warning("%s: invalid spec (%s); released until the spec changes", key, exc)
+                self.invalid[key] = generation
+                await self.release(key)
+                await self._report_failed(obj, "InvalidSpec", str(exc))
+                return
+            await self.host.apply(manifest)
             active.generation = generation
 
     async def activate(self, key: str, obj: dict[str, Any]) -> None:
         try:
             manifest = manifest_of(obj)
-        except ManifestError as exc:
-            await self._patch_condition(obj, False, "InvalidSpec", str(exc))
+        except ManifestError as exc:  # not retried: the next spec change (a watch event) brings a new try
+            log.warning("%s: invalid spec (%s); not activated until the spec changes", key, exc)
+            self.invalid[key] = int((obj.get("metadata") or {}).get("generation") or 0)
+            await self._report_failed(obj, "InvalidSpec", str(exc))
             return
         folder = self.host.folder_of(manifest.metadata.namespace, manifest.metadata.name)
         try:
@@ -428,11 +462,16 @@ class Shard:
 
     # -- status ------------------------------------------------------------------------------------
 
-    async def _patch_condition(self, obj: dict[str, Any], ready: bool, reason: str, message: str) -> None:
+    async def _report_failed(self, obj: dict[str, Any], reason: str, message: str) -> None:
+        """Phase Failed with `message` in the Ready condition (best effort: a failed patch is logged).
+        The operator keeps a shard's Failed while the agent stays on this shard."""
         meta = obj.get("metadata") or {}
-        body = {"status": {"conditions": ready_conditions(obj, ready, reason, message, time.time())}}
-        with contextlib.suppress(ApiError):
+        body = {"status": {"phase": "Failed",
+                           "conditions": ready_conditions(obj, False, reason, message, time.time())}}
+        try:
             await self.kube.merge_patch(agents_path(meta.get("namespace"), meta.get("name"), status=True), body)
+        except Exception as exc:  # noqa: BLE001 - reporting must not turn one failure into another
+            log.warning("could not report %s of %s: %s", reason, object_key(obj), exc)
 
     async def _patch_status(self, key: str, status: AgentStatus) -> None:
         obj = self.desired.get(key)
@@ -588,12 +627,16 @@ async def run_shard(config: ShardConfig, kube: KubeClient) -> AsyncIterator[Runn
         shard.address = config.advertise or url
         stop = asyncio.Event()
         task = asyncio.create_task(shard.run(stop), name="shard")
+        token_watch = asyncio.create_task(tokens.watch(), name="tokens")  # other shards' new tokens
         try:
             yield RunningShard(shard, host, url, admin)
         finally:
             stop.set()
+            token_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await token_watch
             await runner.cleanup()
 
 

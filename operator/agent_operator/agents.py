@@ -1,7 +1,10 @@
 """Agents as the operator sees them, and the patches that record a placement (pure).
 
 `AgentView` is the slice of an Agent object placement needs. `choose_pool` picks the agent's pool
-(spec.runtimePool, else the pool of its model's region, else the namespace's only pool).
+(spec.runtimePool, else the pool of its model's region, else the namespace's only pool);
+`pinned_pool` keeps a placed agent in the pool it was first placed in (`status.pool`): its log
+lives on that pool's volume, so a later change of spec.runtimePool or spec.model.region is held,
+not followed, and the `Placed` condition says so.
 `placement_patch` / `pending_patch` return the merge patch for /status, or None when the object
 already says so (so watch echoes of our own patches change nothing): a (re-)placement is that ONE
 write, since shards watch `fieldSelector=status.shard=<shard>`. `finalizer_patch` adds the
@@ -36,11 +39,16 @@ class AgentView:
     finalizers: tuple[str, ...]
     deleting: bool
     spec_error: str | None = None  # what AgentSpec's validators say that the CRD schema could not
+    status_pool: str | None = None  # the pool it was first placed in (its log lives on that volume)
     target: str | None = field(default=None)  # what the operator set (or is setting) last
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def placed_reason(self) -> str | None:
+        return _condition(self, "Placed").get("reason")
 
     @property
     def current(self) -> str | None:
@@ -56,13 +64,17 @@ def _rv(meta: Mapping[str, Any]) -> int:
 
 
 def spec_error(spec: Mapping[str, Any]) -> str | None:
-    """The first problem `AgentSpec` finds in a spec the apiserver accepted, as "spec.<field>: <msg>"."""
+    """The first problem the runtime finds in a spec the apiserver accepted (an older CRD, or a rule
+    a schema cannot say), as "spec.<field>: <msg>". Never raises: a validator that fails in an
+    unforeseen way is reported the same way (the Agent gets phase Failed, not a crash loop)."""
     try:
         AgentSpec.model_validate(dict(spec))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in ("spec", *first["loc"]))
         return f"{where}: {first['msg']}"
+    except Exception as exc:  # noqa: BLE001 - any refusal of the spec is the spec's problem, said plainly
+        return f"spec: the runtime cannot parse it ({type(exc).__name__}: {exc})"
     return None
 
 
@@ -79,6 +91,7 @@ def agent_view(body: Mapping[str, Any], previous: AgentView | None = None) -> Ag
         region=(spec.get("model") or {}).get("region") or None,
         on_delete=str(spec.get("onDelete") or "archive"),
         status_shard=status.get("shard") or None,
+        status_pool=status.get("pool") or None,
         phase=status.get("phase"),
         conditions=list(status.get("conditions") or []),
         finalizers=tuple(meta.get("finalizers") or ()),
@@ -92,7 +105,7 @@ def placement_fields(view: AgentView) -> tuple[Any, ...]:
     """What placement looks at: an event that changes none of these (turns, tokens, the shard's
     Ready condition...) needs no planning."""
     placed = next((c for c in view.conditions if c.get("type") == "Placed"), {})
-    return (view.uid, view.generation, view.status_shard, view.phase, view.finalizers,
+    return (view.uid, view.generation, view.status_shard, view.status_pool, view.phase, view.finalizers,
             view.deleting, placed.get("status"), placed.get("reason"), placed.get("message"))
 
 
@@ -112,6 +125,22 @@ def choose_pool(agent: AgentView, pools: Mapping[str, str]) -> tuple[str | None,
         return None, f"no RuntimePool in namespace {agent.namespace}"
     return None, (f"{len(pools)} RuntimePools in namespace {agent.namespace} and none for region "
                   f"{agent.region!r}; set spec.runtimePool")
+
+
+def pinned_pool(agent: AgentView, pools: Mapping[str, str], pinned: str | None) -> tuple[str | None, str, str]:
+    """(pool, reason, note) for an agent whose log lives on pool `pinned` (its status.pool, or the
+    pool of the shard it is on; None: never placed, free to go where its spec says). A pinned agent
+    stays in its pool whatever its spec now asks for; `note` then says what is held and why (empty
+    when the spec agrees). `reason` is set when there is no pool (pool None), as for `choose_pool`."""
+    wanted, reason = choose_pool(agent, pools)
+    if pinned is None or pinned == wanted:
+        return wanted, reason, ""
+    if pinned not in pools:
+        return None, (f"RuntimePool {pinned!r}, which holds this agent's log (status.pool), is not found in "
+                      f"namespace {agent.namespace}; re-create the Agent to start over elsewhere"), ""
+    asks = f"RuntimePool {wanted!r}" if wanted is not None else f"another pool ({reason})"
+    return pinned, "", (f"spec asks for {asks}, but the agent's log lives on RuntimePool {pinned!r} "
+                        f"(status.pool): it stays there; delete and re-create the Agent to move it")
 
 
 def _with_condition(conditions: Sequence[Mapping[str, Any]], cond: dict[str, Any], now_iso: str) -> list[dict[str, Any]]:
@@ -138,18 +167,26 @@ def finalizer_patch(agent: AgentView) -> dict[str, Any] | None:
     return {"metadata": {"finalizers": [*agent.finalizers, FINALIZER]}}
 
 
-def placement_patch(agent: AgentView, shard: str, now_iso: str) -> dict[str, Any] | None:
-    """The status patch placing `agent` on `shard` (phase, shard, condition Placed). The shard's own
-    phases (Running, Idle, WaitingApproval) stay when the shard does not change."""
-    message = f"placed on shard {shard}"
+def placement_patch(agent: AgentView, shard: str, now_iso: str, pool: str | None = None,
+                    note: str = "") -> dict[str, Any] | None:
+    """The status patch placing `agent` on `shard` of `pool` (phase, shard, pool, condition Placed).
+    The shard's own phases (Running, Idle, WaitingApproval) stay when the shard does not change.
+    `note` (from `pinned_pool`): a spec change that is held, said in the condition (reason PoolPinned)."""
+    message = f"placed on shard {shard}" + (f"; {note}" if note else "")
+    reason = "PoolPinned" if note else "Placed"
     placed = _condition(agent, "Placed")
-    keep_phase = agent.phase in SHARD_PHASES and agent.status_shard == shard
+    # the shard's phases stay while it keeps the agent, Failed too (it could not activate it: the
+    # shard retries with backoff, and its Ready condition says why)
+    keep_phase = (agent.phase in SHARD_PHASES or agent.phase == "Failed") and agent.status_shard == shard
     status_ok = (agent.status_shard == shard and (keep_phase or agent.phase == "Placed")
-                 and placed.get("status") == "True" and placed.get("message") == message)
+                 and (pool is None or agent.status_pool == pool) and placed.get("status") == "True"
+                 and placed.get("message") == message and placed.get("reason") == reason)
     if status_ok:
         return None
     status: dict[str, Any] = {"shard": shard, "conditions": _with_condition(
-        agent.conditions, {"type": "Placed", "status": "True", "reason": "Placed", "message": message}, now_iso)}
+        agent.conditions, {"type": "Placed", "status": "True", "reason": reason, "message": message}, now_iso)}
+    if pool is not None:
+        status["pool"] = pool
     if not keep_phase:
         status["phase"] = "Placed"
     return {"status": status}

@@ -40,6 +40,8 @@ from agent_runtime.manifest import API_GROUP
 
 log = logging.getLogger("agent_operator")
 GV = f"{API_GROUP}/{VERSION}"
+MAX_RETRY_S = 300.0
+ADMIN_TOKEN_TTL_S = 30.0  # a pool's admin token is re-read from its Secret after this (rotation)
 Job = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -83,7 +85,8 @@ class Controller:
         self._queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue(maxsize=10_000)
         self._inflight: set[str] = set()
         self._retry_at: dict[str, float] = {}
-        self._tokens: dict[tuple[str, str], str] = {}
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (ns, pool) -> (admin token, read at)
+        self._failures: dict[str, int] = {}  # key -> consecutive unforeseen failures (backoff)
         self.steps = 0
         self.patches = 0
         self._task: asyncio.Task[None] | None = None
@@ -204,6 +207,7 @@ class Controller:
         now_iso = _now_iso()
         self._retry_at = {k: t for k, t in self._retry_at.items() if t > now}
         by_pool: dict[tuple[str, str], dict[str, str | None]] = defaultdict(dict)
+        held: dict[str, str] = {}  # agent key -> why its spec's pool change is not followed
         regions: dict[str, dict[str, str]] = defaultdict(dict)
         for (ns, name), pool in self.pools.items():
             if pool.spec is not None:
@@ -216,10 +220,13 @@ class Controller:
             if agent.spec_error is not None:
                 self._record_pending(agent, "InvalidSpec", agent.spec_error, now_iso, phase="Failed")
                 continue
-            pool_name, reason = agents_mod.choose_pool(agent, regions.get(agent.namespace, {}))
+            pool_name, reason, note = agents_mod.pinned_pool(agent, regions.get(agent.namespace, {}),
+                                                             self._pinned_pool(agent))
             if pool_name is None:
                 self._record_pending(agent, "NoRuntimePool", reason, now_iso)
                 continue
+            if note:
+                held[key] = note
             by_pool[(agent.namespace, pool_name)][key] = agent.current
         for (ns, pool_name), current in by_pool.items():
             pool = self.pools[(ns, pool_name)]
@@ -232,7 +239,7 @@ class Controller:
                 if self._batch_started is None:
                     self._batch_started, self._batch_patches = time.monotonic(), self.patches
             for key, shard in plan.moves.items():
-                self._record_placement(self.agents[key], shard, now_iso)
+                self._record_placement(self.agents[key], shard, now_iso, pool_name, held.get(key, ""))
             for key in plan.unplaced:
                 why = ("no shard of RuntimePool {p} has a fresh Lease and is not draining" if not eligible
                        else "RuntimePool {p} is full ({n} shards x {c} agents)")
@@ -243,18 +250,34 @@ class Controller:
             for key, on in current.items():  # placed and staying: make sure the object says so
                 agent = self.agents[key]
                 if on is not None and key not in plan.moves and on in eligible_set and key not in self._inflight:
-                    if agent.status_shard != on or FINALIZER not in agent.finalizers:
-                        self._record_placement(agent, on, now_iso)
+                    note = held.get(key, "")
+                    # (an agent placed before status.pool existed gets it with its next write, not a write
+                    # of its own: with a CRD not yet upgraded the field is pruned, and that would repeat)
+                    if (agent.status_shard != on or FINALIZER not in agent.finalizers or note
+                            or agent.placed_reason == "PoolPinned"):
+                        self._record_placement(agent, on, now_iso, pool_name, note)
         if self.settings.manage_pools:
             for pool in list(self.pools.values()):
                 self._reconcile_pool(pool, by_pool.get((pool.namespace, pool.name), {}), now)
 
     # ---- agents ----------------------------------------------------------------------------------
 
-    def _record_placement(self, agent: agents_mod.AgentView, shard: str, now_iso: str) -> None:
+    def _pinned_pool(self, agent: agents_mod.AgentView) -> str | None:
+        """The pool whose volume holds the agent's log: status.pool, else (placed before status.pool
+        existed) the pool of the shard it is on, else None (never placed)."""
+        if agent.status_pool is not None:
+            return agent.status_pool
+        if agent.status_shard is not None:
+            shard = self.shards.get((agent.namespace, agent.status_shard))
+            if shard is not None:
+                return shard.pool
+        return None
+
+    def _record_placement(self, agent: agents_mod.AgentView, shard: str, now_iso: str, pool: str | None = None,
+                          note: str = "") -> None:
         if agent.key in self._inflight or agent.key in self._retry_at:
             return
-        status_patch = agents_mod.placement_patch(agent, shard, now_iso)
+        status_patch = agents_mod.placement_patch(agent, shard, now_iso, pool, note)
         meta_patch = agents_mod.finalizer_patch(agent)
         if status_patch is None and meta_patch is None:
             agent.target = None
@@ -310,30 +333,39 @@ class Controller:
                                            agent.on_delete)
         shard = self.shards.get((agent.namespace, agent.status_shard or ""))
         if shard is not None and shard.fresh(self.clock()) and shard.address:
-            token = await self._admin_token(agent.namespace, shard.pool)
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
             url = f"{shard.address.rstrip('/')}/v1/agents/{agent.namespace}/{agent.name}"
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-                async with http.delete(url, headers=headers) as resp:
-                    if resp.status in (200, 202, 204, 404):
-                        return f"shard {shard.name} answered {resp.status} to DELETE"
-                    raise ApiError(resp.status, "ShardRefused", await resp.text())
+                for fresh in (False, True):  # a refused token may have been rotated: re-read it once
+                    token = await self._admin_token(agent.namespace, shard.pool, fresh=fresh)
+                    headers = {"Authorization": f"Bearer {token}"} if token else {}
+                    async with http.delete(url, headers=headers) as resp:
+                        if resp.status in (200, 202, 204, 404):
+                            return f"shard {shard.name} answered {resp.status} to DELETE"
+                        if resp.status in (401, 403) and not fresh:
+                            continue
+                        raise ApiError(resp.status, "ShardRefused", await resp.text())
         log.warning("agent %s: no data folder configured and its shard is gone; the log folder stays on the "
                     "pool volume", agent.key)
         return "folder left on the pool volume (operator has no --data and the shard is gone)"
 
-    async def _admin_token(self, namespace: str, pool: str) -> str | None:
+    async def _admin_token(self, namespace: str, pool: str, fresh: bool = False) -> str | None:
+        """The pool's admin token from its Secret, cached for ADMIN_TOKEN_TTL_S (`fresh`: re-read now,
+        e.g. after a shard refused it), so a rotated token is picked up."""
         key = (namespace, pool)
-        if key not in self._tokens:
-            try:
-                secret = await self.api.get(path_for("v1", "secrets", namespace, f"{pool}-admin-token"))
-            except ApiError:
-                return None
-            raw = (secret.get("data") or {}).get("admin.token")
-            if not raw:
-                return None
-            self._tokens[key] = base64.b64decode(raw).decode().strip()
-        return self._tokens[key]
+        cached = self._tokens.get(key)
+        if cached is not None and not fresh and self.clock() - cached[1] < ADMIN_TOKEN_TTL_S:
+            return cached[0]
+        try:
+            secret = await self.api.get(path_for("v1", "secrets", namespace, f"{pool}-admin-token"))
+        except ApiError:
+            return cached[0] if cached is not None else None
+        raw = (secret.get("data") or {}).get("admin.token")
+        if not raw:
+            self._tokens.pop(key, None)
+            return None
+        token = base64.b64decode(raw).decode().strip()
+        self._tokens[key] = (token, self.clock())
+        return token
 
     # ---- pools -----------------------------------------------------------------------------------
 
@@ -357,7 +389,8 @@ class Controller:
         fingerprint = f"{pool.uid}/{pool.generation}/{replicas}"
         key = f"pool:{pool.namespace}/{pool.name}"
         if fingerprint != pool.applied and key not in self._inflight and key not in self._retry_at:
-            token = self._tokens.get((pool.namespace, pool.name)) or secrets.token_urlsafe(32)
+            known = self._tokens.get((pool.namespace, pool.name))
+            token = known[0] if known is not None else secrets.token_urlsafe(32)
             objs = resources.desired_objects(ref, pool.spec, replicas, token)
             if self._submit(key, lambda: self._apply_pool(pool, objs, fingerprint)):
                 pool.applied = fingerprint
@@ -428,10 +461,15 @@ class Controller:
             except folders.FolderBusy as exc:
                 log.info("%s: %s; retrying", key, exc)
                 self._retry_at[key] = self.clock() + 1.0
-            except Exception:
-                log.exception("%s: failed; retrying in 5s", key)
-                self._retry_at[key] = self.clock() + 5.0
+            except Exception as exc:  # unforeseen: one line per failure, backoff 5 s doubling to 5 min
+                n = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(MAX_RETRY_S, 5.0 * 2 ** (n - 1))
+                log.warning("%s: failed (%s: %s); attempt %d, retrying in %.0fs", key, type(exc).__name__, exc, n,
+                            delay, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+                self._retry_at[key] = self.clock() + delay
                 self._reset_target(key)
+            else:
+                self._failures.pop(key, None)
             finally:
                 self._inflight.discard(key)
                 self._wake.set()

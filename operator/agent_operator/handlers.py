@@ -6,7 +6,6 @@ controller's batched patches. Login reuses the operator's connection settings (a
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import kopf
@@ -35,14 +34,16 @@ def build_registry(controller: Controller, conn: KubeConfig) -> kopf.OperatorReg
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
-        token = await asyncio.to_thread(conn.bearer)  # a token file is re-read (projected tokens rotate)
+        token = await conn.bearer_token()  # a token file is re-read off the loop when it changed (rotation)
 
         def path(p: object) -> str | None:
             return None if p is None else str(p)
 
-        return kopf.ConnectionInfo(server=conn.server, ca_path=path(conn.ca_file), insecure=conn.insecure,
-                                   token=token, scheme="Bearer" if token else None,
-                                   certificate_path=path(conn.cert_file), private_key_path=path(conn.key_file),
+        # embedded kubeconfig data goes to kopf as data (kopf keeps its own temporary files for it)
+        return kopf.ConnectionInfo(server=conn.server, ca_path=path(conn.ca_file), ca_data=conn.ca_data,
+                                   insecure=conn.insecure, token=token, scheme="Bearer" if token else None,
+                                   certificate_path=path(conn.cert_file), certificate_data=conn.cert_data,
+                                   private_key_path=path(conn.key_file), private_key_data=conn.key_data,
                                    default_namespace=conn.namespace)
 
     @kopf.on.event(API_GROUP, VERSION, "agents", registry=registry)

@@ -109,11 +109,14 @@ class TokenCounts(_Model):
 
 
 class AgentStatus(_Model):
-    """Placement (operator: phase Pending/Placed/Failed, shard, condition Placed) and activity (shard:
+    """Placement (operator: phase Pending/Placed/Failed, shard, pool, condition Placed) and activity (shard:
     phase Running/Idle/WaitingApproval, turns, tokens, cachedShare, lastActivity, condition Ready)."""
 
     phase: AgentPhase = "Pending"
     shard: str | None = Field(default=None, max_length=253)
+    pool: str | None = Field(default=None, max_length=253, description=(
+        "The RuntimePool the agent was first placed in; its log lives on that pool's volume, so the "
+        "operator keeps it there even if spec.runtimePool or spec.model.region later asks for another."))
     turns: int = Field(default=0, ge=0)
     tokens: TokenCounts = TokenCounts()
     cached_share: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of prompt tokens read from cache.")

@@ -30,6 +30,17 @@ TOKEN_MOUNT = "/etc/agent-runtime"
 KEYS_MOUNT = "/etc/agent-runtime-provider-keys"
 
 
+# Exactly what a shard calls (agent_runtime/kube/shard.py): list + watch its Agents (field selector
+# status.shard), merge-patch their status, get/create/replace/merge-patch its own Lease. The
+# operator must hold all of these in the pool's namespace itself (the chart's operator Role):
+# Kubernetes refuses to let it grant more than it has.
+SHARD_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [API_GROUP], "resources": ["agents"], "verbs": ["list", "watch"]},
+    {"apiGroups": [API_GROUP], "resources": ["agents/status"], "verbs": ["patch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]},
+]
+
+
 @dataclass(frozen=True, slots=True)
 class PoolRef:
     name: str
@@ -99,13 +110,7 @@ def admin_token_secret(pool: PoolRef, token: str) -> dict[str, Any]:
 
 def shard_rbac(pool: PoolRef) -> list[dict[str, Any]]:
     name = f"{pool.name}-shard"
-    rules = [
-        {"apiGroups": [API_GROUP], "resources": ["agents"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [API_GROUP], "resources": ["agents/status"], "verbs": ["get", "patch", "update"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-         "verbs": ["get", "list", "watch", "create", "update", "patch"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    ]
+    rules = SHARD_RULES
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(pool, name, "shard")},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(pool, name, "shard"),

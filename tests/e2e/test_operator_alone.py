@@ -66,12 +66,18 @@ def agent(name: str, ns: str, **spec: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_operator(apiserver: Cluster, namespace: str, tmp_path: Path, data: Path | None) -> Iterator[None]:
-    """`python -m agent_operator` as a subprocess, exactly as the chart's Deployment runs it."""
+def running_operator(apiserver: Cluster, namespace: str, tmp_path: Path, data: Path | None,
+                     kubeconfig: Path | None = None, clusterwide: bool = False) -> Iterator[None]:
+    """`python -m agent_operator` as a subprocess, exactly as the chart's Deployment runs it
+    (`kubeconfig`: connect as someone else than the cluster admin, e.g. the chart's service account;
+    `clusterwide`: no --namespace, every namespace watched)."""
     extra = ["--data", str(data)] if data is not None else []
+    if not clusterwide:
+        extra += ["--namespace", namespace]
     with (tmp_path / "operator.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig", str(apiserver.kubeconfig),
-                                 "--namespace", namespace, *extra], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig",
+                                 str(kubeconfig or apiserver.kubeconfig), *extra],
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
         yield
     finally:
@@ -256,16 +262,19 @@ def test_scale_down_drains_the_removed_shard_before_shrinking(apiserver: Cluster
 
 class ShardStandIn:
     """A real HTTP server standing in for a shard's API: records each request's method, path and
-    Authorization header, answers 204 (what `DELETE /v1/agents/{ns}/{name}` returns)."""
+    Authorization header, answers 204 (what `DELETE /v1/agents/{ns}/{name}` returns), or 401 when
+    `accept` is set and the request does not carry that token."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, str | None]] = []
+        self.accept: str | None = None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_DELETE(self) -> None:  # noqa: N802 (http.server's naming)
-                outer.requests.append(("DELETE", self.path, self.headers.get("Authorization")))
-                self.send_response(204)
+                auth = self.headers.get("Authorization")
+                outer.requests.append(("DELETE", self.path, auth))
+                self.send_response(401 if outer.accept and auth != f"Bearer {outer.accept}" else 204)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -302,3 +311,43 @@ def test_without_data_the_finalizer_asks_the_owning_shard(apiserver: Cluster, na
         apiserver.kubectl("delete", "agent", "gone", "-n", namespace, "--wait=false")
         wait_for("gone", lambda: get(apiserver, namespace, "agent", "gone") is None)
         assert shard.requests == [("DELETE", f"/v1/agents/{namespace}/gone", f"Bearer {token}")]
+        # the admin token is rotated in the Secret (the shards now accept only the new one): the
+        # operator's cached token is refused once, re-read from the Secret, and the DELETE goes through
+        rotated = "rotated-" + token
+        apiserver.kubectl("patch", "secret", "w-admin-token", "-n", namespace, "--type", "merge", "-p",
+                          json.dumps({"stringData": {"admin.token": rotated}}))
+        shard.accept = rotated
+        shard.requests.clear()
+        assert apply(apiserver, agent("gone2", namespace, runtimePool="w")).returncode == 0
+        wait_for("gone2 placed", lambda: "agentruntime.dev/finalizer" in (
+            (get(apiserver, namespace, "agent", "gone2") or {}).get("metadata", {}).get("finalizers") or []))
+        apiserver.kubectl("delete", "agent", "gone2", "-n", namespace, "--wait=false")
+        wait_for("gone2 gone", lambda: get(apiserver, namespace, "agent", "gone2") is None, timeout=10)
+        assert shard.requests[-1] == ("DELETE", f"/v1/agents/{namespace}/gone2", f"Bearer {rotated}")
+
+
+def test_region_change_of_a_placed_agent_is_held_in_its_pool(apiserver: Cluster, namespace: str,
+                                                             operator: Path) -> None:
+    for name, region in (("eu", "eu-west"), ("us", "us-east")):
+        pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+                "metadata": {"name": name, "namespace": namespace}, "spec": {"region": region, "shards": 1}}
+        assert apply(apiserver, pool).returncode == 0
+        put_lease(apiserver, namespace, f"{name}-0", name, duration=600)
+    assert apply(apiserver, agent("mover", namespace, model={"region": "eu-west"})).returncode == 0
+    placed = wait_for("mover on eu-0", lambda: (lambda o: o if o and o.get("status", {}).get("shard") == "eu-0"
+                                                 else None)(get(apiserver, namespace, "agent", "mover")))
+    assert placed["status"]["pool"] == "eu"  # pinned at first placement
+    assert apply(apiserver, agent("mover", namespace, model={"region": "us-east"})).returncode == 0
+
+    def held() -> dict[str, Any] | None:
+        o = get(apiserver, namespace, "agent", "mover") or {}
+        cond = [c for c in o.get("status", {}).get("conditions", []) if c["type"] == "Placed"]
+        return o if cond and cond[0]["reason"] == "PoolPinned" else None
+
+    o = wait_for("the region change held", held)
+    assert o["status"]["shard"] == "eu-0" and o["status"]["pool"] == "eu"
+    (cond,) = [c for c in o["status"]["conditions"] if c["type"] == "Placed"]
+    assert "spec asks for RuntimePool 'us'" in cond["message"] and "delete and re-create" in cond["message"]
+    printed = apiserver.kubectl("get", "agent", "mover", "-n", namespace, "-o",
+                                "jsonpath={.status.shard}").stdout
+    assert printed == "eu-0"

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime
 import gc
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+import yaml
 from stack import Proc, RoutedAgent, eventually, start_router, start_shard
 
 from agent_runtime.kube.client import KubeClient, NotFound, Reflector, agents_path, leases_path
 from agent_runtime.kube.config import load_kubeconfig
 from agent_runtime.kube.names import DRAINING_ANNOTATION, SHARD_FIELD
-from harness import Cluster
+from harness import ROOT, Cluster
 
 LEASE_S = 6
 POOL = "pool"
@@ -299,3 +301,43 @@ async def test_deleting_an_agent_object_disposes_its_folder_per_on_delete_on_its
     async with stack.http.delete(url, headers=headers) as resp:
         assert resp.status == 202  # what the operator's finalizer asks: accepted, the shard did it
     await stack.kube.merge_patch(agents_path(stack.ns, name), {"metadata": {"finalizers": None}})
+
+
+async def test_a_spec_the_runtime_refuses_is_failed_once_not_a_retry_loop(stack: Stack) -> None:
+    """An Agent spec the apiserver accepts but the runtime does not (here: a CRD older than the
+    runtime, which still allows a tool the runtime dropped) makes the agent Failed with the field in
+    its Ready condition, one log line, no stack trace and no retry until the spec changes; fixing the
+    spec brings it back. (It used to raise in the reconcile loop: a stack trace every second.)"""
+    crd = "agents.agentruntime.dev"
+    enum = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/tools/items/enum"
+    stack.cluster.kubectl("apply", "-f", "-", input=agent_yaml("picky", stack.ns))
+    shard = stack.shard("pool-0")
+    await stack.place("picky", "pool-0")
+    await stack.running_on("picky", "pool-0")
+    stack.cluster.kubectl("patch", "crd", crd, "--type", "json", "-p", f'[{{"op": "remove", "path": "{enum}"}}]')
+    try:
+        bad = agent_yaml("picky", stack.ns) + "  tools: [shell, rm]\n"
+        await eventually(lambda: asyncio.to_thread(
+            lambda: stack.cluster.kubectl("apply", "-f", "-", input=bad, check=False).returncode == 0), 10,
+            "the relaxed CRD takes effect")
+
+        async def failed() -> dict[str, Any] | None:
+            s = await stack.status("picky")
+            ready = [c for c in s.get("conditions") or [] if c.get("type") == "Ready"]
+            return s if s.get("phase") == "Failed" and ready and ready[0]["reason"] == "InvalidSpec" else None
+
+        status = await eventually(failed, 15, "picky Failed with InvalidSpec")
+        (ready,) = [c for c in status["conditions"] if c["type"] == "Ready"]
+        assert ready["status"] == "False" and "spec.tools" in ready["message"] and "rm" in ready["message"]
+        await asyncio.sleep(3)  # the old loop retried (and printed a stack trace) every second
+        log = shard.log_path.read_text()
+        assert "Traceback" not in log, log[-3000:]
+        assert log.count("invalid spec") == 1, log[-3000:]
+        assert (await stack.status("picky"))["phase"] == "Failed"
+    finally:  # the generated CRD's enum back
+        tools = yaml.safe_load((ROOT / "crds" / f"{crd}.yaml").read_text())["spec"]["versions"][0]["schema"][
+            "openAPIV3Schema"]["properties"]["spec"]["properties"]["tools"]["items"]["enum"]
+        stack.cluster.kubectl("patch", "crd", crd, "--type", "json", "-p",
+                              json.dumps([{"op": "add", "path": enum, "value": tools}]))
+    stack.cluster.kubectl("apply", "-f", "-", input=agent_yaml("picky", stack.ns) + "  tools: [shell]\n")
+    await stack.running_on("picky", "pool-0")  # the fixed spec (a new generation) activates it again

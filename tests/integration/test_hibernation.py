@@ -65,7 +65,11 @@ def events_on_disk(db: Path) -> list[Event]:
 def rebuild(events: list[Event], snapshot: tuple[int, dict[str, Any]] | None) -> AgentState:
     """What `AgentActor.start` does, from rows read off the disk."""
     snap_seq = snapshot[0] if snapshot else 0
-    message_events = [e for e in events if e.kind in CONVERSATION_KINDS and e.seq <= snap_seq]
+    refs = AgentState.conversation_refs(snapshot[1]) if snapshot else None
+    if refs is not None:
+        message_events = [e for e in events if e.seq in set(refs)]
+    else:
+        message_events = [e for e in events if e.kind in CONVERSATION_KINDS and e.seq <= snap_seq]
     return AgentState.restore(snapshot, message_events, [e for e in events if e.seq > snap_seq])
 
 
@@ -195,6 +199,46 @@ async def test_snapshot_plus_tail_equals_full_replay(tmp_path: Path) -> None:
         assert same_state(rebuild(events[:p], snap), prefix), f"prefix {p}: snapshot at the head"
         assert same_state(rebuild(events, snap), full), f"snapshot at seq {p} + tail != full replay"
     assert mid_turn > 0, "no prefix ended with open tool calls or a pending message"
+
+
+async def test_a_wake_reads_what_the_snapshot_names_not_the_whole_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With compression the conversation is bounded, and so is a wake: it reads the snapshot, the
+    events the snapshot names (frozen chunks, live and pending messages) and the events after it —
+    never a replay of the log — and the woken state is the state a full replay gives."""
+    data_dir = tmp_path / "data"
+    manifest = make_manifest("sleeper", compression={"tailBudget": 600, "keepTail": 200, "frozenBudget": 1024})
+    async with Host(host_config(data_dir), provider(), default_registry()) as host:
+        handle, _ = await host.apply(manifest)
+        db = handle.folder / "events.db"
+        for turn in range(1, 9):
+            await host.user_message(KEY, f"m{turn}", f"task {turn}: write fib.py and check that it works")
+            await wait_until(lambda turn=turn: hibernated_after_turns(handle, turn), 20, f"hibernation after turn {turn}")
+        events = events_on_disk(db)
+        assert sum(e.kind == "compression" for e in events) >= 3
+        snapshot = read_snapshots(db)[-1]
+        refs = AgentState.conversation_refs(snapshot[1])
+        assert refs is not None and len(refs) < len(events) // 3
+
+        replays: list[int] = []
+        read_seqs = SqliteEventLog.read_seqs
+
+        async def no_replay(self: SqliteEventLog, kinds: Any, after: int = 0) -> list[Event]:
+            raise AssertionError("a wake replayed the log")
+
+        async def counted(self: SqliteEventLog, seqs: Any) -> list[Event]:
+            out = await read_seqs(self, seqs)
+            replays.append(len(out))
+            return out
+
+        monkeypatch.setattr(SqliteEventLog, "read_kinds", no_replay)
+        monkeypatch.setattr(SqliteEventLog, "read_seqs", counted)
+        woken = await host.wake(KEY)
+        assert replays == [len(set(refs))]
+        assert same_state(woken.state, rebuild(events, None))
+        monkeypatch.undo()
+        await host.user_message(KEY, "m9", "task 9: write primes.py and check that it works")
+        await wait_until(lambda: hibernated_after_turns(handle, 9), 20, "hibernation after turn 9")
+    assert_gap_free(read_events(db), KEY)
 
 
 async def test_attached_client_keeps_agent_awake(tmp_path: Path) -> None:

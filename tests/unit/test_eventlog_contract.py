@@ -171,6 +171,15 @@ class TestContract:
         with pytest.raises(TypeError):
             await log.read_kinds("usage")
 
+    async def test_read_seqs(self, log: EventLog) -> None:
+        await log.append([ev(n=i) for i in range(1, 1201)])
+        assert seqs(await log.read_seqs([5, 2, 2, 900])) == [2, 5, 900]
+        assert [e.data["n"] for e in await log.read_seqs([7])] == [7]
+        assert seqs(await log.read_seqs([0, -3, 1201, 5000])) == []  # not in the log: left out
+        assert await log.read_seqs([]) == []
+        many = list(range(1, 1201, 2))  # more than one SQL statement's worth
+        assert seqs(await log.read_seqs(many)) == many
+
     async def test_last_of_kind(self, log: EventLog) -> None:
         await log.append([ev("status", s="a"), ev("usage", t=1)])
         await log.append([ev("status", s="b"), ev("user_message")])
@@ -302,6 +311,7 @@ class TestContract:
             lambda: log.read(),
             lambda: log.read_kinds(["user_message"]),
             lambda: log.read_kinds([]),
+            lambda: log.read_seqs([1]),
             lambda: log.last_of_kind("user_message"),
             log.head,
             lambda: log.find_client_id("c1"),

@@ -20,3 +20,15 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 - {{ . | quote }}
 {{- end }}
 {{- end -}}
+
+{{- /* Namespaces whose RuntimePools the operator converges (namespaced Roles only): the watched
+namespaces, else poolNamespaces, else the release namespace. A YAML list (use fromYamlArray). */ -}}
+{{- define "agent-runtime.poolNamespaces" -}}
+{{- if .Values.watchNamespaces -}}
+{{ toYaml .Values.watchNamespaces }}
+{{- else if .Values.operator.poolNamespaces -}}
+{{ toYaml .Values.operator.poolNamespaces }}
+{{- else -}}
+{{ toYaml (list .Release.Namespace) }}
+{{- end -}}
+{{- end -}}
