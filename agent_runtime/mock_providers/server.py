@@ -6,6 +6,9 @@ model (`SimulatedProvider.plan`), or the next scripted message when a test queue
 prompt caching is applied (`caching.PromptCache`) and the time to first token grows with the
 *uncached* prompt tokens, so a cache hit is visible in latency as it is in reality.
 
+The model is pluggable: `MockState.model` is anything with `plan(ModelRequest) -> AssistantMessage`
+(`MockModel`; a benchmark's session model, say), the simulated model by default.
+
 Faults, on request:
 - the `x-mock-fault` request header (one request), or
 - `POST /mock/faults {"faults": [...]}` (queued, one per following request; tests in-process can
@@ -28,7 +31,7 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -87,6 +90,12 @@ class MockConfig:
     api_key: str | None = None  # when set, requests must carry exactly this key
 
 
+class MockModel(Protocol):
+    """What answers behind the routes: the complete next message for a parsed request."""
+
+    def plan(self, request: ModelRequest) -> AssistantMessage: ...
+
+
 class MockState:
     """Mutable state of one mock server: caches, queued faults and scripted answers, a request log."""
 
@@ -102,7 +111,7 @@ class MockState:
         self.script: collections.deque[AssistantMessage] = collections.deque()
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=256)
         self.counts: collections.Counter[str] = collections.Counter()
-        self.model = SimulatedProvider(config.model)
+        self.model: MockModel = SimulatedProvider(config.model)
         self.ids = itertools.count(1)
         self.clock: Callable[[], float] = time.monotonic
 

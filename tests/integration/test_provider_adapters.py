@@ -13,11 +13,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import collect, conversation_at_step_two, mock_and_adapters, request  # noqa: E402
 
-from agent_runtime.messages import UserMessage  # noqa: E402
+from agent_runtime.messages import AssistantMessage, ToolCall, UserMessage  # noqa: E402
 from agent_runtime.mock_providers.server import Fault, MockConfig
 from agent_runtime.providers.simulated import CHAT_LINES
 from agent_runtime.providers.base import (
     MessageCompleted,
+    ModelRequest,
     ProviderError,
     TextDelta,
     ThinkingDelta,
@@ -221,3 +222,29 @@ async def test_a_connection_lost_after_the_terminator_keeps_the_complete_message
     assert [e.call for e in events if isinstance(e, ToolCallCompleted)] == [
         ToolCall("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", {"location": "Paris"})]
     assert isinstance(events[-1], MessageCompleted) and events[-1].stop_reason == "tool_use"
+
+
+class EchoModel:
+    """A plugged-in mock model: answers with what it was asked, and records the requests."""
+
+    def __init__(self) -> None:
+        self.seen: list[ModelRequest] = []
+
+    def plan(self, request: ModelRequest) -> AssistantMessage:
+        self.seen.append(request)
+        last = request.messages[-1]
+        said = last.text if isinstance(last, UserMessage) else "?"
+        return AssistantMessage(text=f"echo: {said}", tool_calls=(ToolCall("call_echo", "read_file", {"path": "x"}),),
+                                stop_reason="tool_use")
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_plugged_in_model_answers_behind_every_route(api: str) -> None:
+    async with mock_and_adapters() as (mock, adapters):
+        model = EchoModel()
+        mock.state.model = model
+        events = await collect(adapters[api], request(api, [UserMessage("ping 7")]))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "echo: ping 7"
+    calls = [e.call for e in events if isinstance(e, ToolCallCompleted)]
+    assert [(c.name, c.arguments) for c in calls] == [("read_file", {"path": "x"})]
+    assert len(model.seen) == 1 and model.seen[0].messages[-1] == UserMessage("ping 7")
