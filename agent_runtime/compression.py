@@ -146,6 +146,9 @@ class Fold:
     duplicates: int
     truncated: int
     similar: int = 0
+    digest: tuple[str, ...] = ()
+    """The archive lines of the folded messages (`digest`), stored with the chunk."""
+    digest_tokens: tuple[int, ...] = ()
 
     @property
     def tokens_after(self) -> int:
@@ -166,6 +169,8 @@ class Fold:
             "truncated": self.truncated,
             "similar": self.similar,
             "messages": [encode_message(m) for m in self.messages],
+            "digest": list(self.digest),
+            "digest_tokens": list(self.digest_tokens),
             "message_tokens": list(self.tokens),
         }
 
@@ -278,7 +283,9 @@ def fold(
                 new = AssistantMessage(m.text, tuple(c for c, _ in folded), m.stop_reason, provider_state=m.provider_state)
         out.append(new)
         tokens.append(span_tokens[i] if new is m else message_tokens(new))
-    return Fold(tuple(out), tuple(tokens), sum(span_tokens), n_sup, n_dup, n_trunc, n_sim)
+    lines = tuple(line for m in span if (line := digest(m)))
+    return Fold(tuple(out), tuple(tokens), sum(span_tokens), n_sup, n_dup, n_trunc, n_sim, lines,
+                tuple(count(line) for line in lines))
 
 
 def path_of(call: ToolCall | None) -> str | None:
@@ -293,6 +300,7 @@ def path_of(call: ToolCall | None) -> str | None:
 
 ARCHIVE_HEADER = "[Archive of the earlier conversation, consolidated: user messages and your decisions; tool outputs left out]"
 ARCHIVE_LINE_TOKENS = 80
+HEADER_TOKENS = count(ARCHIVE_HEADER)
 
 
 def _line(text: str, max_tokens: int = ARCHIVE_LINE_TOKENS) -> str:
@@ -309,31 +317,34 @@ def is_archive(m: Message) -> bool:
     return isinstance(m, UserMessage) and m.text.startswith(ARCHIVE_HEADER)
 
 
-def consolidate(frozen: Sequence[Message], frozen_tokens: int, budget: int) -> Fold:
+def digest(m: Message) -> str:
+    """A message's line in an archive ("" for a tool result that succeeded: outputs are left out).
+    Made when the message is folded and stored with its chunk, so a consolidation only joins lines."""
+    if isinstance(m, UserMessage):
+        return f"user: {_line(m.text)}"
+    if isinstance(m, AssistantMessage):
+        said = f"you: {_line(m.text)}" if m.text else "you:"
+        calls = "; ".join(_call_digest(c) for c in m.tool_calls)
+        return f"{said} → called {calls}" if calls else said
+    return f"  {m.result.name} failed: {_line(m.result.content, 24)}" if m.result.is_error else ""
+
+
+def consolidate(lines: Sequence[str], line_tokens: Sequence[int], frozen_tokens: int, budget: int) -> Fold:
     """Every frozen chunk → one archive chunk: a single user message that lists, in order, each user
     message and each decision of the model (its text and the tools it called, with their arguments),
-    with a one-line outcome of failed calls. An earlier archive is kept as it is at the top (its lines
-    are a digest already); when the archive itself passes half of `budget`, its middle is cut.
-    Deterministic, proportional to the frozen messages (bounded by `budget`), and rare: the frozen
-    prefix then grows again from a small base, so the cost is one cache miss every many turns."""
-    lines: list[str] = []
-    body = frozen
-    if body and is_archive(body[0]):
-        first = body[0]
-        assert isinstance(first, UserMessage)
-        lines.append(first.text[len(ARCHIVE_HEADER) :].strip("\n"))
-        body = body[1:]
-    for m in body:
-        if isinstance(m, UserMessage):
-            lines.append(f"user: {_line(m.text)}")
-        elif isinstance(m, AssistantMessage):
-            said = f"you: {_line(m.text)}" if m.text else "you:"
-            calls = "; ".join(_call_digest(c) for c in m.tool_calls)
-            lines.append(f"{said} → called {calls}" if calls else said)
-        elif m.result.is_error:
-            lines.append(f"  {m.result.name} failed: {_line(m.result.content, 24)}")
-    text = "\n".join(line for line in lines if line)
-    if count(text) > budget // 2:
-        text = head_tail(text, budget // 4, "archive") or text
+    with a one-line outcome of failed calls: the `digest` lines stored with the chunks when they were
+    folded (an earlier archive's lines first), with their token counts. When the archive passes half
+    of `budget`, its middle is cut. Nothing is analysed or counted again: the work is joining the
+    lines (bounded by `budget`), and it is rare: the frozen prefix then grows again from a small
+    base, one cache miss every many turns. The archive's token count is the sum of its parts (a
+    newline between lines counted as one token)."""
+    kept = [(line, n) for line, n in zip(lines, line_tokens, strict=True) if line]
+    total = sum(n for _, n in kept) + len(kept)
+    text = "\n".join(line for line, _ in kept)
+    if total > budget // 2 and (short := head_tail(text, budget // 4, "archive", total)) is not None:
+        text = short
+        kept = [(line, count(line)) for line in text.split("\n")]
+        total = sum(n for _, n in kept) + len(kept)
     archive = UserMessage(f"{ARCHIVE_HEADER}\n{text}")
-    return Fold((archive,), (count(archive.text),), frozen_tokens, 0, 0, 0)
+    return Fold((archive,), (HEADER_TOKENS + total,), frozen_tokens, 0, 0, 0,
+                digest=tuple(line for line, _ in kept), digest_tokens=tuple(n for _, n in kept))

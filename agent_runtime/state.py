@@ -107,6 +107,8 @@ class AgentState:
         "message_refs",
         "pending_refs",
         "chunk_seqs",
+        "frozen_digest",
+        "frozen_digest_tokens",
         "call_paths",
         "live_paths",
         *COUNTER_FIELDS,
@@ -140,6 +142,8 @@ class AgentState:
         self.message_refs: list[int] = []
         self.pending_refs: list[int] = []
         self.chunk_seqs: list[int] = []
+        self.frozen_digest: list[str] = []  # the archive lines of the frozen messages (a consolidation joins them)
+        self.frozen_digest_tokens: list[int] = []
         self.call_paths: dict[str, str] = {}
         self.live_paths: dict[str, int] = {}
         self.running = False
@@ -205,10 +209,20 @@ class AgentState:
             self.frozen_tokens = sum(tokens)
             self.chunk_ends = [self.frozen]
             self.chunk_seqs = [seq]
+            self.frozen_digest, self.frozen_digest_tokens = [], []
         else:
             self.frozen_tokens += sum(tokens)
             self.chunk_ends.append(self.frozen)
             self.chunk_seqs.append(seq)
+        self._add_digest(data)
+
+    def _add_digest(self, data: dict[str, Any]) -> None:
+        lines = [str(line) for line in data.get("digest", ())]
+        counts = [int(n) for n in data.get("digest_tokens", ())]
+        if len(counts) != len(lines):
+            raise ValueError("compression chunk: digest and digest_tokens differ in length")
+        self.frozen_digest.extend(lines)
+        self.frozen_digest_tokens.extend(counts)
 
     def _flush_pending(self) -> None:
         for message, tokens, ref in zip(self.pending, self.pending_tokens, self.pending_refs, strict=True):
@@ -372,6 +386,8 @@ class AgentState:
             chunk_tokens = [int(t) for t in data["message_tokens"]]
             if data.get("consolidated"):
                 self.messages, self.message_tokens, self.chunk_ends, self.chunk_seqs = [], [], [], []
+                self.frozen_digest, self.frozen_digest_tokens = [], []
+            self._add_digest(data)
             self.messages.extend(chunk)
             self.message_tokens.extend(chunk_tokens)
             self.chunk_ends.append(len(self.messages))

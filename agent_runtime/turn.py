@@ -161,10 +161,12 @@ class TurnMachine:
         make every frozen chunk one archive chunk instead (`compression.consolidate`)."""
         state = self.state
         if consolidate:
-            archive = compression.consolidate(state.messages[: state.frozen], state.frozen_tokens, self.spec.frozen_budget())
+            archive = compression.consolidate(state.frozen_digest, state.frozen_digest_tokens, state.frozen_tokens,
+                                             self.spec.frozen_budget())
             data = archive.event_data(len(state.chunk_ends) + 1, consolidated=True)
-            data["folded_messages"] = data["analysed"] = state.frozen
-            return [NewEvent(EventKind.COMPRESSION, data)], state.frozen
+            data["folded_messages"] = state.frozen
+            data["analysed"] = 0  # nothing analysed again: the chunks' stored lines are joined
+            return [NewEvent(EventKind.COMPRESSION, data)], 0
         start = state.frozen
         end = start + count
         later = state.live_paths.copy()

@@ -150,14 +150,15 @@ def spec_for(variant: str, frozen_budget: int | None = None) -> dict[str, Any]:
     }
 
 
-def compression_counters(actor: AgentActor) -> tuple[float, int]:
-    cpu = getattr(actor, "compression_cpu_s", None)
-    analysed = getattr(actor, "compression_analysed", None)
-    if cpu is None or analysed is None:
+def compression_counters(actor: AgentActor) -> tuple[float, int, float]:
+    """(all compression CPU: counting the new messages + planning + folding, messages analysed by
+    folds, planning + folding only)."""
+    meter = getattr(actor, "meter", None)
+    if meter is None:
         raise CompressionUnavailable(
-            "AgentActor has no compression_cpu_s / compression_analysed: frozen-prefix compression (issue 6) "
+            "AgentActor has no compression meter: frozen-prefix compression (issue 6) "
             "is not in this tree; run the other variants with --variants none,naive")
-    return float(cpu), int(analysed)
+    return float(meter.cpu_s), int(meter.analysed), float(meter.planning_s + meter.folding_s)
 
 
 async def run_variant(variant: str, turns: int, root: Path, baseline: bool,
@@ -196,13 +197,13 @@ async def run_variant(variant: str, turns: int, root: Path, baseline: bool,
                 text = model.begin_turn(t)
                 if naive is not None:
                     naive.turn = t
-                cpu0, analysed0 = compression_counters(actor) if variant == "ours" else (0.0, 0)
+                cpu0, analysed0, fold0 = compression_counters(actor) if variant == "ours" else (0.0, 0, 0.0)
                 watch.idle.clear()
                 await host.user_message(key, f"turn-{t}", text)
                 await asyncio.wait_for(watch.idle.wait(), 120)
                 if watch.last.get("reason") != "end_turn":
                     raise RuntimeError(f"{variant}: turn {t} ended with {watch.last}")
-                cpu1, analysed1 = compression_counters(actor) if variant == "ours" else (0.0, 0)
+                cpu1, analysed1, fold1 = compression_counters(actor) if variant == "ours" else (0.0, 0, 0.0)
                 events = await host.read_events(key, after)
                 after = events[-1].seq
                 usages: list[Usage] = []
@@ -228,9 +229,12 @@ async def run_variant(variant: str, turns: int, root: Path, baseline: bool,
                 calls += [(t, u) for u in usages]
                 if baseline and t in in_window:
                     c0 = time.thread_time()
-                    native.analyze_history(outputs, paths)  # everything again, no token cache: the naive planner
+                    # the naive planner: every output counted and analysed again, every turn
+                    native.count_tokens_many(outputs)
+                    native.analyze_history(outputs, paths)
                     baseline_cpu[t] = time.thread_time() - c0
-                per_turn.append({"cpu": cpu1 - cpu0, "analysed": analysed1 - analysed0, "folds": folds,
+                per_turn.append({"cpu": cpu1 - cpu0, "fold_cpu": fold1 - fold0, "analysed": analysed1 - analysed0,
+                                 "folds": folds,
                                  "consolidated": consolidated,
                                  "cost": sum(input_cost(u, "anthropic") for u in usages),
                                  "full_cost": sum(cost(u, "anthropic") for u in usages),
@@ -291,6 +295,8 @@ def row_of(run: dict[str, Any], turns: int) -> dict[str, Any]:
         analysed = [float(p["analysed"]) for p in per_turn]
         row |= {f"compression_cpu_ms_per_turn_at_{t}": round(window(cpu, t) * 1000, 4) for t in m["cpu"]}
         row |= {f"analysed_per_turn_at_{t}": round(window(analysed, t), 2) for t in m["cpu"]}
+        fold_cpu = [p["fold_cpu"] for p in per_turn]
+        row |= {f"fold_cpu_ms_per_turn_at_{t}": round(window(fold_cpu, t) * 1000, 4) for t in m["cpu"]}
         # the same windows without the turns that consolidated (rare: every ~100 turns here), and those turns
         plain = [p["cpu"] if not p["consolidated"] else None for p in per_turn]
         for t in m["cpu"]:
