@@ -177,12 +177,18 @@ class AgentActor:
             snapshot = await self.log.latest_snapshot()
             snap_seq = snapshot[0] if snapshot else 0
             refs = AgentState.conversation_refs(snapshot[1]) if snapshot else None
-            if refs is not None:  # the events the snapshot names: bounded, whatever the log's length
-                message_events = await self.log.read_seqs(refs)
-            else:  # no snapshot, or one from before snapshots named the conversation: replay
-                message_events = [e for e in await self.log.read_kinds(CONVERSATION_KINDS) if e.seq <= snap_seq]
             tail = await self.log.read(after=snap_seq)
-            self.state = AgentState.restore(snapshot, message_events, tail)
+            state: AgentState | None = None
+            if refs is not None:  # the events the snapshot names: bounded, whatever the log's length
+                try:
+                    state = AgentState.restore(snapshot, await self.log.read_seqs(refs), tail)
+                except ValueError as exc:  # a snapshot that does not match its log: replay instead
+                    log.warning("agent %s: snapshot at seq %d unusable (%s); replaying the log", self.key, snap_seq, exc)
+            if state is None:  # no snapshot, one from before snapshots named the conversation, or a bad one
+                counters = (snap_seq, {k: v for k, v in snapshot[1].items() if k != "conversation"}) if snapshot else None
+                message_events = [e for e in await self.log.read_kinds(CONVERSATION_KINDS) if e.seq <= snap_seq]
+                state = AgentState.restore(counters, message_events, tail)
+            self.state = state
         except BaseException:
             await self.log.close()
             raise
@@ -405,7 +411,8 @@ class AgentActor:
         committed = await self._commit(build)
         for event in committed:
             d = event.data
-            self.metrics.compressed(int(d["folded_messages"]), int(d["tokens_before"]), int(d["tokens_after"]), spent[0])
+            self.metrics.compressed(int(d["folded_messages"]), int(d["tokens_before"]), int(d["tokens_after"]), spent[0],
+                                    consolidated=bool(d.get("consolidated")))
 
     async def _call_model(self) -> float:
         """Stream one model message and commit it. Returns the seconds spent waiting on the model."""

@@ -106,17 +106,20 @@ def can_cut_before(m: Message) -> bool:
     return not isinstance(m, ToolResultMessage)
 
 
-def plan_fold(messages: Sequence[Message], tokens: Sequence[int], start: int, total: int, budget: int, keep: int) -> int:
+def plan_fold(messages: Sequence[Message], tokens: Sequence[int], start: int, total: int, budget: int, keep: int,
+              max_fold: int | None = None) -> int:
     """How many of the live tail's oldest messages (`messages[start:]`, `total` tokens, a count the
     state keeps incrementally) to fold; 0: none. Folds from the oldest until at most `keep` tokens
-    would stay live, then moves the cut forward to the next place a chunk may end; the newest message
-    always stays live. Looks only at the messages it folds (and the few up to the cut)."""
+    would stay live (or `max_fold` tokens are folded: a huge tail folds in several steps, each its
+    own event, so no single step holds the event loop long), then moves the cut forward to the next
+    place a chunk may end (back to the one before it when there is none up to the newest message);
+    the newest message always stays live. Looks only at the messages it folds (and the few up to the cut)."""
     last = len(messages) - 1
     if total <= budget or last - start < 1:
         return 0
     left = total
     cut = start
-    while cut < last and left > keep:
+    while cut < last and left > keep and (max_fold is None or total - left < max_fold):
         left -= tokens[cut]
         cut += 1
     forward = cut
@@ -200,8 +203,10 @@ def head_tail(text: str, max_tokens: int, what: str, total: int | None = None) -
             break
         chars = chars * max_tokens // kept
     lines = text.count("\n") + 1
+    middle = len(text) - len(head) - len(tail)
     left_out = text.count("\n", len(head), len(text) - len(tail))
-    return f"{head}\n[… {what} folded: {lines} lines, {total} tokens; {left_out} lines in the middle left out …]\n{tail}"
+    return (f"{head}\n[… {what} folded: {lines} lines, {total} tokens; {middle} characters"
+            f"{f' ({left_out} lines)' if left_out else ''} in the middle left out …]\n{tail}")
 
 
 def _fold_arguments(call: ToolCall, max_tokens: int) -> tuple[ToolCall, bool]:
@@ -231,6 +236,8 @@ def fold(
     changes") only points at one the chunk shows (whole or cut): an exact duplicate of an output that
     was itself superseded is kept (cut if long). A long near duplicate (native analysis: most lines
     shared) becomes the diff from the earlier output when that is shorter than its head and tail."""
+    # a failed call (denied, refused, an error) read or changed nothing: it supersedes no read
+    paths = [None if isinstance(m, ToolResultMessage) and m.result.is_error else p for m, p in zip(span, paths, strict=True)]
     result_at = [i for i, m in enumerate(span) if isinstance(m, ToolResultMessage)]
     outputs = [span[i].result.content for i in result_at]  # type: ignore[union-attr]
     report = native.analyze_history(outputs, [paths[i] for i in result_at])
@@ -244,47 +251,55 @@ def fold(
     shown: dict[int, bool] = {}  # result index -> shown whole (True) or cut (False); absent: elided
     out: list[Message] = []
     tokens: list[int] = []
-    n_sup = n_dup = n_sim = n_trunc = 0
+    counts = {"superseded": 0, "duplicate": 0, "similar": 0, "cut": 0}
     for i, m in enumerate(span):
         new: Message = m
+        new_tokens = span_tokens[i]
         if isinstance(m, ToolResultMessage):
             r = m.result
             content: str | None = None
+            kind = ""
             if i in superseded and r.name in READ_TOOLS and not r.is_error:
-                content = f"[folded: {paths[i]} was read or changed again later; this earlier content is superseded]"
-                n_sup += 1
+                content, kind = f"[folded: {paths[i]} was read or changed again later; this earlier content is superseded]", "superseded"
             elif i in duplicate_of and duplicate_of[i] in shown:
                 first = span[duplicate_of[i]]
                 assert isinstance(first, ToolResultMessage)
-                content = f"[folded: same output as tool call {first.result.tool_call_id}]"
-                n_dup += 1
+                content, kind = f"[folded: same output as tool call {first.result.tool_call_id}]", "duplicate"
             elif (short := head_tail(r.content, max_output_tokens, "output", span_tokens[i])) is not None:
+                content, kind = short, "cut"
                 like = similar_to.get(i)
                 base = span[like] if like is not None and like in shown else None
                 if isinstance(base, ToolResultMessage):
                     changes = native.diff(base.result.content, r.content).unified(
                         context=0, from_file=base.result.tool_call_id, to_file=r.tool_call_id)
                     if count(changes) < max_output_tokens:
-                        short = (f"[folded: the output of tool call {base.result.tool_call_id} (as it was, before any "
-                                 f"folding) with these changes]\n{changes}")
-                        n_sim += 1
-                        n_trunc -= 1
-                content = short
-                n_trunc += 1
-                shown[i] = False
-            else:
-                shown[i] = True
+                        content = (f"[folded: the output of tool call {base.result.tool_call_id} (as it was, before any "
+                                   f"folding) with these changes]\n{changes}")
+                        kind = "similar"
             if content is not None:
-                new = ToolResultMessage(ToolResult(r.tool_call_id, r.name, content, is_error=r.is_error))
+                candidate = ToolResultMessage(ToolResult(r.tool_call_id, r.name, content, is_error=r.is_error))
+                n = message_tokens(candidate)
+                if n < new_tokens:  # a fold never makes a message longer
+                    new, new_tokens = candidate, n
+                    counts[kind] += 1
+            if new is m:
+                shown[i] = True
+            elif kind in ("cut", "similar"):
+                shown[i] = False
         elif isinstance(m, AssistantMessage) and m.tool_calls:
             folded = [_fold_arguments(c, max_output_tokens) for c in m.tool_calls]
             if any(changed for _, changed in folded):
-                n_trunc += sum(1 for _, changed in folded if changed)
-                new = AssistantMessage(m.text, tuple(c for c, _ in folded), m.stop_reason, provider_state=m.provider_state)
+                candidate_a = AssistantMessage(m.text, tuple(c for c, _ in folded), m.stop_reason,
+                                               provider_state=m.provider_state)
+                n = message_tokens(candidate_a)
+                if n < new_tokens:
+                    new, new_tokens = candidate_a, n
+                    counts["cut"] += sum(1 for _, changed in folded if changed)
         out.append(new)
-        tokens.append(span_tokens[i] if new is m else message_tokens(new))
+        tokens.append(new_tokens)
     lines = tuple(line for m in span if (line := digest(m)))
-    return Fold(tuple(out), tuple(tokens), sum(span_tokens), n_sup, n_dup, n_trunc, n_sim, lines,
+    return Fold(tuple(out), tuple(tokens), sum(span_tokens), counts["superseded"], counts["duplicate"], counts["cut"],
+                counts["similar"], lines,
                 tuple(count(line) for line in lines))
 
 
@@ -299,17 +314,24 @@ def path_of(call: ToolCall | None) -> str | None:
 # -- consolidation -------------------------------------------------------------------------------------
 
 ARCHIVE_HEADER = "[Archive of the earlier conversation, consolidated: user messages and your decisions; tool outputs left out]"
-ARCHIVE_LINE_TOKENS = 80
+ARCHIVE_LINE_TOKENS = 400  # a user message or the model's text in an archive; arguments get ARGUMENT_TOKENS
+ARGUMENT_TOKENS = 24
 HEADER_TOKENS = count(ARCHIVE_HEADER)
+CURRENT_REQUEST = "[The request you are working on now, in full:]"
 
 
 def _line(text: str, max_tokens: int = ARCHIVE_LINE_TOKENS) -> str:
+    """`text` on one line, its middle cut when it is over `max_tokens` (never made longer)."""
     flat = " ".join(text.split())
-    return head_tail(flat, max_tokens, "text") or flat
+    if len(flat) <= max_tokens or count(flat) <= max_tokens:
+        return flat
+    half = max_tokens * CHARS_PER_TOKEN // 2
+    return f"{flat[:half]} […] {flat[-half:]}"
 
 
 def _call_digest(call: ToolCall) -> str:
-    args = ", ".join(f"{k}={_line(v if isinstance(v, str) else str(v), 12)}" for k, v in sorted(call.arguments.items()))
+    args = ", ".join(f"{k}={_line(v if isinstance(v, str) else str(v), ARGUMENT_TOKENS)}"
+                     for k, v in sorted(call.arguments.items()))
     return f"{call.name}({args})"
 
 
@@ -329,7 +351,8 @@ def digest(m: Message) -> str:
     return f"  {m.result.name} failed: {_line(m.result.content, 24)}" if m.result.is_error else ""
 
 
-def consolidate(lines: Sequence[str], line_tokens: Sequence[int], frozen_tokens: int, budget: int) -> Fold:
+def consolidate(lines: Sequence[str], line_tokens: Sequence[int], frozen_tokens: int, budget: int,
+                current: str | None = None) -> Fold:
     """Every frozen chunk → one archive chunk: a single user message that lists, in order, each user
     message and each decision of the model (its text and the tools it called, with their arguments),
     with a one-line outcome of failed calls: the `digest` lines stored with the chunks when they were
@@ -337,7 +360,8 @@ def consolidate(lines: Sequence[str], line_tokens: Sequence[int], frozen_tokens:
     of `budget`, its middle is cut. Nothing is analysed or counted again: the work is joining the
     lines (bounded by `budget`), and it is rare: the frozen prefix then grows again from a small
     base, one cache miss every many turns. The archive's token count is the sum of its parts (a
-    newline between lines counted as one token)."""
+    newline between lines counted as one token). `current`: the request the agent is working on when
+    it is in the frozen part (no user message is live): it ends the archive in full."""
     kept = [(line, n) for line, n in zip(lines, line_tokens, strict=True) if line]
     total = sum(n for _, n in kept) + len(kept)
     text = "\n".join(line for line, _ in kept)
@@ -345,6 +369,10 @@ def consolidate(lines: Sequence[str], line_tokens: Sequence[int], frozen_tokens:
         text = short
         kept = [(line, count(line)) for line in text.split("\n")]
         total = sum(n for _, n in kept) + len(kept)
+    if current is not None:
+        tail = f"{CURRENT_REQUEST}\n{current}"
+        text = f"{text}\n{tail}"
+        total += count(tail) + 1
     archive = UserMessage(f"{ARCHIVE_HEADER}\n{text}")
     return Fold((archive,), (HEADER_TOKENS + total,), frozen_tokens, 0, 0, 0,
                 digest=tuple(line for line, _ in kept), digest_tokens=tuple(n for _, n in kept))

@@ -73,6 +73,7 @@ class Metrics:
         self.model_calls_by: collections.Counter[str] = collections.Counter()
         self.cost_units_by: dict[str, float] = collections.defaultdict(float)
         self.compressions = 0
+        self.consolidations = 0
         self.compression_tokens_before = 0
         self.compression_tokens_after = 0
         self.compression_messages = 0
@@ -98,13 +99,18 @@ class Metrics:
         t[(provider, "cache_read")] += usage.cache_read_tokens
         t[(provider, "cache_write")] += usage.cache_write_tokens
 
-    def compressed(self, messages: int, tokens_before: int, tokens_after: int, cpu_s: float) -> None:
-        """A fold made a new frozen chunk of `messages` messages."""
+    def compressed(self, messages: int, tokens_before: int, tokens_after: int, cpu_s: float,
+                   consolidated: bool = False) -> None:
+        """A fold made a new frozen chunk of `messages` messages, or (`consolidated`) the frozen
+        chunks became one archive chunk."""
+        self.compression_cpu_s += cpu_s
+        if consolidated:
+            self.consolidations += 1
+            return
         self.compressions += 1
         self.compression_messages += messages
         self.compression_tokens_before += tokens_before
         self.compression_tokens_after += tokens_after
-        self.compression_cpu_s += cpu_s
 
     def turn_finished(self, overhead_s: float) -> None:
         """A turn ended; `overhead_s` is its wall time minus time waiting on the model and tools."""
@@ -146,13 +152,15 @@ class Metrics:
                    "Estimated cost of completed model calls in input-token units (list-price multipliers).",
                    round(units, 2), f'{{provider="{provider}"}}')
         metric("agent_runtime_compressions_total", "counter", "Frozen chunks made by folding the live tail.", self.compressions)
+        metric("agent_runtime_consolidations_total", "counter", "Times the frozen chunks became one archive chunk.",
+               self.consolidations)
         metric("agent_runtime_compression_folded_messages_total", "counter", "Messages folded into frozen chunks.",
                self.compression_messages)
         metric("agent_runtime_compression_tokens_total", "counter", "Tokens of folded messages before and after folding.",
                self.compression_tokens_before, '{stage="before"}')
         metric("agent_runtime_compression_tokens_total", "counter", "Tokens of folded messages before and after folding.",
                self.compression_tokens_after, '{stage="after"}')
-        metric("agent_runtime_compression_cpu_seconds_total", "counter", "Thread CPU spent planning and folding.",
+        metric("agent_runtime_compression_cpu_seconds_total", "counter", "Thread CPU spent folding and consolidating.",
                round(self.compression_cpu_s, 6))
         for (provider, reason), count in sorted(self.retries_by.items()):
             metric("agent_runtime_model_retries_by_reason_total", "counter", "Model calls retried, by provider and reason.",

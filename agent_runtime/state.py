@@ -282,7 +282,9 @@ class AgentState:
             self._apply_compression(data, event.seq)
         elif event.kind == EventKind.TOOL_RESULT:
             result = result_of(data)
-            self._add_message(ToolResultMessage(result), tokens, self.call_paths.get(result.tool_call_id), event.seq)
+            # a failed call (denied, refused, an error) read or changed nothing: it supersedes no read
+            path = None if result.is_error else self.call_paths.get(result.tool_call_id)
+            self._add_message(ToolResultMessage(result), tokens, path, event.seq)
             if result.tool_call_id in self.open_call_ids:
                 self.open_call_ids.remove(result.tool_call_id)
             self.started_call_ids.discard(result.tool_call_id)
@@ -408,7 +410,8 @@ class AgentState:
                 self._add_message(message, n, ref=seq)
             elif e.kind == EventKind.TOOL_RESULT:
                 result = result_of(e.data)
-                self._add_message(ToolResultMessage(result), n, paths.get(result.tool_call_id), seq)
+                path = None if result.is_error else paths.get(result.tool_call_id)
+                self._add_message(ToolResultMessage(result), n, path, seq)
             else:
                 raise ValueError(f"snapshot names event {seq} ({e.kind}) as a message")
         for seq in conv.get("pending", ()):

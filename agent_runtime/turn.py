@@ -18,7 +18,7 @@ from typing import Any
 from agent_runtime import compression, native, pricing
 from agent_runtime.events import EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec
-from agent_runtime.messages import AssistantMessage, ProviderState, ToolCall, ToolResult, ToolResultMessage, Usage
+from agent_runtime.messages import AssistantMessage, ProviderState, ToolCall, ToolResult, ToolResultMessage, Usage, UserMessage
 from agent_runtime.state import AgentState
 
 INCOMPLETE_STOPS = frozenset({"max_tokens", "content_filter", "error", "interrupted"})
@@ -162,7 +162,7 @@ class TurnMachine:
         state = self.state
         if consolidate:
             archive = compression.consolidate(state.frozen_digest, state.frozen_digest_tokens, state.frozen_tokens,
-                                             self.spec.frozen_budget())
+                                             self.spec.frozen_budget(), self._current_request())
             data = archive.event_data(len(state.chunk_ends) + 1, consolidated=True)
             data["folded_messages"] = state.frozen
             data["analysed"] = 0  # nothing analysed again: the chunks' stored lines are joined
@@ -304,20 +304,59 @@ class TurnMachine:
             return FinishTurn("empty")
         if state.turn_model_calls >= self.spec.limits.max_turns:
             return FinishTurn("max_turns")
-        if self.spec.compression.enabled:
-            if state.frozen_tokens > self.spec.frozen_budget() and state.frozen > 1:
-                return Compress(state.frozen, consolidate=True)
-            budget, keep = self.spec.tail_budget()
-            tail_tokens = state.tail_tokens()
-            if tail_tokens > budget:
-                t0 = time.thread_time()
-                n = compression.plan_fold(state.messages, state.message_tokens, state.frozen, tail_tokens, budget, keep)
-                self.meter.planning_s += time.thread_time() - t0
-                if n:
-                    return Compress(n)
+        if self.spec.compression.enabled and (effect := self._compression()) is not None:
+            return effect
         if self.context_tokens() > self.spec.limits.token_budget:
             return FinishTurn("token_budget")
         return CallModel()
+
+    def _compression(self) -> Compress | None:
+        """A fold or a consolidation due before the next model call, or None. Due when the live
+        tail passes its budget or the frozen part passes its own — and whenever the whole prompt
+        (system prompt and tools included) is over limits.tokenBudget, with budgets shrunk to fit
+        it, so a long system prompt or one huge message cannot leave every turn stopped at the limit."""
+        state = self.state
+        spec = self.spec
+        budget, keep = spec.tail_budget()
+        frozen_budget = spec.frozen_budget()
+        room = spec.limits.token_budget - self.prefix_tokens  # what the conversation may hold
+        over = state.context_tokens > room
+        if (state.frozen_tokens > frozen_budget or (over and state.frozen_tokens > room // 3)) and self._consolidation_helps():
+            return Compress(state.frozen, consolidate=True)
+        tail_tokens = state.tail_tokens()
+        if over:  # the tail must fit next to the frozen part
+            budget = max(0, min(budget, room - state.frozen_tokens))
+            keep = min(keep, budget // 2)
+        if tail_tokens <= budget:
+            return None
+        t0 = time.thread_time()
+        n = compression.plan_fold(state.messages, state.message_tokens, state.frozen, tail_tokens, budget, keep,
+                                  max_fold=2 * spec.compression.tail_budget)
+        self.meter.planning_s += time.thread_time() - t0
+        return Compress(n) if n else None
+
+    def _current_request(self) -> str | None:
+        """The running turn's request when it is frozen (no user message is live): a consolidation
+        keeps it in full. Scans the tail and back to the last user message (rare: consolidations)."""
+        state = self.state
+        if not state.running or any(isinstance(m, UserMessage) for m in state.messages[state.frozen :]):
+            return None
+        for m in reversed(state.messages[: state.frozen]):
+            if isinstance(m, UserMessage):
+                if not compression.is_archive(m):
+                    return m.text
+                at = m.text.find(compression.CURRENT_REQUEST)  # a consolidation earlier in this turn kept it
+                return m.text[at + len(compression.CURRENT_REQUEST) + 1 :] if at >= 0 else None
+        return None
+
+    def _consolidation_helps(self) -> bool:
+        """Consolidating changes something: not a lone archive that is already as short as one gets."""
+        state = self.state
+        if state.frozen == 0:
+            return False
+        if state.frozen > 1 or not compression.is_archive(state.messages[0]):
+            return True
+        return state.frozen_tokens > self.spec.frozen_budget() // 2 + compression.HEADER_TOKENS
 
     def context_tokens(self) -> int:
         """Tokens of the next prompt, kept incrementally (each message counted once)."""

@@ -11,6 +11,7 @@ the snapshots the runtime wrote and for a snapshot taken after any prefix of the
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from helpers.logcheck import assert_gap_free, fds_open_to, last_status, read_eve
 
 from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
 from agent_runtime.eventlog.sqlite import SqliteEventLog  # noqa: E402
-from agent_runtime.events import Event  # noqa: E402
+from agent_runtime.events import Event, encode_data  # noqa: E402
 from agent_runtime.host import AgentHandle, Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider  # noqa: E402
@@ -278,3 +279,20 @@ async def test_the_retry_budget_survives_hibernation(tmp_path: Path) -> None:
     errors = [e.data for e in events_on_disk(tmp_path / "data" / "agents" / "default" / "sleeper" / "events.db")
               if e.kind == "error"]
     assert len(errors) == 2 and "retry budget of the agent exhausted" in errors[1]["message"]
+
+
+async def test_a_snapshot_naming_events_the_log_lacks_falls_back_to_a_replay(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data_dir = tmp_path / "data"
+    async with Host(host_config(data_dir), provider(), default_registry()) as host:
+        handle, _ = await host.apply(make_manifest("sleeper"))
+        db = handle.folder / "events.db"
+        await host.user_message(KEY, "m1", "task: write fib.py and check that it works")
+        await wait_until(lambda: hibernated_after_turns(handle, 1), 20, "hibernation after turn 1")
+        seq, snap = read_snapshots(db)[-1]
+        snap["conversation"]["live"].append(10_000)  # names an event the log does not have
+        with sqlite3.connect(db) as conn:  # the agent is hibernated: nothing else has the file open
+            conn.execute("UPDATE snapshots SET state = ? WHERE seq = ?", (encode_data(snap), seq))
+        woken = await host.wake(KEY)
+        assert same_state(woken.state, rebuild(events_on_disk(db), None))
+        assert "unusable" in caplog.text

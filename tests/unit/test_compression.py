@@ -71,6 +71,9 @@ def test_no_place_to_cut_means_no_fold() -> None:
 # -- fold ---------------------------------------------------------------------------------------------
 
 
+LOG = "collected 3 items\n\ntests/test_app.py::test_one PASSED\ntests/test_app.py::test_two PASSED\n\n3 passed in 0.01s"
+
+
 def test_fold_elides_superseded_reads_duplicates_and_cuts_long_outputs() -> None:
     big = "\n".join(f"line {i} of a long test log with some words" for i in range(400))
     file_v1 = "\n".join(f"def f{i}(): return {i}" for i in range(60))
@@ -86,8 +89,8 @@ def test_fold_elides_superseded_reads_duplicates_and_cuts_long_outputs() -> None
         UserMessage("please fix the tests"),
         AssistantMessage("Looking.", tuple(calls), "tool_use"),
         tool_result("r1", "read_file", file_v1),
-        tool_result("s1", "shell", "3 passed"),
-        tool_result("s2", "shell", "3 passed"),
+        tool_result("s1", "shell", LOG),
+        tool_result("s2", "shell", LOG),
         tool_result("r2", "read_file", file_v1 + "\n# v2"),
         tool_result("w1", "write_file", "wrote 4000 bytes"),
         tool_result("r3", "read_file", big),
@@ -102,7 +105,7 @@ def test_fold_elides_superseded_reads_duplicates_and_cuts_long_outputs() -> None
     assert "folded" in out[1].tool_calls[4].arguments["content"]  # long argument cut
     texts = [m.result.content for m in out[2:] if isinstance(m, ToolResultMessage)]
     assert "superseded" in texts[0]  # read again later in the span (./ spelling normalised)
-    assert texts[1] == "3 passed" and texts[2] == "[folded: same output as tool call s1]"
+    assert texts[1] == LOG and texts[2] == "[folded: same output as tool call s1]"
     assert texts[3].startswith("def f0") and "# v2" in texts[3] and "folded" in texts[3]  # latest read: head + tail
     assert "superseded" in texts[5]  # read again in the live tail
     assert (f.superseded, f.duplicates, f.truncated) == (2, 1, 2)
