@@ -40,6 +40,12 @@ def count(text: str) -> int:
     return native.count_tokens(text) if text else 0
 
 
+def estimate(text: str) -> int:
+    """A quick upper-leaning estimate of a short text's tokens (about 3 characters a token) where an
+    exact count is not needed: the archive lines, whose sum only decides when an archive is cut."""
+    return len(text) // 3 + 1
+
+
 def message_tokens(m: Message) -> int:
     """Tokens of a message as the loop counts them (the same formula as `agent_runtime.turn`)."""
     if isinstance(m, UserMessage):
@@ -53,10 +59,11 @@ def message_tokens(m: Message) -> int:
 class CompressionMeter:
     """Thread CPU of an agent's compression work, for /metrics and the cache benchmark: counting the
     new messages' tokens (the tail budget's input, done once per message when it is committed),
-    planning (the over-budget check and the cut), folding and consolidating; and the messages each
-    fold analysed."""
+    preparing each new message for folding (`prepare`), planning (the over-budget check and the
+    cut), folding and consolidating; and the messages each fold analysed."""
 
     counting_s: float = 0.0
+    preparing_s: float = 0.0
     planning_s: float = 0.0
     folding_s: float = 0.0
     analysed: int = 0
@@ -64,7 +71,7 @@ class CompressionMeter:
 
     @property
     def cpu_s(self) -> float:
-        return self.counting_s + self.planning_s + self.folding_s
+        return self.counting_s + self.preparing_s + self.planning_s + self.folding_s
 
 
 # -- messages as JSON (the chunk stored in the `compression` event) ------------------------------------
@@ -221,14 +228,46 @@ def _fold_arguments(call: ToolCall, max_tokens: int) -> tuple[ToolCall, bool]:
     return (ToolCall(call.id, call.name, args), True) if changed else (call, False)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """What folding a message needs that depends on the message alone, made when it arrives (the
+    turn machine prepares each new message once), so a fold only decides and assembles: the message
+    cut short (head and tail of a long output, long arguments cut) with its tokens, or None when
+    cutting would not make it shorter; and its archive line."""
+
+    cut: Message | None
+    cut_tokens: int
+    line: str
+    line_tokens: int
+
+
+def prepare(m: Message, tokens: int, max_output_tokens: int) -> Prepared:
+    cut: Message | None = None
+    if isinstance(m, ToolResultMessage):
+        r = m.result
+        if (short := head_tail(r.content, max_output_tokens, "output", tokens)) is not None:
+            cut = ToolResultMessage(ToolResult(r.tool_call_id, r.name, short, is_error=r.is_error))
+    elif isinstance(m, AssistantMessage) and m.tool_calls:
+        folded = [_fold_arguments(c, max_output_tokens) for c in m.tool_calls]
+        if any(changed for _, changed in folded):
+            cut = AssistantMessage(m.text, tuple(c for c, _ in folded), m.stop_reason, provider_state=m.provider_state)
+    cut_tokens = message_tokens(cut) if cut is not None else tokens
+    if cut_tokens >= tokens:  # cutting never makes a message longer
+        cut, cut_tokens = None, tokens
+    line = digest(m)
+    return Prepared(cut, cut_tokens, line, estimate(line) if line else 0)
+
+
 def fold(
     span: Sequence[Message],
     span_tokens: Sequence[int],
     paths: Sequence[str | None],
     later_paths: Collection[str],
     max_output_tokens: int,
+    prepared: Sequence[Prepared | None] | None = None,
 ) -> Fold:
-    """Fold `span` (the oldest live messages) into a chunk. `paths[i]`: the file the tool result
+    """Fold `span` (the oldest live messages) into a chunk. `prepared[i]`: `prepare(span[i])` when the
+    caller has it (made as the message arrived), else it is made now. `paths[i]`: the file the tool result
     `span[i]` read or changed (None otherwise); `later_paths`: files read or changed by the live
     messages after the span. Deterministic: the same span always folds to the same chunk.
 
@@ -252,9 +291,14 @@ def fold(
     out: list[Message] = []
     tokens: list[int] = []
     counts = {"superseded": 0, "duplicate": 0, "similar": 0, "cut": 0}
+    ready = [
+        (prepared[i] if prepared is not None else None) or prepare(m, span_tokens[i], max_output_tokens)
+        for i, m in enumerate(span)
+    ]
     for i, m in enumerate(span):
         new: Message = m
         new_tokens = span_tokens[i]
+        p = ready[i]
         if isinstance(m, ToolResultMessage):
             r = m.result
             content: str | None = None
@@ -265,8 +309,8 @@ def fold(
                 first = span[duplicate_of[i]]
                 assert isinstance(first, ToolResultMessage)
                 content, kind = f"[folded: same output as tool call {first.result.tool_call_id}]", "duplicate"
-            elif (short := head_tail(r.content, max_output_tokens, "output", span_tokens[i])) is not None:
-                content, kind = short, "cut"
+            elif p.cut is not None:
+                new, new_tokens, kind = p.cut, p.cut_tokens, "cut"
                 like = similar_to.get(i)
                 base = span[like] if like is not None and like in shown else None
                 if isinstance(base, ToolResultMessage):
@@ -276,31 +320,28 @@ def fold(
                         content = (f"[folded: the output of tool call {base.result.tool_call_id} (as it was, before any "
                                    f"folding) with these changes]\n{changes}")
                         kind = "similar"
+                if content is None:
+                    counts["cut"] += 1
             if content is not None:
                 candidate = ToolResultMessage(ToolResult(r.tool_call_id, r.name, content, is_error=r.is_error))
                 n = message_tokens(candidate)
                 if n < new_tokens:  # a fold never makes a message longer
                     new, new_tokens = candidate, n
                     counts[kind] += 1
+                elif kind == "similar":  # the diff is no shorter: the cut stands
+                    counts["cut"] += 1
             if new is m:
                 shown[i] = True
             elif kind in ("cut", "similar"):
                 shown[i] = False
-        elif isinstance(m, AssistantMessage) and m.tool_calls:
-            folded = [_fold_arguments(c, max_output_tokens) for c in m.tool_calls]
-            if any(changed for _, changed in folded):
-                candidate_a = AssistantMessage(m.text, tuple(c for c, _ in folded), m.stop_reason,
-                                               provider_state=m.provider_state)
-                n = message_tokens(candidate_a)
-                if n < new_tokens:
-                    new, new_tokens = candidate_a, n
-                    counts["cut"] += sum(1 for _, changed in folded if changed)
+        elif p.cut is not None:  # a model message with long arguments
+            assert isinstance(m, AssistantMessage) and isinstance(p.cut, AssistantMessage)
+            new, new_tokens = p.cut, p.cut_tokens
+            counts["cut"] += sum(1 for a, b in zip(m.tool_calls, p.cut.tool_calls, strict=True) if a is not b)
         out.append(new)
         tokens.append(new_tokens)
-    lines = tuple(line for m in span if (line := digest(m)))
     return Fold(tuple(out), tuple(tokens), sum(span_tokens), counts["superseded"], counts["duplicate"], counts["cut"],
-                counts["similar"], lines,
-                tuple(count(line) for line in lines))
+                counts["similar"], tuple(p.line for p in ready if p.line), tuple(p.line_tokens for p in ready if p.line))
 
 
 def path_of(call: ToolCall | None) -> str | None:
@@ -356,23 +397,19 @@ def consolidate(lines: Sequence[str], line_tokens: Sequence[int], frozen_tokens:
     """Every frozen chunk → one archive chunk: a single user message that lists, in order, each user
     message and each decision of the model (its text and the tools it called, with their arguments),
     with a one-line outcome of failed calls: the `digest` lines stored with the chunks when they were
-    folded (an earlier archive's lines first), with their token counts. When the archive passes half
-    of `budget`, its middle is cut. Nothing is analysed or counted again: the work is joining the
-    lines (bounded by `budget`), and it is rare: the frozen prefix then grows again from a small
-    base, one cache miss every many turns. The archive's token count is the sum of its parts (a
-    newline between lines counted as one token). `current`: the request the agent is working on when
-    it is in the frozen part (no user message is live): it ends the archive in full."""
-    kept = [(line, n) for line, n in zip(lines, line_tokens, strict=True) if line]
-    total = sum(n for _, n in kept) + len(kept)
-    text = "\n".join(line for line, _ in kept)
-    if total > budget // 2 and (short := head_tail(text, budget // 4, "archive", total)) is not None:
+    folded (an earlier archive's lines first), with their estimated tokens. When the archive passes
+    half of `budget`, its middle is cut. Nothing is analysed again: the work is joining the lines and
+    one count of the result (bounded by `budget`), and it is rare: the frozen prefix then grows again
+    from a small base, one cache miss every many turns. `current`: the request the agent is working
+    on when it is in the frozen part (no user message is live): it ends the archive in full."""
+    kept = [line for line in lines if line]
+    text = "\n".join(kept)
+    estimated = sum(n for line, n in zip(lines, line_tokens, strict=True) if line) + len(kept)
+    if estimated > budget // 2 and (short := head_tail(text, budget // 4, "archive")) is not None:
         text = short
-        kept = [(line, count(line)) for line in text.split("\n")]
-        total = sum(n for _, n in kept) + len(kept)
+        kept = text.split("\n")
     if current is not None:
-        tail = f"{CURRENT_REQUEST}\n{current}"
-        text = f"{text}\n{tail}"
-        total += count(tail) + 1
+        text = f"{text}\n{CURRENT_REQUEST}\n{current}"
     archive = UserMessage(f"{ARCHIVE_HEADER}\n{text}")
-    return Fold((archive,), (HEADER_TOKENS + total,), frozen_tokens, 0, 0, 0,
-                digest=tuple(line for line, _ in kept), digest_tokens=tuple(n for _, n in kept))
+    return Fold((archive,), (count(archive.text),), frozen_tokens, 0, 0, 0,
+                digest=tuple(kept), digest_tokens=tuple(estimate(line) for line in kept))

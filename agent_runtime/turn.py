@@ -18,7 +18,16 @@ from typing import Any
 from agent_runtime import compression, native, pricing
 from agent_runtime.events import EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec
-from agent_runtime.messages import AssistantMessage, ProviderState, ToolCall, ToolResult, ToolResultMessage, Usage, UserMessage
+from agent_runtime.messages import (
+    AssistantMessage,
+    Message,
+    ProviderState,
+    ToolCall,
+    ToolResult,
+    ToolResultMessage,
+    Usage,
+    UserMessage,
+)
 from agent_runtime.state import AgentState
 
 INCOMPLETE_STOPS = frozenset({"max_tokens", "content_filter", "error", "interrupted"})
@@ -87,6 +96,9 @@ class TurnMachine:
         self.state = state
         self.spec = spec
         self.meter = meter or compression.CompressionMeter()
+        # each live message prepared for folding when it arrives (by identity: the message object
+        # is held, so an id is not reused while cached); a fold takes these and drops them
+        self._prepared: dict[int, tuple[Message, compression.Prepared]] = {}
         self.prefix_tokens = count(spec.system_prompt) + 32 * len(spec.tools)
         self.announce: tuple[tuple[ToolCall, bool], ...] = ()
         """Calls to announce (`tool_call` event) in the same commit as the next model message:
@@ -173,12 +185,15 @@ class TurnMachine:
         for path in state.message_paths[start:end]:
             if path is not None:
                 later[path] -= 1
+        span = state.messages[start:end]
+        prepared = [self._prepared.pop(id(m), (None, None)) for m in span]
         result = compression.fold(
-            state.messages[start:end],
+            span,
             state.message_tokens[start:end],
             state.message_paths[start:end],
             {p for p, n in later.items() if n > 0},
             self.spec.compression.folded_output_tokens,
+            [p if held is m else None for (held, p), m in zip(prepared, span, strict=True)],
         )
         return [NewEvent(EventKind.COMPRESSION, result.event_data(len(state.chunk_ends) + 1))], count
 
@@ -304,8 +319,10 @@ class TurnMachine:
             return FinishTurn("empty")
         if state.turn_model_calls >= self.spec.limits.max_turns:
             return FinishTurn("max_turns")
-        if self.spec.compression.enabled and (effect := self._compression()) is not None:
-            return effect
+        if self.spec.compression.enabled:
+            self._prepare_new()
+            if (effect := self._compression()) is not None:
+                return effect
         if self.context_tokens() > self.spec.limits.token_budget:
             return FinishTurn("token_budget")
         return CallModel()
@@ -334,6 +351,21 @@ class TurnMachine:
                                   max_fold=2 * spec.compression.tail_budget)
         self.meter.planning_s += time.thread_time() - t0
         return Compress(n) if n else None
+
+    def _prepare_new(self) -> None:
+        """Prepare the live messages that arrived since the last call (newest first, back to the
+        first one already prepared): per turn, work on the new messages only."""
+        state = self.state
+        cache = self._prepared
+        max_tokens = self.spec.compression.folded_output_tokens
+        i = len(state.messages) - 1
+        if i < state.frozen or id(state.messages[i]) in cache:
+            return
+        t0 = time.thread_time()
+        while i >= state.frozen and (m := state.messages[i]) is not None and id(m) not in cache:
+            cache[id(m)] = (m, compression.prepare(m, state.message_tokens[i], max_tokens))
+            i -= 1
+        self.meter.preparing_s += time.thread_time() - t0
 
     def _current_request(self) -> str | None:
         """The running turn's request when it is frozen (no user message is live): a consolidation
