@@ -68,6 +68,7 @@ class CompressionMeter:
     folding_s: float = 0.0
     analysed: int = 0
     folds: int = 0
+    counted_tokens: int = 0  # tokens of the new messages counted (the work `counting_s` is for)
 
     @property
     def cpu_s(self) -> float:

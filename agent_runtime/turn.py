@@ -154,6 +154,7 @@ class TurnMachine:
         t0 = time.thread_time()
         n = sum(count(t) for t in texts)
         self.meter.counting_s += time.thread_time() - t0
+        self.meter.counted_tokens += n
         return n
 
     def usage_data(self, usage: Usage) -> dict[str, Any]:
