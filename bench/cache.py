@@ -28,10 +28,13 @@ Per variant (all from the `usage` of every model call; naive's summary calls inc
   input-token units, total and per turn around turns 30 and 300 (mean of the 10 turns ending there);
 * simulated TTFT per call = 0.3 s + 2e-5 s × uncached prompt tokens (input + cache_write), the
   mock's latency model with these constants (the mock itself runs with zero latency);
-* compression CPU per turn (ours) = delta of `actor.compression_cpu_s` (thread CPU of planning and
-  folding), mean of the 10 turns ending at turns 10, 100, 300; likewise messages analysed;
-* the CPU baseline, timed in the same windows of the same run: a naive planner that re-analyses the
-  whole history every turn (`native.analyze_history` over every tool output so far, no token cache).
+* compression CPU per turn (ours) = delta of `actor.meter.cpu_s` (thread CPU of counting the new
+  messages, preparing them, planning, folding, consolidating), mean of the 10 turns ending at
+  turns 10, 100, 300, each turn's least over `--cpu-repeats` runs; the check uses it per mean-size
+  turn (the window's CPU per new token x the session's mean new tokens per turn); likewise
+  messages analysed;
+* the CPU baseline, timed in the same windows of the same run: a naive planner that counts and
+  analyses the whole history every turn (`native.count_tokens_many` + `native.analyze_history`).
 
 Run: .venv/bin/python bench/cache.py [--turns 300] [--variants ...]   (prints one JSON document; ~1 min of
 CPU, 1–3 min wall on 2 shared cores; "none" is most of it: its prompts reach 1.9M tokens)
