@@ -1,4 +1,4 @@
-"""Frozen-prefix compression: planning and folding (sans-IO). See docs/compression.md.
+"""Frozen-prefix compression: planning, folding and consolidating (sans-IO). See docs/compression.md.
 
 The prompt is `[system + tools] [frozen chunk 1] … [frozen chunk k] [live tail]`. When the live tail
 passes its budget (`AgentSpec.tail_budget()`), `plan_fold` picks its oldest messages and `fold` turns
@@ -6,17 +6,20 @@ them into a new frozen chunk: the same messages, with what the model no longer n
 
 - a `read_file` result whose file is read or written again later is *superseded* (one line says so);
 - a tool output identical to an earlier one of the same span is a *duplicate* (one line names the
-  call that has it) — both found by the native history analysis;
+  call that has it), a long one that shares most lines with an earlier one becomes the diff from it
+  (*similar*) — found by the native history analysis and the native diff;
 - a tool output (or a long string argument, e.g. `write_file` content) over `foldedOutputTokens` is
   cut to its head and tail with a note of what was left out;
 - user messages, the model's text and its decisions (which tools it called, with which arguments)
   stay as they were.
 
-The chunk is stored in the agent's log as a `compression` event and appended after the earlier
-chunks; chunks are never rewritten, so the prompt's prefix stays byte-identical from turn to turn
-and the provider serves it from its cache. The work of a fold is proportional to the messages it
-folds (each message is analysed once, when it is folded); a restart replays the stored chunk, it
-does not analyse it again.
+Each message is `prepare`d once, when it arrives (its cut version, its archive line), so a fold
+only decides and assembles. The chunk is stored in the agent's log as a `compression` event and
+appended after the earlier chunks; chunks are never rewritten, so the prompt's prefix stays
+byte-identical from turn to turn and the provider serves it from its cache. A restart replays the
+stored chunk, it does not analyse it again. When the frozen chunks pass `frozenBudget`,
+`consolidate` joins their stored archive lines into one archive chunk (one cache miss every many
+turns, a bounded prompt).
 """
 
 from __future__ import annotations
