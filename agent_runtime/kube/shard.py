@@ -47,7 +47,7 @@ from agent_runtime.kube.client import (
     object_key,
 )
 from agent_runtime.kube.names import ADDRESS_ANNOTATION, POOL_LABEL, SHARD_FIELD
-from agent_runtime.kube.status import AgentStatus, StatusBatcher, Tokens, rfc3339
+from agent_runtime.kube.status import AgentStatus, StatusBatcher, Tokens, owned_status_patch, rfc3339
 from agent_runtime.kube.tokens import SharedTokenStore, ensure_admin_token
 from agent_runtime.manifest import API_VERSION, AgentManifest, AgentSpec, ManifestError, parse_manifest
 from agent_runtime.providers.registry import ProviderSettings, build_router
@@ -205,6 +205,7 @@ class Shard:
         self._kick = asyncio.Event()  # wakes the status loop when there is something to patch
         self.fenced = False  # could not renew the Lease for a whole duration
         self.patch_errors = 0
+        self.disowned_patches = 0  # status patches the apiserver refused because the agent had moved on
         self.max_loop_lag_s = 0.0
         self.activations = 0
         self.releases = 0
@@ -218,8 +219,12 @@ class Shard:
             on_delete = (obj.get("spec") or {}).get("onDelete")
             self.deleting[key] = on_delete if on_delete in ("archive", "remove") else "archive"
         if kind == "DELETED" or placed_on != self.config.shard:
-            self.desired.pop(key, None)
+            if self.desired.pop(key, None) is not None:
+                self.batcher.note_transition(time.monotonic())  # it left: a re-placement storm may be on
+            self.batcher.forget(key)  # nothing more to report for an agent that left (release follows)
         else:
+            if key not in self.desired:
+                self.batcher.note_transition(time.monotonic())  # it arrived
             self.desired[key] = obj
             sent = self.batcher.sent.get(key)
             if sent is not None and not self._shows(obj, sent):
@@ -430,23 +435,37 @@ class Shard:
 
     async def _patch_condition(self, obj: dict[str, Any], ready: bool, reason: str, message: str) -> None:
         meta = obj.get("metadata") or {}
-        body = {"status": {"conditions": ready_conditions(obj, ready, reason, message, time.time())}}
+        ops = owned_status_patch(self.config.shard, {
+            "conditions": ready_conditions(obj, ready, reason, message, time.time())})
         with contextlib.suppress(ApiError):
-            await self.kube.merge_patch(agents_path(meta.get("namespace"), meta.get("name"), status=True), body)
+            await self.kube.json_patch(agents_path(meta.get("namespace"), meta.get("name"), status=True), ops)
 
     async def _patch_status(self, key: str, status: AgentStatus) -> None:
+        """Report one agent's status, only while it is still placed here (`owned_status_patch`)."""
         obj = self.desired.get(key)
         ok = False
         try:
             if obj is None:
+                ok = True  # it left meanwhile: nothing to report (forgotten already)
                 return
             ns, name = key.split("/", 1)
-            body = {"status": {**status.fields(), "conditions": ready_conditions(
-                obj, status.ready, "Active", self.ready_message, time.time())}}
-            await self.kube.merge_patch(agents_path(ns, name, status=True), body)
+            fields = status.fields()
+            observed = [c for c in ((obj.get("status") or {}).get("conditions") or []) if isinstance(c, dict)]
+            conditions = ready_conditions(obj, status.ready, "Active", self.ready_message, time.time())
+            if conditions != observed:  # Ready as we want it is already there: leave the list alone
+                fields["conditions"] = conditions
+            await self.kube.json_patch(agents_path(ns, name, status=True), owned_status_patch(self.config.shard, fields))
             ok = True
         except NotFound:
             ok = True  # gone: nothing to report
+        except ApiError as exc:
+            if exc.status != 422:
+                self.patch_errors += 1
+                log.warning("status patch of %s failed: %s", key, exc)
+            else:  # the test op failed: status.shard names another shard now (our watch will say so too)
+                self.disowned_patches += 1
+                log.info("status patch of %s refused: no longer placed on %s (%s)", key, self.config.shard, exc.message)
+                self.batcher.forget(key)
         except Exception as exc:
             self.patch_errors += 1
             log.warning("status patch of %s failed: %s", key, exc)
@@ -462,7 +481,7 @@ class Shard:
             if now >= next_observe:
                 for key in list(self.active):
                     handle = self.host.handles.get(key)
-                    if handle is not None:
+                    if handle is not None and key in self.desired:  # not for an agent being released
                         self.batcher.observe(key, agent_status(handle))
                 next_observe = now + interval
             room = self.config.status_in_flight - len(self.batcher.in_flight)  # slow apiserver: coalesce more
