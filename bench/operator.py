@@ -168,6 +168,18 @@ async def events_appended(http: aiohttp.ClientSession, shards: dict[str, Proc]) 
     return total
 
 
+async def shard_patches(http: aiohttp.ClientSession, shards: dict[str, Proc]) -> dict[str, int]:
+    """The shards' own count of their Agent status patches, by kind (transition, activity, refused)."""
+    out: dict[str, int] = {}
+    for p in shards.values():
+        if not p.alive():
+            continue
+        async with http.get(f"{p.url}/metrics") as resp:
+            for kind, value in re.findall(r'^agent_runtime_status_patches_total\{kind="(\w+)"\} (\S+)', await resp.text(), re.M):
+                out[kind] = out.get(kind, 0) + int(float(value))
+    return out
+
+
 async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
     sem = asyncio.Semaphore(n)
 
@@ -345,12 +357,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 moving = [k for k in keys if running_on(watcher.objs[k]) in drained]
                 acks += await gather_limited(64, [send(http, router, token, k, f"one more before {label}") for k in moving])
                 log(f"{label}: {len(moving)} agents on {drained} acknowledged a message; draining")
-                lat0, stall0 = await write_latency(kube), cpu_stall_us()
+                lat0, stall0, sp0 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
                 t2 = time.monotonic()
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: None}}})
                                        for s in undrained))
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
                                        for s in drained))
+                t_leases = time.monotonic()
                 t_replaced = await watcher.until(
                     lambda: all(status(watcher.objs[k]).get("shard") not in (*drained, None) for k in moving), 120,
                     f"{label}: agents re-placed")
@@ -363,19 +376,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for k in stuck[:3]:
                         log(f"stuck {k}: status {json.dumps(status(watcher.objs[k]))}")
                     raise
-                lat1, stall1 = await write_latency(kube), cpu_stall_us()
+                lat1, stall1, sp1 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
                 stalled = None if stall0 is None or stall1 is None else round((stall1 - stall0) / 1e6 / (time.monotonic() - t2), 2)
                 moved_to: dict[str, int] = {}
                 for k in moving:
                     on = running_on(watcher.objs[k]) or "?"
                     moved_to[on] = moved_to.get(on, 0) + 1
                 results.append({"phase": "drain", "drained": drained, "note": note, "agents_moved": len(moving),
-                                "replaced_s": round(t_replaced - t2, 2), "running_elsewhere_s": round(t_drained - t2, 2),
+                                "leases_written_s": round(t_leases - t2, 2), "replaced_s": round(t_replaced - t2, 2), "running_elsewhere_s": round(t_drained - t2, 2),
                                 "moved_to": moved_to,
                                 "apiserver_status_patches": int(lat1.get("patch_count", 0) - lat0.get("patch_count", 0)),
                                 "apiserver_status_patch_mean_ms": mean_ms(lat0, lat1, "patch"),
                                 "etcd_agent_updates": int(lat1.get("etcd_count", 0) - lat0.get("etcd_count", 0)),
                                 "etcd_agent_update_mean_ms": mean_ms(lat0, lat1, "etcd"),
+                                "shard_status_patches": {k: sp1.get(k, 0) - sp0.get(k, 0) for k in sorted(sp1)},
                                 "cpu_pressure_some": stalled})
                 log(f"{label}: {len(moving)} agents re-placed after {t_replaced - t2:.1f}s, "
                     f"Running elsewhere after {t_drained - t2:.1f}s; {moved_to}")

@@ -454,7 +454,9 @@ class Shard:
             conditions = ready_conditions(obj, status.ready, "Active", self.ready_message, time.time())
             if conditions != observed:  # Ready as we want it is already there: leave the list alone
                 fields["conditions"] = conditions
+            kind = "transition" if self.batcher.is_transition(key, status) else "activity"
             await self.kube.json_patch(agents_path(ns, name, status=True), owned_status_patch(self.config.shard, fields))
+            self.host.metrics.status_patches_by[kind] += 1
             ok = True
         except NotFound:
             ok = True  # gone: nothing to report
@@ -464,6 +466,7 @@ class Shard:
                 log.warning("status patch of %s failed: %s", key, exc)
             else:  # the test op failed: status.shard names another shard now (our watch will say so too)
                 self.disowned_patches += 1
+                self.host.metrics.status_patches_by["refused"] += 1
                 log.info("status patch of %s refused: no longer placed on %s (%s)", key, self.config.shard, exc.message)
                 self.batcher.forget(key)
         except Exception as exc:

@@ -132,7 +132,8 @@ class StatusBatcher:
         """Every agent with something to report."""
         return set(self.transitions) | set(self.activity)
 
-    def _is_transition(self, key: str, status: AgentStatus) -> bool:
+    def is_transition(self, key: str, status: AgentStatus) -> bool:
+        """Whether reporting `status` is a transition (first report, phase or readiness change)."""
         sent = self.sent.get(key)
         return sent is None or sent.phase != status.phase or sent.ready != status.ready
 
@@ -140,7 +141,7 @@ class StatusBatcher:
         """Queue `key` in the class its desired status calls for (a transition outranks activity)."""
         if key in self.transitions:
             return
-        if self._is_transition(key, self.desired[key]):
+        if self.is_transition(key, self.desired[key]):
             self.activity.pop(key, None)
             self.transitions[key] = None
         elif key not in self.activity:

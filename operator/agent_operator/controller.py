@@ -150,6 +150,8 @@ class Controller:
             self.shards[key] = shard
         if old is None or event_type == "DELETED" or old.eligible(now) != shard.eligible(now) or old.fresh(now) != shard.fresh(now):
             self._lease_changed = now
+            log.info("shard %s/%s: %s", shard.namespace, shard.name, "gone" if event_type == "DELETED" else
+                     "eligible" if shard.eligible(now) else "draining" if shard.fresh(now) else "expired")
         self._wake.set()
 
     # ---- startup ---------------------------------------------------------------------------------
