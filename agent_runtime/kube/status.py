@@ -10,10 +10,12 @@ Two classes share that one bucket, most urgent first:
 - a **transition** (the first report of an agent that arrived, a phase or readiness change, or
   a report someone overwrote) goes before any activity report, oldest first;
 - an **activity** report (only turns / tokens / lastActivity changed) waits while a re-placement
-  storm is on: agents arrived or left this shard within the last `hold_s` (`note_transition`),
-  or transitions are queued. Held reports keep coalescing (still one patch per agent, with its
-  latest numbers); one held longer than `max_hold_s` goes anyway (after the transitions), so a
-  steady trickle of arrivals cannot starve activity reports for good.
+  storm is on — at least `storm_min` agents arrived on or left this shard within `hold_s`
+  (`note_transition`; one agent created now and then is no storm), and `hold_s` after the last
+  of them — or while transitions are queued. Held reports keep coalescing (still one patch per
+  agent, with its latest numbers); one held longer than `max_hold_s` goes anyway (after the
+  transitions), so endless churn cannot starve activity reports for good. On a drained shard the
+  held reports are mostly never sent: its agents leave, and their new owners report them whole.
 During a drain the necessary writes (the operator's placements, the new owners' first reports)
 then compete with no activity patches, and the cap stays what it was.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 SHARD_PHASES = ("Running", "Idle", "WaitingApproval")
@@ -113,10 +115,12 @@ class StatusBatcher:
     transitions before activity."""
 
     def __init__(self, rate: float, burst: float | None = None, now: float = 0.0, hold_s: float = 2.0,
-                 max_hold_s: float = 10.0) -> None:
+                 storm_min: int = 4, max_hold_s: float = 30.0) -> None:
         self.bucket = TokenBucket(rate, burst, now)
         self.hold_s = hold_s
+        self.storm_min = max(1, storm_min)
         self.max_hold_s = max_hold_s
+        self._recent: deque[float] = deque(maxlen=self.storm_min)  # times of the latest transitions
         self.desired: dict[str, AgentStatus] = {}
         self.sent: dict[str, AgentStatus] = {}
         self.transitions: OrderedDict[str, None] = OrderedDict()  # oldest first
@@ -160,8 +164,11 @@ class StatusBatcher:
             self._clear(key)
 
     def note_transition(self, now: float) -> None:
-        """An agent arrived on or left this shard: hold activity reports for `hold_s` more."""
-        self.storm_until = max(self.storm_until, now + self.hold_s)
+        """An agent arrived on or left this shard; `storm_min` of them within `hold_s` make a storm,
+        which holds activity reports until `hold_s` after the latest one."""
+        self._recent.append(now)
+        if len(self._recent) == self.storm_min and now - self._recent[0] <= self.hold_s:
+            self.storm_until = max(self.storm_until, now + self.hold_s)
 
     def holding(self, now: float) -> bool:
         """Whether activity reports wait (a re-placement storm is on, or transitions are queued)."""

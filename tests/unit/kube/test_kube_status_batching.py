@@ -139,7 +139,7 @@ def test_a_phase_change_is_a_transition_and_outranks_queued_activity() -> None:
 
 
 def test_activity_waits_while_agents_arrive_or_leave_then_goes_coalesced() -> None:
-    b = StatusBatcher(rate=100, hold_s=2.0)
+    b = StatusBatcher(rate=100, hold_s=2.0, storm_min=1)
     sent_once(b, "ns/a", st(1))
     b.note_transition(now=10.0)  # an agent arrived (or left)
     for turns in range(2, 6):
@@ -167,8 +167,23 @@ def test_activity_waits_while_transitions_are_queued() -> None:
     assert order == [f"ns/new{i}" for i in range(6)] + ["ns/old"]
 
 
+def test_a_single_arrival_now_and_then_is_no_storm_but_a_burst_is() -> None:
+    b = StatusBatcher(rate=100, hold_s=2.0, storm_min=4)
+    sent_once(b, "ns/a", st(1))
+    for t in (10.0, 11.0, 12.5):  # three arrivals, spread out: activity is not held
+        b.note_transition(now=t)
+    b.observe("ns/a", st(2))
+    assert b.take(now=12.6) == [("ns/a", st(2))]
+    b.done("ns/a", st(2), ok=True)
+    for t in (13.0, 13.1, 13.2, 13.3):  # four within 2 s: a storm
+        b.note_transition(now=t)
+    b.observe("ns/a", st(3))
+    assert b.take(now=13.4) == [] and not b.take(now=15.2)
+    assert b.take(now=15.3) == [("ns/a", st(3))]
+
+
 def test_held_activity_goes_after_max_hold_even_if_agents_keep_arriving() -> None:
-    b = StatusBatcher(rate=100, hold_s=2.0, max_hold_s=10.0)
+    b = StatusBatcher(rate=100, hold_s=2.0, storm_min=1, max_hold_s=10.0)
     sent_once(b, "ns/a", st(1))
     b.observe("ns/a", st(2))
     got: list[float] = []
