@@ -46,7 +46,7 @@ from agent_runtime.kube.client import (
     leases_path,
     object_key,
 )
-from agent_runtime.kube.names import ADDRESS_ANNOTATION, POOL_LABEL, SHARD_FIELD
+from agent_runtime.kube.names import ADDRESS_ANNOTATION, DRAINING_ANNOTATION, POOL_LABEL, SHARD_FIELD
 from agent_runtime.kube.status import AgentStatus, StatusBatcher, Tokens, owned_status_patch, rfc3339
 from agent_runtime.kube.tokens import SharedTokenStore, ensure_admin_token
 from agent_runtime.manifest import API_VERSION, AgentManifest, AgentSpec, ManifestError, parse_manifest
@@ -201,6 +201,10 @@ class Shard:
         self.batcher = StatusBatcher(config.status_rate, now=time.monotonic())
         self.reflector = Reflector(kube, agents_path(config.namespace), self._on_agent,
                                    field_selector=f"{SHARD_FIELD}={config.shard}")
+        # its own Lease, watched: a drain (`agentctl drain`, the operator's scale-down) is known at
+        # once, and activity reports are held while the agents move away
+        self.lease_reflector = Reflector(lease_kube or kube, leases_path(config.namespace), self._on_own_lease,
+                                         field_selector=f"metadata.name={config.shard}")
         self.lease_ok = asyncio.Event()
         self._kick = asyncio.Event()  # wakes the status loop when there is something to patch
         self.fenced = False  # could not renew the Lease for a whole duration
@@ -230,6 +234,14 @@ class Shard:
             if sent is not None and not self._shows(obj, sent):
                 self.batcher.invalidate(key)  # overwritten (or an older write arrived): patch again
         self.queue.add(key)
+
+    def _on_own_lease(self, kind: str, obj: dict[str, Any]) -> None:
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        draining = kind != "DELETED" and str(annotations.get(DRAINING_ANNOTATION, "")).lower() == "true"
+        if draining != self.batcher.draining:
+            log.info("shard %s: %s", self.config.shard, "draining" if draining else "not draining")
+            self.batcher.draining = draining
+            self._kick.set()
 
     def _shows(self, obj: dict[str, Any], sent: AgentStatus) -> bool:
         """Whether the object shows what this shard last patched (a previous owner's late patch,
@@ -514,11 +526,13 @@ class Shard:
         async with asyncio.TaskGroup() as tg:
             lease = tg.create_task(self._lease_loop(), name="lease")
             watch = tg.create_task(self.reflector.run(), name="watch-agents")
+            own_lease = tg.create_task(self.lease_reflector.run(), name="watch-own-lease")
             workers = [tg.create_task(self._worker(), name=f"reconcile-{i}") for i in range(self.config.activate_concurrency)]
             status = tg.create_task(self._status_loop(tg), name="status")
             lag = tg.create_task(self._lag_monitor(), name="lag")
             await stop.wait()
             watch.cancel()
+            own_lease.cancel()
             for w in workers:
                 w.cancel()
             status.cancel()

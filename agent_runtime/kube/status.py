@@ -14,8 +14,9 @@ Two classes share that one bucket, most urgent first:
   (`note_transition`; one agent created now and then is no storm), and `hold_s` after the last
   of them — or while transitions are queued. Held reports keep coalescing (still one patch per
   agent, with its latest numbers); one held longer than `max_hold_s` goes anyway (after the
-  transitions), so endless churn cannot starve activity reports for good. On a drained shard the
-  held reports are mostly never sent: its agents leave, and their new owners report them whole.
+  transitions), so endless churn cannot starve activity reports for good. A draining shard
+  (`draining`, from its Lease) holds them from the moment it is told, before the first agent has
+  left: its agents are about to move, and their new owners report them whole.
 During a drain the necessary writes (the operator's placements, the new owners' first reports)
 then compete with no activity patches, and the cap stays what it was.
 """
@@ -128,6 +129,7 @@ class StatusBatcher:
         self.activity: OrderedDict[str, float | None] = OrderedDict()
         self.in_flight: set[str] = set()
         self.storm_until = float("-inf")
+        self.draining = False  # this shard's Lease says draining: its agents are about to leave
         self.observed = 0
         self.patches = 0
 
@@ -172,7 +174,7 @@ class StatusBatcher:
 
     def holding(self, now: float) -> bool:
         """Whether activity reports wait (a re-placement storm is on, or transitions are queued)."""
-        return now < self.storm_until or any(k not in self.in_flight for k in self.transitions)
+        return self.draining or now < self.storm_until or any(k not in self.in_flight for k in self.transitions)
 
     def invalidate(self, key: str) -> None:
         """What the apiserver holds is not what we sent (someone overwrote it): patch again, urgently."""
@@ -227,4 +229,5 @@ class StatusBatcher:
         if not self.holding(now):
             return self.bucket.wait_s(now)
         oldest = min((t for t in self.activity.values() if t is not None), default=now)
-        return max(self.bucket.wait_s(now), min(self.storm_until, oldest + self.max_hold_s) - now)
+        held_until = oldest + self.max_hold_s if self.draining else min(self.storm_until, oldest + self.max_hold_s)
+        return max(self.bucket.wait_s(now), held_until - now)

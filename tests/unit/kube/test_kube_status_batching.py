@@ -220,3 +220,18 @@ def test_a_drain_storm_sends_every_first_report_before_any_activity_within_the_c
     for start in range(0, 30):  # never more than rate x 1 s + burst in any second
         assert sum(1 for when, _ in order if start <= when < start + 1) <= 40
     assert sum(1 for when, _ in order if when < 30) <= 20 * 30 + 20
+
+
+def test_a_draining_shard_holds_activity_from_the_start_but_not_forever() -> None:
+    b = StatusBatcher(rate=100, max_hold_s=30.0)
+    sent_once(b, "ns/a", st(1))
+    b.draining = True  # its Lease says draining: no agent has left yet
+    b.observe("ns/a", st(2))
+    assert b.take(now=1.0) == [] and b.take(now=30.9) == []
+    b.observe("ns/b", st(0))  # a transition still goes (e.g. a first report)
+    assert b.take(now=31.0) == [("ns/b", st(0)), ("ns/a", st(2))]  # and held activity after max_hold_s
+    b.done("ns/b", st(0), ok=True)
+    b.done("ns/a", st(2), ok=True)
+    b.observe("ns/a", st(3))
+    b.draining = False
+    assert b.take(now=31.5) == [("ns/a", st(3))]
