@@ -168,15 +168,25 @@ async def events_appended(http: aiohttp.ClientSession, shards: dict[str, Proc]) 
     return total
 
 
-async def shard_patches(http: aiohttp.ClientSession, shards: dict[str, Proc]) -> dict[str, int]:
-    """The shards' own count of their Agent status patches, by kind (transition, activity, refused)."""
-    out: dict[str, int] = {}
-    for p in shards.values():
+async def shard_patches(http: aiohttp.ClientSession, shards: dict[str, Proc]) -> dict[str, dict[str, int]]:
+    """Each shard's own count of its Agent status patches, by kind (transition, activity, refused)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, p in shards.items():
         if not p.alive():
             continue
         async with http.get(f"{p.url}/metrics") as resp:
             for kind, value in re.findall(r'^agent_runtime_status_patches_total\{kind="(\w+)"\} (\S+)', await resp.text(), re.M):
-                out[kind] = out.get(kind, 0) + int(float(value))
+                out.setdefault(name, {})[kind] = int(float(value))
+    return out
+
+
+def patch_delta(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]], drained: list[str]) -> dict[str, dict[str, int]]:
+    """Status patches sent between a and b, summed over the drained shards and over the others."""
+    out: dict[str, dict[str, int]] = {"drained shards": {}, "receiving shards": {}}
+    for shard, kinds in b.items():
+        side = out["drained shards" if shard in drained else "receiving shards"]
+        for kind, n in kinds.items():
+            side[kind] = side.get(kind, 0) + n - a.get(shard, {}).get(kind, 0)
     return out
 
 
@@ -389,7 +399,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "apiserver_status_patch_mean_ms": mean_ms(lat0, lat1, "patch"),
                                 "etcd_agent_updates": int(lat1.get("etcd_count", 0) - lat0.get("etcd_count", 0)),
                                 "etcd_agent_update_mean_ms": mean_ms(lat0, lat1, "etcd"),
-                                "shard_status_patches": {k: sp1.get(k, 0) - sp0.get(k, 0) for k in sorted(sp1)},
+                                "shard_status_patches": patch_delta(sp0, sp1, drained),
                                 "cpu_pressure_some": stalled})
                 log(f"{label}: {len(moving)} agents re-placed after {t_replaced - t2:.1f}s, "
                     f"Running elsewhere after {t_drained - t2:.1f}s; {moved_to}")
