@@ -229,6 +229,8 @@ class Shard:
         else:
             if key not in self.desired:
                 self.batcher.note_transition(time.monotonic())  # it arrived
+            if kind == "ADDED":
+                self.batcher.owned(key)  # placed here (again), or a re-list that says so
             self.desired[key] = obj
             sent = self.batcher.sent.get(key)
             if sent is not None and not self._shows(obj, sent):
@@ -480,7 +482,7 @@ class Shard:
                 self.disowned_patches += 1
                 self.host.metrics.status_patches_by["refused"] += 1
                 log.info("status patch of %s refused: no longer placed on %s (%s)", key, self.config.shard, exc.message)
-                self.batcher.forget(key)
+                self.batcher.refused(key)  # not reported again until our watch says where it is
         except Exception as exc:
             self.patch_errors += 1
             log.warning("status patch of %s failed: %s", key, exc)

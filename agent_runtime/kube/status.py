@@ -130,6 +130,9 @@ class StatusBatcher:
         self.in_flight: set[str] = set()
         self.storm_until = float("-inf")
         self.draining = False  # this shard's Lease says draining: its agents are about to leave
+        # reports the apiserver refused (status.shard names another shard): not observed again
+        # until the watch says the agent is placed here (`owned`) or gone (`forget`)
+        self.disowned: set[str] = set()
         self.observed = 0
         self.patches = 0
 
@@ -158,6 +161,8 @@ class StatusBatcher:
         self.activity.pop(key, None)
 
     def observe(self, key: str, status: AgentStatus) -> None:
+        if key in self.disowned:
+            return  # it has moved on; the watch will say so (each retry would be refused)
         self.observed += 1
         self.desired[key] = status
         if self.sent.get(key) != status:
@@ -186,6 +191,17 @@ class StatusBatcher:
         self.desired.pop(key, None)
         self.sent.pop(key, None)
         self._clear(key)
+        self.disowned.discard(key)
+
+    def refused(self, key: str) -> None:
+        """The apiserver refused a report of `key` because another shard owns it now: drop it and
+        ignore its observations until `owned` (our watch has not delivered the move yet)."""
+        self.forget(key)
+        self.disowned.add(key)
+
+    def owned(self, key: str) -> None:
+        """The watch says `key` is placed on this shard (again): report it."""
+        self.disowned.discard(key)
 
     def take(self, now: float, limit: int | None = None) -> list[tuple[str, AgentStatus]]:
         """The patches to send now: each dirty agent at most once, with its latest status;

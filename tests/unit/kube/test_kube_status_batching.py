@@ -235,3 +235,21 @@ def test_a_draining_shard_holds_activity_from_the_start_but_not_forever() -> Non
     b.observe("ns/a", st(3))
     b.draining = False
     assert b.take(now=31.5) == [("ns/a", st(3))]
+
+
+def test_a_refused_report_is_not_retried_until_the_watch_says_the_agent_is_here() -> None:
+    """A report the apiserver refused (status.shard names another shard) must not come back as a
+    fresh first report at the next observation — each would be refused again until the shard's
+    watch delivers the move (seconds under load)."""
+    b = StatusBatcher(rate=100)
+    sent_once(b, "ns/a", st(1))
+    b.observe("ns/a", st(2))
+    (key, status), = b.take(now=1.0)
+    b.refused(key)
+    b.done(key, status, ok=False)
+    for second in range(2, 6):  # observed every second while the watch lags
+        b.observe("ns/a", st(second))
+        assert b.take(now=float(second)) == []
+    b.owned("ns/a")  # placed here again (ADDED)
+    b.observe("ns/a", st(9))
+    assert b.take(now=7.0) == [("ns/a", st(9))] and b.is_transition("ns/a", st(9))
