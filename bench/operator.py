@@ -369,6 +369,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"{label}: {len(moving)} agents on {drained} acknowledged a message; draining")
                 lat0, stall0, sp0 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
                 t2 = time.monotonic()
+                timeline: list[tuple[float, int]] = []
+
+                async def sample_drained() -> None:
+                    """Cumulative patches sent by the drained shards since t2, once a second."""
+                    while True:
+                        now_sp = await shard_patches(http, {s: shard_procs[s] for s in drained})
+                        timeline.append((round(time.monotonic() - t2, 1),
+                                         sum(n - sp0.get(s, {}).get(k, 0) for s, kinds in now_sp.items() for k, n in kinds.items())))
+                        await asyncio.sleep(1.0)
+
+                sampler_task = asyncio.create_task(sample_drained())
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: None}}})
                                        for s in undrained))
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
@@ -386,6 +397,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for k in stuck[:3]:
                         log(f"stuck {k}: status {json.dumps(status(watcher.objs[k]))}")
                     raise
+                sampler_task.cancel()
                 lat1, stall1, sp1 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
                 stalled = None if stall0 is None or stall1 is None else round((stall1 - stall0) / 1e6 / (time.monotonic() - t2), 2)
                 moved_to: dict[str, int] = {}
@@ -400,6 +412,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "etcd_agent_updates": int(lat1.get("etcd_count", 0) - lat0.get("etcd_count", 0)),
                                 "etcd_agent_update_mean_ms": mean_ms(lat0, lat1, "etcd"),
                                 "shard_status_patches": patch_delta(sp0, sp1, drained),
+                                "drained_shards_patches_timeline": timeline,
                                 "cpu_pressure_some": stalled})
                 log(f"{label}: {len(moving)} agents re-placed after {t_replaced - t2:.1f}s, "
                     f"Running elsewhere after {t_drained - t2:.1f}s; {moved_to}")
