@@ -168,6 +168,22 @@ async def events_appended(http: aiohttp.ClientSession, shards: dict[str, Proc]) 
     return total
 
 
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) each group of processes has used so far, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for group, ids in pids.items():
+        total = 0.0
+        for pid in ids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        out[group] = total
+    return out
+
+
 async def shard_patches(http: aiohttp.ClientSession, shards: dict[str, Proc]) -> dict[str, dict[str, int]]:
     """Each shard's own count of its Agent status patches, by kind (transition, activity, refused)."""
     out: dict[str, dict[str, int]] = {}
@@ -285,6 +301,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             router = router_proc.url
             assert router
             token = (data / "admin.token").read_text().strip()
+            cpu_groups = {"apiserver+etcd": [p.pid for p in cluster.procs], "operator": [procs["operator"].proc.pid],
+                          "shards": [p.proc.pid for p in shard_procs.values()], "router": [router_proc.proc.pid],
+                          "bench": [os.getpid()]}
             watcher = Watcher()
             reflector = Reflector(kube, agents_path(NS), watcher.on)
             watch_task = asyncio.create_task(reflector.run())
@@ -368,6 +387,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 acks += await gather_limited(64, [send(http, router, token, k, f"one more before {label}") for k in moving])
                 log(f"{label}: {len(moving)} agents on {drained} acknowledged a message; draining")
                 lat0, stall0, sp0 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
+                cpu0 = cpu_seconds(cpu_groups)
                 t2 = time.monotonic()
                 timeline: list[tuple[float, int]] = []
 
@@ -399,6 +419,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise
                 sampler_task.cancel()
                 lat1, stall1, sp1 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
+                cpu1 = cpu_seconds(cpu_groups)
                 stalled = None if stall0 is None or stall1 is None else round((stall1 - stall0) / 1e6 / (time.monotonic() - t2), 2)
                 moved_to: dict[str, int] = {}
                 for k in moving:
@@ -413,7 +434,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "etcd_agent_update_mean_ms": mean_ms(lat0, lat1, "etcd"),
                                 "shard_status_patches": patch_delta(sp0, sp1, drained),
                                 "drained_shards_patches_timeline": timeline,
-                                "cpu_pressure_some": stalled})
+                                "cpu_pressure_some": stalled,
+                                "cpu_s": {g: round(cpu1[g] - cpu0[g], 1) for g in cpu1}})
                 log(f"{label}: {len(moving)} agents re-placed after {t_replaced - t2:.1f}s, "
                     f"Running elsewhere after {t_drained - t2:.1f}s; {moved_to}")
                 return t_drained - t2, len(moving)
