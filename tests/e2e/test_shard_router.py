@@ -157,7 +157,10 @@ async def test_a_late_status_patch_from_the_previous_owner_is_refused(stack: Sta
     await stack.kube.json_patch(path, owned_status_patch("pool-1", report("pool-1", 3)))  # the new owner reports
     with pytest.raises(ApiError) as refused:
         await stack.kube.json_patch(path, owned_status_patch("pool-0", report("pool-0", 2)))  # the old one, late
-    assert refused.value.status == 422
+    assert refused.value.status == 422 and " is invalid" not in refused.value.message  # how the shard tells it apart
+    with pytest.raises(ApiError) as invalid:  # from a schema error (also 422), which is not "refused"
+        await stack.kube.json_patch(path, owned_status_patch("pool-1", {"turns": "three"}))
+    assert invalid.value.status == 422 and " is invalid" in invalid.value.message
     status = await stack.status("late")
     assert status["shard"] == "pool-1" and status["turns"] == 3
     assert [c["message"] for c in status["conditions"]] == ["active on shard pool-1"]
