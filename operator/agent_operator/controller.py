@@ -74,6 +74,12 @@ class Settings:
     manage_pools: bool = True
 
 
+def lease_quiet_wait(now: float, lease_changed: float, started: float, quiet_s: float, max_s: float) -> float:
+    """How much longer the planner waits before planning (0: plan now): until no eligibility-changing
+    Lease event came for `quiet_s`, but never more than `max_s` after it `started` waiting."""
+    return max(0.0, min(quiet_s - (now - lease_changed), max_s - (now - started)))
+
+
 def _now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -198,13 +204,9 @@ class Controller:
         """Wait while eligibility-changing Lease events keep coming (bounded), so the Lease writes
         of one drain (open some shards, close others) are planned as one batch."""
         started = self.clock()
-        while True:
-            now = self.clock()
-            quiet_for = now - self._lease_changed
-            if quiet_for >= self.settings.lease_quiet_s or now - started >= self.settings.lease_quiet_max_s:
-                return
-            await asyncio.sleep(min(self.settings.lease_quiet_s - quiet_for,
-                                    self.settings.lease_quiet_max_s - (now - started)))
+        while (wait := lease_quiet_wait(self.clock(), self._lease_changed, started, self.settings.lease_quiet_s,
+                                        self.settings.lease_quiet_max_s)) > 0:
+            await asyncio.sleep(wait)
 
     async def _watch_lag(self, period: float = 0.05) -> None:
         """How late the loop wakes a 50 ms sleeper: a write's request time includes any such lag."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_operator.controller import Controller, Settings
+import pytest
+
+from agent_operator.controller import Controller, Settings, lease_quiet_wait
 from agent_runtime.kube.client import KubeClient
 from agent_runtime.kube.config import KubeConfig
 
@@ -120,3 +122,25 @@ async def test_lease_expiry_is_one_duration_of_the_operators_clock_after_the_las
     assert ctl.eligible("ns", "p", clock.now) == []
     await ctl.step()
     assert queued(ctl) == {"ns/a0": None}  # Pending: no eligible shard
+
+
+def test_the_planner_waits_for_a_quiet_moment_in_lease_changes_but_not_forever() -> None:
+    # no Lease change lately: plan at once
+    assert lease_quiet_wait(now=10.0, lease_changed=float("-inf"), started=10.0, quiet_s=0.1, max_s=0.5) == 0.0
+    # a change 30 ms ago: wait the remaining 70 ms of quiet
+    assert lease_quiet_wait(now=10.0, lease_changed=9.97, started=10.0, quiet_s=0.1, max_s=0.5) == pytest.approx(0.07)
+    # changes keep coming: the wait is capped 500 ms after it started
+    assert lease_quiet_wait(now=10.45, lease_changed=10.44, started=10.0, quiet_s=0.1, max_s=0.5) == pytest.approx(0.05)
+    assert lease_quiet_wait(now=10.5, lease_changed=10.49, started=10.0, quiet_s=0.1, max_s=0.5) == 0.0
+
+
+def test_only_eligibility_changes_of_leases_count_as_lease_changes() -> None:
+    clock = Clock()
+    ctl = controller(clock)
+    ctl.on_lease("ADDED", lease("p-0", "2026-11-25T10:00:00.000000Z"))
+    assert ctl._lease_changed == clock.now  # noqa: SLF001  (a new shard)
+    clock.now += 5
+    ctl.on_lease("MODIFIED", lease("p-0", "2026-11-25T10:00:05.000000Z"))  # a heartbeat
+    assert ctl._lease_changed == clock.now - 5  # noqa: SLF001
+    ctl.on_lease("MODIFIED", lease("p-0", "2026-11-25T10:00:05.000000Z", draining=True))
+    assert ctl._lease_changed == clock.now  # noqa: SLF001
