@@ -78,6 +78,8 @@ class Metrics:
         self.compression_tokens_after = 0
         self.compression_messages = 0
         self.compression_cpu_s = 0.0
+        # Kubernetes shard mode: Agent status patches by kind (transition, activity, refused)
+        self.status_patches_by: collections.Counter[str] = collections.Counter()
 
     def model_retry(self, provider: str, reason: str) -> None:
         """A model call is retried (`reason` is the `ProviderError` code)."""
@@ -141,6 +143,10 @@ class Metrics:
             self.clients_dropped_slow,
         )
         metric("agent_runtime_frames_rejected_total", "counter", "Bad client frames answered with error.", self.frames_rejected)
+        for kind, count in sorted(self.status_patches_by.items()):
+            metric("agent_runtime_status_patches_total", "counter",
+                   "Agent status patches sent by this shard (kind: transition, activity; refused: the agent had moved).",
+                   count, f'{{kind="{kind}"}}')
         for provider, count in sorted(self.model_calls_by.items()):
             metric("agent_runtime_model_calls_total", "counter", "Completed model calls.", count,
                    f'{{provider="{provider}"}}')

@@ -168,6 +168,44 @@ async def events_appended(http: aiohttp.ClientSession, shards: dict[str, Proc]) 
     return total
 
 
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) each group of processes has used so far, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for group, ids in pids.items():
+        total = 0.0
+        for pid in ids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        out[group] = total
+    return out
+
+
+async def shard_patches(http: aiohttp.ClientSession, shards: dict[str, Proc]) -> dict[str, dict[str, int]]:
+    """Each shard's own count of its Agent status patches, by kind (transition, activity, refused)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, p in shards.items():
+        if not p.alive():
+            continue
+        async with http.get(f"{p.url}/metrics") as resp:
+            for kind, value in re.findall(r'^agent_runtime_status_patches_total\{kind="(\w+)"\} (\S+)', await resp.text(), re.M):
+                out.setdefault(name, {})[kind] = int(float(value))
+    return out
+
+
+def patch_delta(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]], drained: list[str]) -> dict[str, dict[str, int]]:
+    """Status patches sent between a and b, summed over the drained shards and over the others."""
+    out: dict[str, dict[str, int]] = {"drained shards": {}, "receiving shards": {}}
+    for shard, kinds in b.items():
+        side = out["drained shards" if shard in drained else "receiving shards"]
+        for kind, n in kinds.items():
+            side[kind] = side.get(kind, 0) + n - a.get(shard, {}).get(kind, 0)
+    return out
+
+
 async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
     sem = asyncio.Semaphore(n)
 
@@ -263,6 +301,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             router = router_proc.url
             assert router
             token = (data / "admin.token").read_text().strip()
+            cpu_groups = {"apiserver+etcd": [p.pid for p in cluster.procs], "operator": [procs["operator"].proc.pid],
+                          "shards": [p.proc.pid for p in shard_procs.values()], "router": [router_proc.proc.pid],
+                          "bench": [os.getpid()]}
             watcher = Watcher()
             reflector = Reflector(kube, agents_path(NS), watcher.on)
             watch_task = asyncio.create_task(reflector.run())
@@ -345,12 +386,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 moving = [k for k in keys if running_on(watcher.objs[k]) in drained]
                 acks += await gather_limited(64, [send(http, router, token, k, f"one more before {label}") for k in moving])
                 log(f"{label}: {len(moving)} agents on {drained} acknowledged a message; draining")
-                lat0, stall0 = await write_latency(kube), cpu_stall_us()
+                lat0, stall0, sp0 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
+                cpu0 = cpu_seconds(cpu_groups)
                 t2 = time.monotonic()
+                timeline: list[tuple[float, int]] = []
+
+                async def sample_drained() -> None:
+                    """Cumulative patches sent by the drained shards since t2, once a second."""
+                    while True:
+                        now_sp = await shard_patches(http, {s: shard_procs[s] for s in drained})
+                        timeline.append((round(time.monotonic() - t2, 1),
+                                         sum(n - sp0.get(s, {}).get(k, 0) for s, kinds in now_sp.items() for k, n in kinds.items())))
+                        await asyncio.sleep(1.0)
+
+                sampler_task = asyncio.create_task(sample_drained())
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: None}}})
                                        for s in undrained))
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
                                        for s in drained))
+                t_leases = time.monotonic()
                 t_replaced = await watcher.until(
                     lambda: all(status(watcher.objs[k]).get("shard") not in (*drained, None) for k in moving), 120,
                     f"{label}: agents re-placed")
@@ -363,20 +417,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for k in stuck[:3]:
                         log(f"stuck {k}: status {json.dumps(status(watcher.objs[k]))}")
                     raise
-                lat1, stall1 = await write_latency(kube), cpu_stall_us()
+                sampler_task.cancel()
+                lat1, stall1, sp1 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
+                cpu1 = cpu_seconds(cpu_groups)
                 stalled = None if stall0 is None or stall1 is None else round((stall1 - stall0) / 1e6 / (time.monotonic() - t2), 2)
                 moved_to: dict[str, int] = {}
                 for k in moving:
                     on = running_on(watcher.objs[k]) or "?"
                     moved_to[on] = moved_to.get(on, 0) + 1
                 results.append({"phase": "drain", "drained": drained, "note": note, "agents_moved": len(moving),
-                                "replaced_s": round(t_replaced - t2, 2), "running_elsewhere_s": round(t_drained - t2, 2),
+                                "leases_written_s": round(t_leases - t2, 2), "replaced_s": round(t_replaced - t2, 2), "running_elsewhere_s": round(t_drained - t2, 2),
                                 "moved_to": moved_to,
                                 "apiserver_status_patches": int(lat1.get("patch_count", 0) - lat0.get("patch_count", 0)),
                                 "apiserver_status_patch_mean_ms": mean_ms(lat0, lat1, "patch"),
                                 "etcd_agent_updates": int(lat1.get("etcd_count", 0) - lat0.get("etcd_count", 0)),
                                 "etcd_agent_update_mean_ms": mean_ms(lat0, lat1, "etcd"),
-                                "cpu_pressure_some": stalled})
+                                "shard_status_patches": patch_delta(sp0, sp1, drained),
+                                "drained_shards_patches_timeline": timeline,
+                                "cpu_pressure_some": stalled,
+                                "cpu_s": {g: round(cpu1[g] - cpu0[g], 1) for g in cpu1}})
                 log(f"{label}: {len(moving)} agents re-placed after {t_replaced - t2:.1f}s, "
                     f"Running elsewhere after {t_drained - t2:.1f}s; {moved_to}")
                 return t_drained - t2, len(moving)

@@ -46,8 +46,8 @@ from agent_runtime.kube.client import (
     leases_path,
     object_key,
 )
-from agent_runtime.kube.names import ADDRESS_ANNOTATION, POOL_LABEL, SHARD_FIELD
-from agent_runtime.kube.status import AgentStatus, StatusBatcher, Tokens, rfc3339
+from agent_runtime.kube.names import ADDRESS_ANNOTATION, DRAINING_ANNOTATION, POOL_LABEL, SHARD_FIELD
+from agent_runtime.kube.status import AgentStatus, StatusBatcher, Tokens, owned_status_patch, rfc3339
 from agent_runtime.kube.tokens import SharedTokenStore, ensure_admin_token
 from agent_runtime.manifest import AgentManifest, ManifestError, manifest_from_object
 from agent_runtime.providers.registry import ProviderSettings, build_router
@@ -203,10 +203,15 @@ class Shard:
         self.batcher = StatusBatcher(config.status_rate, now=time.monotonic())
         self.reflector = Reflector(kube, agents_path(config.namespace), self._on_agent,
                                    field_selector=f"{SHARD_FIELD}={config.shard}")
+        # its own Lease, watched: a drain (`agentctl drain`, the operator's scale-down) is known at
+        # once, and activity reports are held while the agents move away
+        self.lease_reflector = Reflector(lease_kube or kube, leases_path(config.namespace), self._on_own_lease,
+                                         field_selector=f"metadata.name={config.shard}")
         self.lease_ok = asyncio.Event()
         self._kick = asyncio.Event()  # wakes the status loop when there is something to patch
         self.fenced = False  # could not renew the Lease for a whole duration
         self.patch_errors = 0
+        self.disowned_patches = 0  # status patches the apiserver refused because the agent had moved on
         self.max_loop_lag_s = 0.0
         self.activations = 0
         self.releases = 0
@@ -222,13 +227,27 @@ class Shard:
             on_delete = (obj.get("spec") or {}).get("onDelete")
             self.deleting[key] = on_delete if on_delete in ("archive", "remove") else "archive"
         if kind == "DELETED" or placed_on != self.config.shard:
-            self.desired.pop(key, None)
+            if self.desired.pop(key, None) is not None:
+                self.batcher.note_transition(time.monotonic())  # it left: a re-placement storm may be on
+            self.batcher.forget(key)  # nothing more to report for an agent that left (release follows)
         else:
+            if key not in self.desired:
+                self.batcher.note_transition(time.monotonic())  # it arrived
+            if kind == "ADDED":
+                self.batcher.owned(key)  # placed here (again), or a re-list that says so
             self.desired[key] = obj
             sent = self.batcher.sent.get(key)
             if sent is not None and not self._shows(obj, sent):
                 self.batcher.invalidate(key)  # overwritten (or an older write arrived): patch again
         self.queue.add(key)
+
+    def _on_own_lease(self, kind: str, obj: dict[str, Any]) -> None:
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        draining = kind != "DELETED" and str(annotations.get(DRAINING_ANNOTATION, "")).lower() == "true"
+        if draining != self.batcher.draining:
+            log.info("shard %s: %s", self.config.shard, "draining" if draining else "not draining")
+            self.batcher.draining = draining
+            self._kick.set()
 
     def _shows(self, obj: dict[str, Any], sent: AgentStatus) -> bool:
         """Whether the object shows what this shard last patched (a previous owner's late patch,
@@ -466,26 +485,42 @@ class Shard:
         """Phase Failed with `message` in the Ready condition (best effort: a failed patch is logged).
         The operator keeps a shard's Failed while the agent stays on this shard."""
         meta = obj.get("metadata") or {}
-        body = {"status": {"phase": "Failed",
-                           "conditions": ready_conditions(obj, False, reason, message, time.time())}}
+        ops = owned_status_patch(self.config.shard, {
+            "phase": "Failed", "conditions": ready_conditions(obj, False, reason, message, time.time())})
         try:
-            await self.kube.merge_patch(agents_path(meta.get("namespace"), meta.get("name"), status=True), body)
+            await self.kube.json_patch(agents_path(meta.get("namespace"), meta.get("name"), status=True), ops)
         except Exception as exc:  # noqa: BLE001 - reporting must not turn one failure into another
             log.warning("could not report %s of %s: %s", reason, object_key(obj), exc)
 
     async def _patch_status(self, key: str, status: AgentStatus) -> None:
+        """Report one agent's status, only while it is still placed here (`owned_status_patch`)."""
         obj = self.desired.get(key)
         ok = False
         try:
             if obj is None:
+                ok = True  # it left meanwhile: nothing to report (forgotten already)
                 return
             ns, name = key.split("/", 1)
-            body = {"status": {**status.fields(), "conditions": ready_conditions(
-                obj, status.ready, "Active", self.ready_message, time.time())}}
-            await self.kube.merge_patch(agents_path(ns, name, status=True), body)
+            fields = status.fields()
+            observed = [c for c in ((obj.get("status") or {}).get("conditions") or []) if isinstance(c, dict)]
+            conditions = ready_conditions(obj, status.ready, "Active", self.ready_message, time.time())
+            if conditions != observed:  # Ready as we want it is already there: leave the list alone
+                fields["conditions"] = conditions
+            kind = "transition" if self.batcher.is_transition(key, status) else "activity"
+            await self.kube.json_patch(agents_path(ns, name, status=True), owned_status_patch(self.config.shard, fields))
+            self.host.metrics.status_patches_by[kind] += 1
             ok = True
         except NotFound:
             ok = True  # gone: nothing to report
+        except ApiError as exc:
+            if exc.status != 422 or " is invalid" in exc.message:  # not the test op (e.g. schema validation)
+                self.patch_errors += 1
+                log.warning("status patch of %s failed: %s", key, exc)
+            else:  # the test op failed: status.shard names another shard now (our watch will say so too)
+                self.disowned_patches += 1
+                self.host.metrics.status_patches_by["refused"] += 1
+                log.info("status patch of %s refused: no longer placed on %s (%s)", key, self.config.shard, exc.message)
+                self.batcher.refused(key)  # not reported again until our watch says where it is
         except Exception as exc:
             self.patch_errors += 1
             log.warning("status patch of %s failed: %s", key, exc)
@@ -501,7 +536,7 @@ class Shard:
             if now >= next_observe:
                 for key in list(self.active):
                     handle = self.host.handles.get(key)
-                    if handle is not None:
+                    if handle is not None and key in self.desired:  # not for an agent being released
                         self.batcher.observe(key, agent_status(handle))
                 next_observe = now + interval
             room = self.config.status_in_flight - len(self.batcher.in_flight)  # slow apiserver: coalesce more
@@ -531,11 +566,13 @@ class Shard:
         async with asyncio.TaskGroup() as tg:
             lease = tg.create_task(self._lease_loop(), name="lease")
             watch = tg.create_task(self.reflector.run(), name="watch-agents")
+            own_lease = tg.create_task(self.lease_reflector.run(), name="watch-own-lease")
             workers = [tg.create_task(self._worker(), name=f"reconcile-{i}") for i in range(self.config.activate_concurrency)]
             status = tg.create_task(self._status_loop(tg), name="status")
             lag = tg.create_task(self._lag_monitor(), name="lag")
             await stop.wait()
             watch.cancel()
+            own_lease.cancel()
             for w in workers:
                 w.cancel()
             status.cancel()

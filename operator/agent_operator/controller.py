@@ -33,7 +33,7 @@ from agent_operator.models import (
     DRAINING_ANNOTATION, FIELD_MANAGER, FINALIZER, POOL_LABEL, VERSION, RuntimePoolSpec,
 )
 from agent_operator.paths import object_path, path_for
-from agent_operator.shards import Shard, ordinal, shard_from_lease
+from agent_operator.shards import Shard, observe_lease, ordinal
 from agent_runtime.kube import folders
 from agent_runtime.kube.client import ApiError, KubeClient
 from agent_runtime.manifest import API_GROUP
@@ -64,9 +64,22 @@ class Settings:
     data_dir: Path | None = None
     workers: int = 32
     debounce_s: float = 0.05
+    # Lease changes that alter which shards are eligible (a drain writes several) are planned
+    # together: the planner waits until none came for lease_quiet_s (at most lease_quiet_max_s).
+    lease_quiet_s: float = 0.1
+    lease_quiet_max_s: float = 0.5
+    # While a pool's eligible shards keep changing, only agents that must move are planned; balance
+    # moves wait until the set has been stable this long (no agent moves twice in one drain).
+    rebalance_after_s: float = 2.0
     pool_status_interval_s: float = 1.0
     slack: float = placement.DEFAULT_SLACK
     manage_pools: bool = True
+
+
+def lease_quiet_wait(now: float, lease_changed: float, started: float, quiet_s: float, max_s: float) -> float:
+    """How much longer the planner waits before planning (0: plan now): until no eligibility-changing
+    Lease event came for `quiet_s`, but never more than `max_s` after it `started` waiting."""
+    return max(0.0, min(quiet_s - (now - lease_changed), max_s - (now - started)))
 
 
 def _now_iso() -> str:
@@ -74,7 +87,7 @@ def _now_iso() -> str:
 
 
 class Controller:
-    def __init__(self, api: KubeClient, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, api: KubeClient, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.settings = settings
         self.clock = clock
@@ -94,6 +107,8 @@ class Controller:
         self._batch_patches = 0
         self._batch_waits: list[float] = []  # seconds each Agent write of the batch took (the request alone)
         self._batch_lag = 0.0  # the longest the event loop fell behind during the batch
+        self._lease_changed = float("-inf")  # when a Lease last changed which shards are eligible
+        self._eligible_since: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
 
     # ---- watch input (called by the kopf handlers; no IO) ----------------------------------------
 
@@ -131,14 +146,21 @@ class Controller:
         self._wake.set()
 
     def on_lease(self, event_type: str | None, body: dict[str, Any]) -> None:
-        shard = shard_from_lease(body)
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        now = self.clock()
+        old = self.shards.get(key)
+        shard = observe_lease(body, now, old)  # expiry on our own clock
         if shard is None:
             return
-        key = (shard.namespace, shard.name)
         if event_type == "DELETED":
             self.shards.pop(key, None)
         else:
             self.shards[key] = shard
+        if old is None or event_type == "DELETED" or old.eligible(now) != shard.eligible(now) or old.fresh(now) != shard.fresh(now):
+            self._lease_changed = now
+            log.info("shard %s/%s: %s", shard.namespace, shard.name, "gone" if event_type == "DELETED" else
+                     "eligible" if shard.eligible(now) else "draining" if shard.fresh(now) else "expired")
         self._wake.set()
 
     # ---- startup ---------------------------------------------------------------------------------
@@ -177,8 +199,17 @@ class Controller:
                 except TimeoutError:
                     pass
                 await asyncio.sleep(self.settings.debounce_s)
+                await self._lease_quiet()
                 self._wake.clear()
                 await self.step()
+
+    async def _lease_quiet(self) -> None:
+        """Wait while eligibility-changing Lease events keep coming (bounded), so the Lease writes
+        of one drain (open some shards, close others) are planned as one batch."""
+        started = self.clock()
+        while (wait := lease_quiet_wait(self.clock(), self._lease_changed, started, self.settings.lease_quiet_s,
+                                        self.settings.lease_quiet_max_s)) > 0:
+            await asyncio.sleep(wait)
 
     async def _watch_lag(self, period: float = 0.05) -> None:
         """How late the loop wakes a 50 ms sleeper: a write's request time includes any such lag."""
@@ -194,6 +225,8 @@ class Controller:
         times = [s.expires_at for s in self.shards.values() if s.expires_at is not None and s.expires_at > now]
         times += [t for t in self._retry_at.values()]
         times += [p.status_at for p in self.pools.values() if p.status_at > now]
+        times += [since + self.settings.rebalance_after_s for _, since in self._eligible_since.values()
+                  if since + self.settings.rebalance_after_s > now]
         if not times:
             return None
         return max(0.01, min(times) - now + 0.01)
@@ -232,10 +265,13 @@ class Controller:
             pool = self.pools[(ns, pool_name)]
             assert pool.spec is not None
             eligible = self.eligible(ns, pool_name, now)
-            plan = placement.plan_pool(current, eligible, pool.spec.capacity_per_shard, self.settings.slack)
+            rebalance = self._settled(ns, pool_name, eligible, now)
+            plan = placement.plan_pool(current, eligible, pool.spec.capacity_per_shard, self.settings.slack,
+                                       rebalance=rebalance)
             if plan.moves:
-                log.info("pool %s/%s: placing %d agents (%d unplaced) on %d eligible shards, bound %d", ns, pool_name,
-                         len(plan.moves), len(plan.unplaced), len(eligible), plan.bound)
+                log.info("pool %s/%s: placing %d agents (%d unplaced) on %d eligible shards, bound %d%s", ns, pool_name,
+                         len(plan.moves), len(plan.unplaced), len(eligible), plan.bound,
+                         "" if rebalance else " (shards changing: no balance moves yet)")
                 if self._batch_started is None:
                     self._batch_started, self._batch_patches = time.monotonic(), self.patches
             for key, shard in plan.moves.items():
@@ -259,6 +295,14 @@ class Controller:
         if self.settings.manage_pools:
             for pool in list(self.pools.values()):
                 self._reconcile_pool(pool, by_pool.get((pool.namespace, pool.name), {}), now)
+
+    def _settled(self, namespace: str, pool: str, eligible: list[str], now: float) -> bool:
+        """Whether the pool's eligible shards have been the same for rebalance_after_s."""
+        key, shards = (namespace, pool), frozenset(eligible)
+        seen = self._eligible_since.get(key)
+        if seen is None or seen[0] != shards:
+            self._eligible_since[key] = seen = (shards, now)
+        return now - seen[1] >= self.settings.rebalance_after_s
 
     # ---- agents ----------------------------------------------------------------------------------
 

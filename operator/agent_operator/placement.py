@@ -6,7 +6,13 @@ Rendezvous (highest-random-weight) hashing with bounded loads, sticky:
 - every other agent (new, or on an expired/draining shard) goes to its highest-scoring eligible
   shard that is below the bound.
 The bound is `min(capacity, ceil(total / shards * (1 + slack)))`, so no shard holds more than
-`1 + slack` times the mean and capacity is never exceeded. Adding a shard moves only what the
+`1 + slack` times the mean and capacity is never exceeded.
+
+`rebalance=False` plans only the agents that must move (new, or on a shard that is not eligible)
+and leaves agents on eligible shards where they are even above the bound: the controller plans
+that way while the set of eligible shards is still changing (a drain opens some shards and closes
+others with several Lease writes), so an agent is never moved to a shard for balance and then
+again because that shard closed a moment later. Balance moves follow once the set has settled. Adding a shard moves only what the
 other shards hold above the new bound; removing one moves only its own agents. One call plans a
 whole pool (1,000 agents x 10 shards is 10,000 small hashes), so re-placement after a drain or a
 Lease expiry is a single batch.
@@ -48,10 +54,10 @@ def bound_for(total: int, shards: int, capacity: int, slack: float = DEFAULT_SLA
 
 
 def plan_pool(current: Mapping[str, str | None], eligible: Iterable[str], capacity: int,
-              slack: float = DEFAULT_SLACK) -> Plan:
+              slack: float = DEFAULT_SLACK, rebalance: bool = True) -> Plan:
     """Plan one pool. `current` maps every agent of the pool to its shard (None = not placed);
     `eligible` are the shards with a fresh, non-draining Lease. Agents already well placed are
-    left out of `moves`."""
+    left out of `moves`; with `rebalance=False` so is every agent on an eligible shard."""
     shards: Sequence[str] = sorted(set(eligible))
     if not shards:
         return Plan({}, tuple(sorted(current)), 0)
@@ -65,7 +71,7 @@ def plan_pool(current: Mapping[str, str | None], eligible: Iterable[str], capaci
         else:
             pending.append(agent)
     for shard, agents in members.items():
-        if len(agents) > bound:
+        if rebalance and len(agents) > bound:
             agents.sort(key=lambda a: score(a, shard), reverse=True)
             pending.extend(agents[bound:])
             del agents[bound:]

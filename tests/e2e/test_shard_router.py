@@ -21,9 +21,10 @@ import pytest_asyncio
 import yaml
 from stack import Proc, RoutedAgent, eventually, start_router, start_shard
 
-from agent_runtime.kube.client import KubeClient, NotFound, Reflector, agents_path, leases_path
+from agent_runtime.kube.client import ApiError, KubeClient, NotFound, Reflector, agents_path, leases_path
 from agent_runtime.kube.config import load_kubeconfig
 from agent_runtime.kube.names import DRAINING_ANNOTATION, SHARD_FIELD
+from agent_runtime.kube.status import owned_status_patch
 from harness import ROOT, Cluster
 
 LEASE_S = 6
@@ -138,6 +139,41 @@ async def test_a_shards_field_selector_watch_sees_agents_arrive_and_leave(stack:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_late_status_patch_from_the_previous_owner_is_refused(stack: Stack) -> None:
+    """Shards report status with `owned_status_patch`: a JSON patch whose first op tests
+    status.shard. The previous owner's late report (sent before it saw the agent leave) is refused
+    with 422 and the new owner's report stays; the same body as a merge patch would overwrite it."""
+    stack.cluster.kubectl("apply", "-f", "-", input=agent_yaml("late", stack.ns))
+    path = agents_path(stack.ns, "late", status=True)
+    await stack.place("late", "pool-0")
+
+    def report(shard: str, turns: int) -> dict[str, Any]:
+        ready = {"type": "Ready", "status": "True", "reason": "Active", "message": f"active on shard {shard}",
+                 "lastTransitionTime": "2026-11-25T10:00:00Z"}
+        return {"phase": "Running", "turns": turns, "conditions": [ready]}
+
+    await stack.kube.json_patch(path, owned_status_patch("pool-0", report("pool-0", 1)))
+    await stack.place("late", "pool-1")  # re-placed
+    await stack.kube.json_patch(path, owned_status_patch("pool-1", report("pool-1", 3)))  # the new owner reports
+    with pytest.raises(ApiError) as refused:
+        await stack.kube.json_patch(path, owned_status_patch("pool-0", report("pool-0", 2)))  # the old one, late
+    assert refused.value.status == 422 and " is invalid" not in refused.value.message  # how the shard tells it apart
+    with pytest.raises(ApiError) as invalid:  # from a schema error (also 422), which is not "refused"
+        await stack.kube.json_patch(path, owned_status_patch("pool-1", {"turns": "three"}))
+    assert invalid.value.status == 422 and " is invalid" in invalid.value.message
+    status = await stack.status("late")
+    assert status["shard"] == "pool-1" and status["turns"] == 3
+    assert [c["message"] for c in status["conditions"]] == ["active on shard pool-1"]
+    # without the test op (a merge patch, what shards sent before) the late report overwrote it
+    await stack.kube.merge_patch(path, {"status": report("pool-0", 2)})
+    assert (await stack.status("late"))["conditions"][0]["message"] == "active on shard pool-0"
+    # an agent with no status.shard at all refuses every shard's report too
+    await stack.kube.merge_patch(path, {"status": {"shard": None, "phase": "Pending"}})
+    with pytest.raises(ApiError) as unplaced:
+        await stack.kube.json_patch(path, owned_status_patch("pool-1", report("pool-1", 4)))
+    assert unplaced.value.status == 422
 
 
 async def test_placed_agent_runs_reports_status_and_chats_through_the_router(stack: Stack) -> None:

@@ -3,7 +3,6 @@ what fits and leaves the rest for the next step (it must not raise QueueFull and
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from agent_operator.controller import Controller, Settings
@@ -18,8 +17,7 @@ def _lease(name: str) -> dict[str, object]:
 
 
 async def test_a_step_larger_than_the_queue_sends_what_fits_and_the_rest_later() -> None:
-    ctl = Controller(KubeClient(KubeConfig("http://127.0.0.1:9")), Settings(namespaces=("ns",), manage_pools=False),
-                     clock=time.time)
+    ctl = Controller(KubeClient(KubeConfig("http://127.0.0.1:9")), Settings(namespaces=("ns",), manage_pools=False))
     ctl._queue = type(ctl._queue)(maxsize=10)  # noqa: SLF001  (the real one holds 10,000)
     ctl.on_pool("ADDED", {"metadata": {"namespace": "ns", "name": "p", "uid": "u", "generation": 1},
                           "spec": {"region": "r", "shards": 2, "capacityPerShard": 100}})
