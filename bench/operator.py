@@ -115,7 +115,7 @@ def running_on(obj: dict[str, Any]) -> str | None:
 async def status_patches(kube: KubeClient) -> float:
     """PATCH requests on agents/status so far, from the apiserver's own metrics."""
     assert kube._session is not None  # noqa: SLF001
-    async with kube._session.get(kube.config.server + "/metrics", headers=kube._headers()) as resp:  # noqa: SLF001
+    async with kube._session.get(kube.config.server + "/metrics", headers=await kube._headers()) as resp:  # noqa: SLF001
         text = await resp.text()
     total = 0.0
     for labels, value in PATCH_METRIC.findall(text):
@@ -131,7 +131,7 @@ async def write_latency(kube: KubeClient) -> dict[str, float]:
     """Sums and counts of the apiserver's own timing of Agent status PATCHes and of its etcd updates
     of Agents (so a drain's write latency can be split into apiserver/etcd time and the rest)."""
     assert kube._session is not None  # noqa: SLF001
-    async with kube._session.get(kube.config.server + "/metrics", headers=kube._headers()) as resp:  # noqa: SLF001
+    async with kube._session.get(kube.config.server + "/metrics", headers=await kube._headers()) as resp:  # noqa: SLF001
         text = await resp.text()
     out: dict[str, float] = {}
     for name, kind, labels, value in LATENCY_METRIC.findall(text):

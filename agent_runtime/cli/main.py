@@ -199,7 +199,7 @@ async def cmd_shard(args: argparse.Namespace) -> int:
     config = ShardConfig(
         namespace=args.namespace, pool=args.pool, shard=args.shard, data_dir=Path(args.data),
         listen_host=host, listen_port=port, advertise=args.advertise, lease_duration_s=args.lease_duration,
-        status_rate=args.status_rate, admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
+        status_rate=args.status_rate, arrival_rate=args.arrival_rate, admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
         actor=ActorConfig(idle_timeout_s=args.idle_timeout),
     )
     await serve_shard(config, args.kubeconfig)
@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lease-duration", type=int, default=int(_env("LEASE_DURATION", "15") or 15))
     s.add_argument("--status-rate", type=float, default=float(_env("STATUS_RATE", "20") or 20),
                    help="most Agent status patches per second from this shard")
+    s.add_argument("--arrival-rate", type=float, default=float(_env("STATUS_ARRIVAL_RATE", "50") or 50),
+                   help="most first reports per second of agents that arrived (placement, a drain): their own budget")
     s.add_argument("--admin-token-file", default=_env("ADMIN_TOKEN_FILE"), help="default <data>/admin.token")
     s.add_argument("--idle-timeout", type=float, default=30.0, help="seconds before an idle agent hibernates")
     s.set_defaults(fn=cmd_shard)

@@ -78,6 +78,7 @@ class ShardConfig:
     advertise: str | None = None
     lease_duration_s: int = 15
     status_rate: float = 20.0  # patches per second, whole shard
+    arrival_rate: float = 50.0  # first reports of agents that arrived (placement, drains), their own bucket
     status_interval_s: float = 1.0
     status_in_flight: int = 8  # most status patches awaiting the apiserver at once
     admin_token_file: Path | None = None
@@ -200,7 +201,7 @@ class Shard:
         self.disposals = 0
         self.active: dict[str, Active] = {}
         self.queue = KeyQueue()
-        self.batcher = StatusBatcher(config.status_rate, now=time.monotonic())
+        self.batcher = StatusBatcher(config.status_rate, now=time.monotonic(), arrival_rate=config.arrival_rate)
         self.reflector = Reflector(kube, agents_path(config.namespace), self._on_agent,
                                    field_selector=f"{SHARD_FIELD}={config.shard}")
         # its own Lease, watched: a drain (`agentctl drain`, the operator's scale-down) is known at

@@ -113,11 +113,16 @@ class TokenBucket:
 
 class StatusBatcher:
     """Latest desired status per agent vs. last patched; hands out rate-limited, coalesced patches,
-    transitions before activity."""
+    transitions before activity. An agent's first report from this shard (it arrived: placed here,
+    or moved here by a drain) has its own bucket (`arrival_rate`): arrivals happen only on placement,
+    so they add nothing in steady state, and a re-placement storm's first `Running` reports do not
+    queue behind the shard's everyday cap."""
 
     def __init__(self, rate: float, burst: float | None = None, now: float = 0.0, hold_s: float = 2.0,
-                 storm_min: int = 4, max_hold_s: float = 30.0) -> None:
+                 storm_min: int = 4, max_hold_s: float = 30.0, arrival_rate: float | None = None) -> None:
         self.bucket = TokenBucket(rate, burst, now)
+        # no arrival rate: first reports share the one cap (they still go first)
+        self.arrivals = TokenBucket(arrival_rate, arrival_rate, now) if arrival_rate else self.bucket
         self.hold_s = hold_s
         self.storm_min = max(1, storm_min)
         self.max_hold_s = max_hold_s
@@ -205,8 +210,11 @@ class StatusBatcher:
 
     def take(self, now: float, limit: int | None = None) -> list[tuple[str, AgentStatus]]:
         """The patches to send now: each dirty agent at most once, with its latest status;
-        transitions first, then activity (unless held)."""
-        ready = [k for k in self.transitions if k not in self.in_flight]
+        arrivals (first reports, their own bucket), then other transitions, then activity (unless
+        held)."""
+        pending = [k for k in self.transitions if k not in self.in_flight]
+        arrivals = [k for k in pending if k not in self.sent]
+        ready = [k for k in pending if k in self.sent]
         holding = self.holding(now)
         for key, since in self.activity.items():
             if since is None:
@@ -214,10 +222,11 @@ class StatusBatcher:
             if key not in self.in_flight and (not holding or now - since >= self.max_hold_s):
                 ready.append(key)
         if limit is not None:
-            ready = ready[:limit]
-        n = self.bucket.take(now, len(ready))
+            arrivals = arrivals[:limit]
+            ready = ready[: max(0, limit - len(arrivals))]
+        chosen = arrivals[: self.arrivals.take(now, len(arrivals))] + ready[: self.bucket.take(now, len(ready))]
         out: list[tuple[str, AgentStatus]] = []
-        for key in ready[:n]:
+        for key in chosen:
             self._clear(key)
             self.in_flight.add(key)
             out.append((key, self.desired[key]))
@@ -238,12 +247,20 @@ class StatusBatcher:
 
     def wait_s(self, now: float) -> float:
         """Seconds until `take` may hand out something (inf: nothing to report)."""
-        if any(k not in self.in_flight for k in self.transitions):
-            return self.bucket.wait_s(now)
-        if not self.activity:
-            return float("inf")
-        if not self.holding(now):
-            return self.bucket.wait_s(now)
-        oldest = min((t for t in self.activity.values() if t is not None), default=now)
-        held_until = oldest + self.max_hold_s if self.draining else min(self.storm_until, oldest + self.max_hold_s)
-        return max(self.bucket.wait_s(now), held_until - now)
+        pending = [k for k in self.transitions if k not in self.in_flight]
+        waits = [float("inf")]
+        if any(k not in self.sent for k in pending):
+            waits.append(self.arrivals.wait_s(now))
+        if any(k in self.sent for k in pending):
+            waits.append(self.bucket.wait_s(now))
+        elif self.activity and not pending:
+            if not self.holding(now):
+                waits.append(self.bucket.wait_s(now))
+            else:
+                oldest = min((t for t in self.activity.values() if t is not None), default=now)
+                held_until = oldest + self.max_hold_s if self.draining else min(self.storm_until, oldest + self.max_hold_s)
+                waits.append(max(self.bucket.wait_s(now), held_until - now))
+        elif self.activity:  # activity waits while transitions are queued: after them
+            oldest = min((t for t in self.activity.values() if t is not None), default=now)
+            waits.append(max(self.bucket.wait_s(now), oldest + self.max_hold_s - now))
+        return min(waits)

@@ -253,3 +253,34 @@ def test_a_refused_report_is_not_retried_until_the_watch_says_the_agent_is_here(
     b.owned("ns/a")  # placed here again (ADDED)
     b.observe("ns/a", st(9))
     assert b.take(now=7.0) == [("ns/a", st(9))] and b.is_transition("ns/a", st(9))
+
+
+def test_arrivals_have_their_own_budget_and_activity_waits_for_them() -> None:
+    """A drain brings 200 agents to a shard at once: their first reports use the arrival bucket
+    (50/s here), not the everyday cap (20/s), which stays free for transitions of agents it already
+    reported; activity waits until the arrivals are out."""
+    b = StatusBatcher(20.0, now=0.0, arrival_rate=50.0)
+    b.observe("old", st(0))
+    first = b.take(0.0)
+    assert [k for k, _ in first] == ["old"]
+    b.done("old", first[0][1], ok=True)
+    for i in range(200):
+        b.observe(f"new-{i}", st(0))
+    b.observe("old", st(0, "Idle"))  # a transition of an agent already reported
+    got = [k for k, _ in b.take(1.0)]  # the buckets are full again
+    assert len([k for k in got if k.startswith("new-")]) == 50 and "old" in got
+    sent = 50
+    t = 1.0
+    while sent < 200:
+        t += 0.1
+        sent += len([k for k, _ in b.take(t) if k.startswith("new-")])
+        assert t < 4.5, "arrivals should go out at their own 50/s"
+    assert 3.9 <= t <= 4.1  # (200 - 50 burst) / 50 per second
+    assert b.wait_s(t) == float("inf")
+
+
+def test_without_an_arrival_rate_first_reports_share_the_cap() -> None:
+    b = StatusBatcher(20.0, now=0.0)
+    for i in range(100):
+        b.observe(f"a-{i}", st(0))
+    assert len(b.take(0.0)) == 20
