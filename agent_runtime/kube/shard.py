@@ -120,9 +120,12 @@ def agent_status(handle: AgentHandle) -> AgentStatus:
         s = actor.state
         waiting = any(decision is None for decision in s.approvals.values())
         phase = "WaitingApproval" if waiting else "Running"
-        return AgentStatus(phase, s.turns, usage_totals(handle), s.last_activity)
+        return AgentStatus(phase, s.turns, usage_totals(handle), s.last_activity,
+                           compressions=s.compressions, cost_units=round(s.cost_units))
     summary = handle.summary
-    return AgentStatus("Idle", int(summary.get("turns", 0)), usage_totals(handle), float(summary.get("last_activity", 0.0)))
+    compression = summary.get("compression") or {}
+    return AgentStatus("Idle", int(summary.get("turns", 0)), usage_totals(handle), float(summary.get("last_activity", 0.0)),
+                       compressions=int(compression.get("compressions", 0)), cost_units=round(float(summary.get("cost_units", 0.0))))
 
 
 def manifest_of(obj: dict[str, Any]) -> AgentManifest:

@@ -53,6 +53,8 @@ class AgentStatus:
     tokens: Tokens
     last_activity: float  # unix seconds; 0 = never
     ready: bool = True
+    compressions: int = 0  # frozen chunks made (docs/compression.md)
+    cost_units: int = 0  # estimated cost in input-token units (agent_runtime.pricing), rounded
 
     def fields(self) -> dict[str, Any]:
         """The merge-patch body's status fields (camelCase, as in the CRD); conditions are added by the shell."""
@@ -62,6 +64,8 @@ class AgentStatus:
             "tokens": {"input": self.tokens.input, "output": self.tokens.output,
                        "cacheRead": self.tokens.cache_read, "cacheWrite": self.tokens.cache_write},
             "cachedShare": self.tokens.cached_share(),
+            "compressions": self.compressions,
+            "costUnits": self.cost_units,
         }
         if self.last_activity > 0:
             out["lastActivity"] = rfc3339(self.last_activity)

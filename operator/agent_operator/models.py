@@ -120,5 +120,8 @@ class AgentStatus(_Model):
     turns: int = Field(default=0, ge=0)
     tokens: TokenCounts = TokenCounts()
     cached_share: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of prompt tokens read from cache.")
+    compressions: int = Field(default=0, ge=0, description="Frozen chunks made by compression (docs/compression.md).")
+    cost_units: int = Field(default=0, ge=0, description=(
+        "Estimated cost of the agent's model calls in input-token units at the provider's list-price multipliers."))
     last_activity: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     conditions: list[Condition] = Field(default_factory=list)

@@ -199,6 +199,7 @@ async def test_placed_agent_runs_reports_status_and_chats_through_the_router(sta
 
     status = await eventually(counted, 15, "turns and tokens in status")
     assert status["tokens"]["output"] > 0 and "lastActivity" in status and 0 <= status["cachedShare"] <= 1
+    assert status["costUnits"] > 0 and status["compressions"] >= 0  # estimated cost, frozen chunks made
     assert status["shard"] == "pool-0"  # the operator's field is untouched
     table = stack.cluster.kubectl("get", "agents", "-n", stack.ns).stdout
     assert "coder" in table and "Running" in table and "pool-0" in table

@@ -97,11 +97,12 @@ def test_token_bucket() -> None:
 
 
 def test_fields_are_the_crd_shape() -> None:
-    s = AgentStatus("Idle", 3, Tokens(input=100, output=20, cache_read=300, cache_write=100), 1_700_000_000.0)
+    s = AgentStatus("Idle", 3, Tokens(input=100, output=20, cache_read=300, cache_write=100), 1_700_000_000.0,
+                    compressions=2, cost_units=290)
     assert s.fields() == {
         "phase": "Idle", "turns": 3,
         "tokens": {"input": 100, "output": 20, "cacheRead": 300, "cacheWrite": 100},
-        "cachedShare": 0.6, "lastActivity": "2023-11-14T22:13:20Z",
+        "cachedShare": 0.6, "lastActivity": "2023-11-14T22:13:20Z", "compressions": 2, "costUnits": 290,
     }
     assert "lastActivity" not in AgentStatus("Running", 0, Tokens(), 0.0).fields()
     assert Tokens().cached_share() == 0.0
