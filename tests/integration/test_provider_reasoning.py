@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers.providers import collect, mock_and_adapters, request  # noqa: E402
+from helpers.providers import collect, mock_and_adapters, request, run_turn  # noqa: E402
 
 from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UserMail  # noqa: E402
 from agent_runtime.eventlog.executor import SqliteExecutor  # noqa: E402
@@ -196,17 +196,6 @@ def make_actor(log: SqliteEventLog, router: Any, api: str) -> AgentActor:
         tools=ToolRegistry([EchoTool(n) for n in ("shell", "read_file", "write_file", "list_dir")]),
         tool_slots=asyncio.Semaphore(4), metrics=Metrics(), config=ActorConfig(retry_base_s=0.001, model_retries=0),
     )
-
-
-async def run_turn(actor: AgentActor, text: str, client_id: str, turns: int) -> None:
-    reply: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
-    actor.submit(UserMail(client_id, text, reply))
-    await reply
-    for _ in range(4000):
-        if actor.state.turns >= turns and not actor.state.running:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"turn did not end: {actor.state.snapshot()}")
 
 
 async def run_agent(path: Path, router: Any, api: str, text: str, client_id: str, turns: int,

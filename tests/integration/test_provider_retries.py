@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from helpers.providers import run_turn  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor, UserMail  # noqa: E402
+from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
 from agent_runtime.eventlog.memory import MemoryEventLog  # noqa: E402
 from agent_runtime.events import Event  # noqa: E402
 from agent_runtime.hub import Hub  # noqa: E402
@@ -53,17 +54,6 @@ def make_actor(log: MemoryEventLog, router: ProviderRouter, provider: str, metri
         tool_slots=asyncio.Semaphore(4), metrics=metrics,
         config=ActorConfig(retry_base_s=0.001, **config),
     )
-
-
-async def run_turn(actor: AgentActor, text: str, client_id: str, turns: int) -> None:
-    reply: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
-    actor.submit(UserMail(client_id, text, reply))
-    await reply
-    for _ in range(4000):
-        if actor.state.turns >= turns and not actor.state.running:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"turn did not end: {actor.state.snapshot()}")
 
 
 def retries(events: list[Event]) -> list[dict[str, Any]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from agent_runtime.actor import AgentActor, UserMail
 from agent_runtime.messages import (
     AssistantMessage,
     Message,
@@ -77,3 +79,15 @@ async def collect(provider: Provider, req: ModelRequest) -> list[StreamEvent]:
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
     return out
+
+
+async def run_turn(actor: AgentActor, text: str, client_id: str, turns: int) -> None:
+    """Send `text` to `actor` and wait until it has finished `turns` turns."""
+    reply: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+    actor.submit(UserMail(client_id, text, reply))
+    await reply
+    for _ in range(4000):
+        if actor.state.turns >= turns and not actor.state.running:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"turn did not end: {actor.state.snapshot()}")
