@@ -25,6 +25,7 @@ turns, a bounded prompt).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import posixpath
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -361,8 +362,13 @@ def path_of(call: ToolCall | None) -> str | None:
 ARCHIVE_HEADER = "[Archive of the earlier conversation, consolidated: user messages and your decisions; tool outputs left out]"
 ARCHIVE_LINE_TOKENS = 400  # a user message or the model's text in an archive; arguments get ARGUMENT_TOKENS
 ARGUMENT_TOKENS = 24
-HEADER_TOKENS = count(ARCHIVE_HEADER)
 CURRENT_REQUEST = "[The request you are working on now, in full:]"
+
+
+@functools.cache
+def header_tokens() -> int:
+    """Tokens of `ARCHIVE_HEADER` (counted on first use, not when the module is imported)."""
+    return count(ARCHIVE_HEADER)
 
 
 def _line(text: str, max_tokens: int = ARCHIVE_LINE_TOKENS) -> str:

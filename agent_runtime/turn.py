@@ -389,7 +389,7 @@ class TurnMachine:
             return False
         if state.frozen > 1 or not compression.is_archive(state.messages[0]):
             return True
-        return state.frozen_tokens > self.spec.frozen_budget() // 2 + compression.HEADER_TOKENS
+        return state.frozen_tokens > self.spec.frozen_budget() // 2 + compression.header_tokens()
 
     def context_tokens(self) -> int:
         """Tokens of the next prompt, kept incrementally (each message counted once)."""
