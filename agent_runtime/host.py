@@ -154,9 +154,11 @@ class Host:
     async def apply(self, manifest: AgentManifest) -> tuple[AgentHandle, bool]:
         """Create or update an agent from its manifest. Returns (handle, created)."""
         folder = self.folder_of(manifest.metadata.namespace, manifest.metadata.name)
-        text = yaml.safe_dump(manifest.to_dict(), sort_keys=False)
-        await self.executor.run(lambda: _write_manifest(folder, text))
-        handle = self.handles.get(manifest.key)
+        known = self.handles.get(manifest.key)
+        if known is None or known.manifest != manifest:
+            text = yaml.dump(manifest.to_dict(), Dumper=_YAML_DUMPER, sort_keys=False)
+            await self.executor.run(lambda: _write_manifest(folder, text))
+        handle = self.handles.get(manifest.key)  # again: no await between this and what follows
         if handle is None:
             handle = AgentHandle(manifest=manifest, folder=folder)
             self.handles[manifest.key] = handle
@@ -337,10 +339,19 @@ def summarize(actor: AgentActor | None) -> dict[str, Any]:
     }
 
 
+_YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when PyYAML has it
+
+
 def _write_manifest(folder: Path, text: str) -> None:
+    """Write manifest.yaml atomically, unless it already says `text` (an agent moving to another
+    shard of its pool finds the file its previous owner wrote)."""
+    path = folder / "manifest.yaml"
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8") == text:
+            return
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, folder / "manifest.yaml")
+    os.replace(tmp, path)
 

@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -54,7 +55,7 @@ from agent_runtime.kube.names import DRAINING_ANNOTATION, POOL_LABEL  # noqa: E4
 
 NS = "bench"
 POOL = "pool"
-PATCH_METRIC = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$', re.M)
+REQUEST_METRIC = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$', re.M)
 
 
 def log(msg: str) -> None:
@@ -114,14 +115,23 @@ def running_on(obj: dict[str, Any]) -> str | None:
 
 async def status_patches(kube: KubeClient) -> float:
     """PATCH requests on agents/status so far, from the apiserver's own metrics."""
+    return (await request_counts(kube)).get("PATCH agents/status", 0.0)
+
+
+async def request_counts(kube: KubeClient) -> dict[str, float]:
+    """Requests the apiserver has served so far, by "VERB resource[/subresource]" (its own metrics;
+    WATCH counts watches opened, not the events they carried)."""
     assert kube._session is not None  # noqa: SLF001
     async with kube._session.get(kube.config.server + "/metrics", headers=await kube._headers()) as resp:  # noqa: SLF001
         text = await resp.text()
-    total = 0.0
-    for labels, value in PATCH_METRIC.findall(text):
-        if 'resource="agents"' in labels and 'subresource="status"' in labels and 'verb="PATCH"' in labels:
-            total += float(value)
-    return total
+    out: dict[str, float] = {}
+    for labels, value in REQUEST_METRIC.findall(text):
+        got = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if not got.get("resource"):
+            continue
+        key = f"{got.get('verb')} {got['resource']}" + (f"/{got['subresource']}" if got.get("subresource") else "")
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
 
 
 LATENCY_METRIC = re.compile(r'^(apiserver_request_duration_seconds|etcd_request_duration_seconds)_(sum|count)\{([^}]*)\} (\S+)$', re.M)
@@ -204,6 +214,32 @@ def patch_delta(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]], drai
         for kind, n in kinds.items():
             side[kind] = side.get(kind, 0) + n - a.get(shard, {}).get(kind, 0)
     return out
+
+
+def start_profiles(folder: Path, label: str, cluster: Cluster, procs: dict[str, Proc],
+                   drained: list[str]) -> list[Any]:
+    """--profile: 10 s CPU profiles from the start of a drain — the apiserver's own pprof, and
+    py-spy (collapsed stacks) of the operator, one drained shard and one receiving shard."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = re.sub(r"\W+", "-", label).strip("-")
+    receiving = next(name for name in procs if name.startswith(f"{POOL}-") and name not in drained)
+    jobs: list[Any] = []
+    for name in ("operator", drained[0], receiving):
+        jobs.append(asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "-r", "97", "-d", "10", "-f", "raw",
+            "-o", str(folder / f"{tag}-{name}.txt"), "--pid", str(procs[name].proc.pid),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
+
+    async def wait(start: Any) -> None:
+        await (await start).wait()
+
+    async def pprof() -> None:
+        async with aiohttp.ClientSession() as s, s.get(
+                f"{cluster.url}/debug/pprof/profile?seconds=10", headers={"Authorization": f"Bearer {cluster.token}"},
+                ssl=ssl.create_default_context(cafile=str(cluster.ca))) as resp:
+            (folder / f"{tag}-apiserver.pprof").write_bytes(await resp.read())
+
+    return [asyncio.create_task(wait(j)) for j in jobs] + [asyncio.create_task(pprof())]
 
 
 async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
@@ -387,7 +423,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 acks += await gather_limited(64, [send(http, router, token, k, f"one more before {label}") for k in moving])
                 log(f"{label}: {len(moving)} agents on {drained} acknowledged a message; draining")
                 lat0, stall0, sp0 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
-                cpu0 = cpu_seconds(cpu_groups)
+                groups = {**{g: pids for g, pids in cpu_groups.items() if g != "shards"},
+                          "drained shards": [shard_procs[s].proc.pid for s in drained],
+                          "other shards": [p.proc.pid for s, p in shard_procs.items() if s not in drained]}
+                req0, cpu0 = await request_counts(kube), cpu_seconds(groups)
                 t2 = time.monotonic()
                 timeline: list[tuple[float, int]] = []
 
@@ -400,6 +439,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         await asyncio.sleep(1.0)
 
                 sampler_task = asyncio.create_task(sample_drained())
+                profiling = start_profiles(args.profile, label, cluster, procs, drained) if args.profile else []
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: None}}})
                                        for s in undrained))
                 await asyncio.gather(*(kube.merge_patch(leases_path(NS, s), {"metadata": {"annotations": {DRAINING_ANNOTATION: "true"}}})
@@ -418,8 +458,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         log(f"stuck {k}: status {json.dumps(status(watcher.objs[k]))}")
                     raise
                 sampler_task.cancel()
+                await asyncio.gather(*profiling)
                 lat1, stall1, sp1 = await write_latency(kube), cpu_stall_us(), await shard_patches(http, shard_procs)
-                cpu1 = cpu_seconds(cpu_groups)
+                req1, cpu1 = await request_counts(kube), cpu_seconds(groups)
                 stalled = None if stall0 is None or stall1 is None else round((stall1 - stall0) / 1e6 / (time.monotonic() - t2), 2)
                 moved_to: dict[str, int] = {}
                 for k in moving:
@@ -435,7 +476,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "shard_status_patches": patch_delta(sp0, sp1, drained),
                                 "drained_shards_patches_timeline": timeline,
                                 "cpu_pressure_some": stalled,
-                                "cpu_s": {g: round(cpu1[g] - cpu0[g], 1) for g in cpu1}})
+                                "cpu_s": {g: round(cpu1[g] - cpu0[g], 1) for g in cpu1},
+                                "apiserver_requests": {k: int(v - req0.get(k, 0.0)) for k, v in sorted(req1.items())
+                                                       if v - req0.get(k, 0.0) >= 1}})
                 log(f"{label}: {len(moving)} agents re-placed after {t_replaced - t2:.1f}s, "
                     f"Running elsewhere after {t_drained - t2:.1f}s; {moved_to}")
                 return t_drained - t2, len(moving)
@@ -494,6 +537,7 @@ def main() -> None:
     p.add_argument("--capacity", type=int, default=400, help="per shard: the drained shard's agents must fit on the rest")
     p.add_argument("--status-rate", type=float, default=20.0,
                    help="each shard's status patch-rate cap (the shards' default is 20/s)")
+    p.add_argument("--profile", type=Path, help="write 10 s CPU profiles of each drain here (apiserver pprof, py-spy)")
     p.add_argument("--keep", action="store_true", help="keep the state folder (logs of every process)")
     p.add_argument("--drain-timeout", type=float, default=120)
     p.add_argument("--naive-cap", type=int, default=3000, help="most per-change patches replayed for the baseline")

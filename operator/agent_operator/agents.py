@@ -22,6 +22,8 @@ from pydantic import ValidationError
 from agent_operator.models import FINALIZER, SHARD_PHASES
 from agent_runtime.manifest import AgentSpec
 
+DEFAULT_ON_DELETE = str(AgentSpec.model_fields["on_delete"].default)  # the CRD stores no defaults
+
 
 @dataclass(slots=True)
 class AgentView:
@@ -89,7 +91,7 @@ def agent_view(body: Mapping[str, Any], previous: AgentView | None = None) -> Ag
         generation=int(meta.get("generation") or 0),
         runtime_pool=spec.get("runtimePool") or None,
         region=(spec.get("model") or {}).get("region") or None,
-        on_delete=str(spec.get("onDelete") or "archive"),
+        on_delete=str(spec.get("onDelete") or DEFAULT_ON_DELETE),
         status_shard=status.get("shard") or None,
         status_pool=status.get("pool") or None,
         phase=status.get("phase"),

@@ -1,7 +1,7 @@
 """The operator's async shell: holds what the watches report, plans in batches, applies the plan.
 
-kopf's watch handlers call `on_agent` / `on_pool` / `on_lease`, which only update the in-memory
-view and wake the planner. The planner (`run`) coalesces wake-ups (a short debounce), then in one
+The watches (kopf's handlers for pools and Leases, a Reflector for Agents) call `on_agent` /
+`on_pool` / `on_lease`, which only update the in-memory view and wake the planner. The planner (`run`) coalesces wake-ups (a short debounce), then in one
 `step`: converges each changed RuntimePool's objects (server-side apply), plans every pool's
 placement with `placement.plan_pool` (one batch, so a Lease expiry or a drain re-places all of a
 shard's agents at once), and queues the patches. A fixed set of workers drains the queue with a
@@ -166,8 +166,8 @@ class Controller:
     # ---- startup ---------------------------------------------------------------------------------
 
     async def prime(self) -> None:
-        """One LIST of pools, Leases and Agents per namespace before the first plan, so nothing is
-        re-placed only because its shard's Lease had not been seen yet."""
+        """One LIST of pools and Leases per namespace before the first plan, so nothing is re-placed
+        only because its shard's Lease had not been seen yet (the Agents' watches list them)."""
         for ns in self.settings.namespaces or (None,):
             pools, _ = await self.api.list(path_for(GV, "runtimepools", ns))
             for pool in pools:
@@ -175,9 +175,6 @@ class Controller:
             leases, _ = await self.api.list(path_for("coordination.k8s.io/v1", "leases", ns), POOL_LABEL)
             for lease in leases:
                 self.on_lease(None, lease)
-            agents, _ = await self.api.list(path_for(GV, "agents", ns))
-            for agent in agents:
-                self.on_agent(None, agent)
 
     # ---- the planner -----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,23 +122,32 @@ def _order(node: dict[str, Any]) -> dict[str, Any]:
     return {**first, **{k: v for k, v in sorted(node.items()) if k not in first}}
 
 
-def _drop_defaults(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _drop_defaults(v) for k, v in node.items() if k != "default"}
+def _drop_defaults(node: Any, describe: bool = False) -> Any:
+    """`node` without `default` keywords; `describe` says each dropped default of a scalar or list
+    in its description instead ("Default: 24.")."""
     if isinstance(node, list):
-        return [_drop_defaults(v) for v in node]
-    return node
+        return [_drop_defaults(v, describe) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _drop_defaults(v, describe) for k, v in node.items() if k != "default"}
+    if describe and "default" in node and not isinstance(node["default"], dict):
+        said = json.dumps(node["default"])
+        out["description"] = (out.get("description", "").rstrip(".") + ". " if out.get("description") else "") + \
+            f"Default: {said}"
+        return _order(out)
+    return out
 
 
 def model_schema(model: type[BaseModel], extra: dict[str, dict[str, Any]] | None = None,
-                 defaults: bool = True) -> dict[str, Any]:
+                 defaults: bool | str = True) -> dict[str, Any]:
     """The structural schema of `model`, with `extra` keywords merged in at dotted property paths
     ("" = the model itself, "a.items" = the items of list a). `defaults=False` drops every default
-    (status is observed, never defaulted)."""
+    (status is observed, never defaulted); `defaults="described"` drops them from the schema but
+    says them in the descriptions (the runtime applies them when it reads the spec)."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     node = structural(raw, raw.get("$defs", {}))
-    if not defaults:
-        node = _drop_defaults(node)
+    if defaults is not True:
+        node = _drop_defaults(node, describe=defaults == "described")
     for path, additions in (extra or {}).items():
         target = node
         for part in path.split(".") if path else []:
@@ -190,7 +200,12 @@ def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], status: dict[
 
 
 def agent_crd() -> dict[str, Any]:
-    spec = model_schema(manifest.AgentSpec, AGENT_SPEC_EXTRA)
+    # No schema defaults in the Agent spec: the runtime applies them when it reads a spec (as for
+    # a standalone manifest), so an Agent object stores only what its author wrote. Stored
+    # defaults (and their managedFields entries) doubled every Agent's size, and every status
+    # write decodes, validates and re-encodes the whole object: at 1,000s of agents per shard
+    # that is the apiserver's main cost (docs/benchmarks.md, operator). Descriptions say them.
+    spec = model_schema(manifest.AgentSpec, AGENT_SPEC_EXTRA, defaults="described")
     spec["default"] = {}
     return _crd(
         "Agent", "agents", "ag", spec, model_schema(models.AgentStatus, STATUS_EXTRA, defaults=False),

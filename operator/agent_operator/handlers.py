@@ -1,5 +1,5 @@
 """kopf registrations: thin, and all async (kopf runs sync handlers in threads; these touch the
-controller's loop-owned state). Each watch handler hands the object to the Controller and returns;
+controller's loop-owned state). Agents are not watched through kopf (see `agent_operator.__main__`). Each watch handler hands the object to the Controller and returns;
 kopf stores nothing on the objects (only `on.event` handlers), so the only writes are the
 controller's batched patches. Login reuses the operator's connection settings (agent_runtime.kube.config).
 """
@@ -45,10 +45,6 @@ def build_registry(controller: Controller, conn: KubeConfig) -> kopf.OperatorReg
                                    certificate_path=path(conn.cert_file), certificate_data=conn.cert_data,
                                    private_key_path=path(conn.key_file), private_key_data=conn.key_data,
                                    default_namespace=conn.namespace)
-
-    @kopf.on.event(API_GROUP, VERSION, "agents", registry=registry)
-    async def agent_event(event: kopf.RawEvent, **_: Any) -> None:
-        controller.on_agent(event.get("type"), dict(event["object"]))
 
     @kopf.on.event(API_GROUP, VERSION, "runtimepools", registry=registry)
     async def pool_event(event: kopf.RawEvent, **_: Any) -> None:
