@@ -138,6 +138,13 @@ def test_invalid_agent_is_refused_with_a_readable_message(apiserver: Cluster, na
     assert proc.returncode != 0
     proc = apply(apiserver, agent("typo", namespace, systemPrompts="x"))
     assert proc.returncode != 0 and "systemPrompts" in proc.stderr
+    # the CRD stores no defaults, yet a rule still checks a field against another's default
+    proc = apply(apiserver, agent("tail", namespace, compression={"keepTail": 40000}))
+    assert proc.returncode != 0 and "compression.keepTail must be below compression.tailBudget" in proc.stderr
+    # and an Agent stores only what its author wrote (the runtime applies the defaults)
+    assert apply(apiserver, agent("plain", namespace, limits={"maxTurns": 3})).returncode == 0
+    spec = (get(apiserver, namespace, "agent", "plain") or {})["spec"]
+    assert spec["limits"] == {"maxTurns": 3} and "autonomy" not in spec and "compression" not in spec
 
 
 def test_invalid_pool_is_refused_with_a_readable_message(apiserver: Cluster, namespace: str) -> None:

@@ -69,3 +69,30 @@ def test_every_node_of_every_schema_has_a_type() -> None:
 
     for name in crdgen.render():
         walk(_schema(name), name)
+
+
+def _defaults(node: Any, path: str = "") -> list[str]:
+    """Paths of every `default` keyword under `node`."""
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _defaults(v, f"{path}[{i}]")]
+    if not isinstance(node, dict):
+        return []
+    found = [path] if "default" in node else []
+    return found + [p for k, v in node.items() if k != "default" for p in _defaults(v, f"{path}.{k}")]
+
+
+def test_agent_objects_store_no_defaults_and_the_descriptions_say_them() -> None:
+    """An Agent stores only what its author wrote (spec itself defaults to {}): every status write
+    re-encodes the whole object, so stored defaults would be paid on every write. The runtime
+    applies the defaults (AgentSpec); the schema's descriptions say each one."""
+    from agent_runtime.manifest import AgentSpec
+
+    spec = _schema("agents.agentruntime.dev.yaml")["properties"]["spec"]
+    assert _defaults(spec) == [""] and spec["default"] == {}
+    limits = spec["properties"]["limits"]["properties"]
+    assert limits["maxTurns"]["description"].endswith(f"Default: {AgentSpec().limits.max_turns}")
+    assert spec["properties"]["onDelete"]["description"].endswith('Default: "archive"')
+    assert spec["properties"]["tools"]["description"] == (
+        "Default: [" + ", ".join(f'"{t}"' for t in AgentSpec().tools) + "]")
+    # the RuntimePool (a handful of objects) keeps its schema defaults
+    assert _defaults(_schema("runtimepools.agentruntime.dev.yaml")["properties"]["spec"])
