@@ -9,7 +9,9 @@ Phases (one run):
            compared with the naive baseline, one patch per status change (every committed event
            changes lastActivity/turns/tokens), MEASURED by replaying that many per-change patches
            against the same apiserver in the same run (capped; the rate is measured, the total
-           time extrapolated at that rate).
+           time extrapolated at that rate). Then the same patches against Agents that spell out
+           every spec default (as they were stored while the CRD had schema defaults): the
+           apiserver's CPU per patch for each object size (the "object size" row).
 3. drain:  the pool has 2 x S shards; S more shard processes (pool-S..pool-2S-1) run from the
            start, held out of placement by Leases the bench created with
            `agentruntime.dev/draining=true` before they started (a shard keeps its Lease's
@@ -52,6 +54,7 @@ from stack import Proc, start_router, start_shard  # noqa: E402
 from agent_runtime.kube.client import KubeClient, Reflector, agents_path, leases_path, object_key  # noqa: E402
 from agent_runtime.kube.config import load_kubeconfig  # noqa: E402
 from agent_runtime.kube.names import DRAINING_ANNOTATION, POOL_LABEL  # noqa: E402
+from agent_runtime.manifest import AgentSpec  # noqa: E402
 
 NS = "bench"
 POOL = "pool"
@@ -242,6 +245,11 @@ def start_profiles(folder: Path, label: str, cluster: Cluster, procs: dict[str, 
     return [asyncio.create_task(wait(j)) for j in jobs] + [asyncio.create_task(pprof())]
 
 
+async def object_bytes(kube: KubeClient, namespace: str) -> int:
+    """Size of one Agent of `namespace` as the apiserver serves it (JSON, managedFields included)."""
+    return len(json.dumps(await kube.get(agents_path(namespace, agent_body(0)["metadata"]["name"]))))
+
+
 async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
     sem = asyncio.Semaphore(n)
 
@@ -275,16 +283,22 @@ async def send(http: aiohttp.ClientSession, router: str, token: str, key: str, t
     raise RuntimeError(f"{key}: never acknowledged; last answer {last}")
 
 
-async def naive_replay(kube: KubeClient, count: int, concurrency: int = 20, objects: int = 100) -> tuple[int, float]:
+async def naive_replay(kube: KubeClient, count: int, namespace: str = "baseline", spec_written: bool = False,
+                       apiserver_pids: list[int] | None = None, concurrency: int = 20,
+                       objects: int = 100) -> tuple[int, float, float]:
     """The baseline: one status merge-patch per status change, as a naive reporter sends them —
-    against Agent objects of a namespace no operator/shard watches (so the run is not disturbed)."""
-    await kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "baseline"}})
+    against Agent objects of a namespace no operator/shard watches (so the run is not disturbed).
+    `spec_written`: the Agents spell out every default of their spec, as they were stored when the
+    CRD had schema defaults. Returns (patches, seconds, apiserver+etcd CPU seconds per patch)."""
+    await kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     keys = []
     for i in range(objects):
         body = agent_body(i)
-        body["metadata"]["namespace"] = "baseline"
-        await kube.create(agents_path("baseline"), body)
-        keys.append(f"baseline/{body['metadata']['name']}")
+        body["metadata"]["namespace"] = namespace
+        if spec_written:
+            body["spec"] = AgentSpec.model_validate(body["spec"]).model_dump(by_alias=True, mode="json", exclude_none=True)
+        await kube.create(agents_path(namespace), body)
+        keys.append(f"{namespace}/{body['metadata']['name']}")
 
     async def one(i: int) -> None:
         ns, name = keys[i % len(keys)].split("/")
@@ -292,9 +306,11 @@ async def naive_replay(kube: KubeClient, count: int, concurrency: int = 20, obje
                                {"status": {"lastActivity": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                            "turns": 1}})
 
-    t0 = time.monotonic()
+    pids = {"apiserver": apiserver_pids or []}
+    cpu0, t0 = cpu_seconds(pids)["apiserver"], time.monotonic()
     await gather_limited(concurrency, [one(i) for i in range(count)])
-    return count, time.monotonic() - t0
+    elapsed, cpu = time.monotonic() - t0, cpu_seconds(pids)["apiserver"] - cpu0
+    return count, elapsed, cpu / count
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -400,8 +416,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             changes = ev1 - ev0  # each committed event changes a reported field: the naive patch count
             batched = int(p1 - p0)
             replay_n = min(changes, args.naive_cap)
-            replayed, replay_s = await naive_replay(kube, replay_n)
+            api_pids = [p.pid for p in cluster.procs]
+            replayed, replay_s, replay_cpu = await naive_replay(kube, replay_n, apiserver_pids=api_pids)
             naive_rate = replayed / replay_s
+            # the same patches against Agents that spell out every spec default (what schema
+            # defaults stored in each object before the CRD stopped storing them)
+            _, written_s, written_cpu = await naive_replay(kube, replay_n, "baseline-written", True, api_pids)
             results.append({"phase": "chat", "messages": len(acks), "send_s": round(sent_s, 2),
                             "until_all_reported_s": round(window, 2), "status_changes": changes,
                             "status_patches": batched, "status_patches_per_s": round(batched / window, 1),
@@ -411,6 +431,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             "patches": changes, "measured_replay_patches": replayed,
                             "measured_replay_s": round(replay_s, 2), "apiserver_patch_rate_per_s": round(naive_rate, 1),
                             "naive_time_to_report_s": round(changes / naive_rate, 2)})
+            results.append({"phase": "object size", "note": "the same status patches against Agents storing only what "
+                            "was written vs Agents spelling out every spec default (as schema defaults stored them)",
+                            "patches": replayed,
+                            "as_written": {"object_bytes": await object_bytes(kube, "baseline"),
+                                           "patches_per_s": round(replayed / replay_s, 1),
+                                           "apiserver_cpu_ms_per_patch": round(replay_cpu * 1000, 2)},
+                            "defaults_stored": {"object_bytes": await object_bytes(kube, "baseline-written"),
+                                                "patches_per_s": round(replayed / written_s, 1),
+                                                "apiserver_cpu_ms_per_patch": round(written_cpu * 1000, 2)}})
             log(f"chat: {changes} status changes -> {batched} patches; naive replay {naive_rate:.0f} patches/s")
 
             # -- 3. drain ------------------------------------------------------------------------
