@@ -226,18 +226,30 @@ Handler = Callable[[str, dict[str, Any]], None]
 class Reflector:
     """A local copy of one collection, kept current by list + watch. `handler(type, obj)` is
     called (synchronously, on the loop) for every change: ADDED, MODIFIED, DELETED — including
-    the deletions and changes a re-list discovers. `synced` is set after the first list."""
+    the deletions and changes a re-list discovers. `synced` is set after the first list.
+
+    `keep_objects=False` keeps only each object's resourceVersion (enough to find what a re-list
+    changed), for a handler that keeps its own view: the operator watches every Agent of the
+    cluster and need not hold a second copy of each. A deletion found by a re-list then reaches
+    the handler as the object's identity only (metadata namespace, name, uid, resourceVersion)."""
 
     def __init__(self, client: KubeClient, path: str, handler: Handler, label_selector: str | None = None,
-                 field_selector: str | None = None) -> None:
+                 field_selector: str | None = None, keep_objects: bool = True) -> None:
         self.client = client
         self.path = path
         self.handler = handler
         self.label_selector = label_selector
         self.field_selector = field_selector
+        self.keep_objects = keep_objects
         self.store: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
+
+    def _kept(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self.keep_objects:
+            return obj
+        meta = obj.get("metadata") or {}
+        return {"metadata": {k: meta[k] for k in ("namespace", "name", "uid", "resourceVersion") if k in meta}}
 
     def _apply_list(self, items: list[dict[str, Any]]) -> None:
         fresh = {object_key(o): o for o in items}
@@ -246,7 +258,7 @@ class Reflector:
         for key, obj in fresh.items():
             kind = "MODIFIED" if key in self.store else "ADDED"
             old = self.store.get(key)
-            self.store[key] = obj
+            self.store[key] = self._kept(obj)
             if old is None or (old.get("metadata") or {}).get("resourceVersion") != (obj.get("metadata") or {}).get("resourceVersion"):
                 self.handler(kind, obj)
 
@@ -272,7 +284,7 @@ class Reflector:
                     if ev.type == "DELETED":
                         self.store.pop(key, None)
                     else:
-                        self.store[key] = ev.object
+                        self.store[key] = self._kept(ev.object)
                     self.handler(ev.type, ev.object)
                 backoff = 0.2  # the server closed the watch normally: continue from rv
             except Gone:

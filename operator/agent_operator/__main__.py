@@ -51,7 +51,8 @@ async def run(args: argparse.Namespace, conn: KubeConfig) -> None:
                                               workers=args.workers, manage_pools=not args.no_pools))
         registry = build_registry(controller, conn)
         async with asyncio.TaskGroup() as tg:
-            agent_watches = [Reflector(api, path_for(GV, "agents", ns), controller.on_agent)
+            agent_watches = [Reflector(api, path_for(GV, "agents", ns), controller.on_agent,
+                                       keep_objects=False)  # the controller keeps its own view
                              for ns in args.namespace or (None,)]
             tasks = [tg.create_task(r.run(), name=f"watch:{r.path}") for r in agent_watches]
             await controller.prime()  # pools and Leases
