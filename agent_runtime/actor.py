@@ -41,6 +41,7 @@ from agent_runtime.providers.base import (
     ProviderStateUpdated,
     TextDelta,
     ToolCallCompleted,
+    UsageReported,
 )
 from agent_runtime.providers.retry import RetryBudget, backoff_delay
 from agent_runtime.state import CONVERSATION_KINDS, AgentState
@@ -165,6 +166,7 @@ class AgentActor:
         self._early: dict[str, tuple[ToolCall, asyncio.Task[ToolResult]]] = {}
         self._results: dict[str, ToolResult] = {}
         self._partial_state: ProviderState | None = None  # reasoning state of the message being streamed
+        self._attempt_usage: Usage | None = None  # usage reported so far by the stream being read
         self._approvals: dict[str, asyncio.Future[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -305,9 +307,20 @@ class AgentActor:
         early = [call for call, _ in self._early.values()]
         finished = dict(self._results)
         state = self._partial_state
+        spent = self._spent_by_attempt()
         self._forget_message_tools()
-        await self._commit(lambda: self.machine.interrupt(partial, message_id, early, finished, provider_state=state))
+        await self._commit(lambda: self.machine.interrupt(partial, message_id, early, finished, provider_state=state,
+                                                          spent=spent))
         return True
+
+    def _spent_by_attempt(self) -> Usage | None:
+        """The usage the stream of the model call that just ended without completing (failed or
+        interrupted) had reported, if any; counted in /metrics (not as a call)."""
+        usage, self._attempt_usage = self._attempt_usage, None
+        if usage is not None:
+            provider = self.manifest.spec.model.provider
+            self.metrics.model_usage(provider, usage, pricing.cost(usage, provider), completed=False)
+        return usage
 
     def approve(self, tool_call_id: str, decision: str) -> None:
         """An operator's answer for a call waiting for approval (the waiting turn commits the
@@ -441,9 +454,12 @@ class AgentActor:
                 message, usage, stream_time = await self._stream(request)
             except ProviderError as exc:
                 # Nothing of the failed attempt was durable (its text was only live deltas), so the
-                # retry starts again from the last committed event.
+                # retry starts again from the last committed event. What the provider reported it
+                # had used is billed all the same: recorded with the retry's or the error's commit.
                 waited += time.perf_counter() - t0
                 self.hub.end_live()
+                spent_usage = self._spent_by_attempt()
+                spent = self.machine.attempt_usage(spent_usage, "failed") if spent_usage is not None else []
                 retry = exc.retryable and attempt < cfg.model_retries
                 if retry and not self._retry_budget.try_spend(time.monotonic()):
                     retry = False
@@ -456,14 +472,15 @@ class AgentActor:
                                               "delay_s": round(delay, 3), "provider": provider}
                     if exc.retry_after_s is not None:
                         status["retry_after_s"] = exc.retry_after_s
-                    await self._commit(lambda: [NewEvent("status", status)])
+                    await self._commit(lambda: [*spent, NewEvent("status", status)])
                     await asyncio.sleep(delay)
                     waited += delay
                     continue
                 self.metrics.model_error(provider, exc.code)
-                await self._commit(lambda: self.machine.model_error(exc.code, str(exc)))
+                await self._commit(lambda: [*spent, *self.machine.model_error(exc.code, str(exc))])
                 return waited
             waited += stream_time
+            self._attempt_usage = None  # the message's own usage supersedes it
             self.hub.end_live()
             self.metrics.model_usage(provider, usage, pricing.cost(usage, provider))
             await self._commit(lambda: self.machine.model_message(message, usage, message_id))
@@ -485,6 +502,7 @@ class AgentActor:
         waited = 0.0
         order = _StreamOrder()
         self._forget_message_tools()
+        self._attempt_usage = None
         stream = self.provider.stream(request)
         try:
             while True:
@@ -516,6 +534,8 @@ class AgentActor:
                         self._early[call.id] = (call, task)
                 elif isinstance(item, ProviderStateUpdated):
                     self._partial_state = item.provider_state
+                elif isinstance(item, UsageReported):
+                    self._attempt_usage = item.usage
                 elif isinstance(item, MessageCompleted):
                     stop, usage, provider_state = item.stop_reason, item.usage, item.provider_state
         except BaseException:

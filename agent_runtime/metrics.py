@@ -90,10 +90,12 @@ class Metrics:
         """A model call failed for good (not retryable, or retries exhausted)."""
         self.model_errors_by[(provider, code)] += 1
 
-    def model_usage(self, provider: str, usage: Usage, cost_units: float = 0.0) -> None:
-        """A model call completed; its tokens as the provider reported them and its estimated cost
-        (input-token units, `agent_runtime.pricing`)."""
-        self.model_calls_by[provider] += 1
+    def model_usage(self, provider: str, usage: Usage, cost_units: float = 0.0, completed: bool = True) -> None:
+        """A model call's tokens as the provider reported them and its estimated cost (input-token
+        units, `agent_runtime.pricing`); `completed=False`: an attempt that failed or was
+        interrupted (its tokens are billed; it is not counted as a call)."""
+        if completed:
+            self.model_calls_by[provider] += 1
         self.cost_units_by[provider] += cost_units
         t = self.tokens_by
         t[(provider, "input")] += usage.input_tokens

@@ -253,6 +253,13 @@ class TurnMachine:
         events.append(NewEvent(EventKind.STATUS, {"state": "idle", "reason": reason}))
         return events
 
+    def attempt_usage(self, usage: Usage, outcome: str) -> list[NewEvent]:
+        """The `usage` event of a model call that never completed (`outcome`: "failed", retried or
+        not, or "interrupted"): the provider bills what it had reported when the stream ended
+        (e.g. Anthropic's prompt tokens at `message_start`). It adds to the agent's totals like
+        any usage; `attempt` tells it from a completed call's."""
+        return [NewEvent(EventKind.USAGE, {**self.usage_data(usage), "attempt": outcome})]
+
     def model_error(self, code: str, message: str) -> list[NewEvent]:
         """The model call failed for good: record it and wait for the next user message."""
         return [
@@ -267,12 +274,15 @@ class TurnMachine:
         early_calls: Sequence[ToolCall] = (),
         finished: dict[str, ToolResult] | None = None,
         provider_state: ProviderState | None = None,
+        spent: Usage | None = None,
     ) -> list[NewEvent]:
         """Stop the turn, keep history. While streaming: the partial text so far, with the calls
         that had already started (`early_calls`, their `tool_call` events are in the log). Then a
         result for each open call (providers require one for every call): the real one if it
         had finished (`finished`), else `interrupted`. `provider_state`: the reasoning state complete
-        so far in the stream, kept with the partial message (its started calls need it back)."""
+        so far in the stream, kept with the partial message (its started calls need it back).
+        `spent`: the usage the interrupted stream had reported (`attempt_usage`, after the partial
+        message)."""
         if not self.state.running:
             return []
         finished = finished or {}
@@ -289,6 +299,9 @@ class TurnMachine:
                 if provider_state is not None:
                     data["provider_state"] = provider_state.to_dict()
                 events.append(NewEvent(EventKind.ASSISTANT_MESSAGE, data))
+                if spent is not None:
+                    events.extend(self.attempt_usage(spent, "interrupted"))
+                    spent = None
                 # read-only calls started mid-stream are announced with their message
                 events.extend(self.tool_calls_started(started, early=True))
             open_calls, incomplete = started, True
@@ -296,6 +309,8 @@ class TurnMachine:
             finished.get(c.id) or ToolResult(c.id, c.name, "interrupted by the user before it finished", is_error=True)
             for c in open_calls
         ]
+        if spent is not None:
+            events.extend(self.attempt_usage(spent, "interrupted"))
         events.extend(self.tool_results(results, incomplete=incomplete))
         events.extend(self.finish("interrupted"))
         return events

@@ -46,6 +46,7 @@ from agent_runtime.providers.base import (
     ToolCallArgsDelta,
     ToolCallCompleted,
     ToolCallStarted,
+    UsageReported,
 )
 from agent_runtime.providers.wire import FragmentCache, HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
 
@@ -177,7 +178,7 @@ class AnthropicDecoder:
         if kind == "message_start":
             self.started = True
             self.usage.update({k: v for k, v in data["message"].get("usage", {}).items() if v is not None})
-            return []
+            return [UsageReported(self.usage_totals())]
         if not self.started:
             raise ProviderError(f"anthropic: {kind} before message_start", retryable=True, code="malformed_stream", status=200)
         if kind == "content_block_start":
@@ -237,7 +238,7 @@ class AnthropicDecoder:
             if reason is not None:
                 self.stop = STOP_REASONS.get(reason, "end_turn")
             self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
-            return []
+            return [UsageReported(self.usage_totals())] if data.get("usage") else []
         if kind == "message_stop":
             if self.cut is not None and self.stop not in ("max_tokens", "content_filter"):
                 raise self.cut

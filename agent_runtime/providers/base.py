@@ -78,6 +78,16 @@ class ProviderStateUpdated:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class UsageReported:
+    """Usage the provider has reported so far in this stream (Anthropic's `message_start` and
+    `message_delta`, Gemini's `usageMetadata`, OpenAI's usage chunk). Billed even if the stream then
+    fails or is interrupted: the actor records the last one of an attempt that never completed.
+    `MessageCompleted.usage` supersedes it."""
+
+    usage: Usage
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class MessageCompleted:
     """The end of the message. `provider_state`: what the provider needs echoed back on the next
     call (signed thinking blocks, thought signatures, reasoning items); durable with the message."""
@@ -89,7 +99,7 @@ class MessageCompleted:
 
 StreamEvent = (
     TextDelta | ThinkingDelta | ToolCallStarted | ToolCallArgsDelta | ToolCallCompleted | ProviderStateUpdated
-    | MessageCompleted
+    | UsageReported | MessageCompleted
 )
 
 

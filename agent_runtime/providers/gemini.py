@@ -54,6 +54,7 @@ from agent_runtime.providers.base import (
     ToolCallArgsDelta,
     ToolCallCompleted,
     ToolCallStarted,
+    UsageReported,
 )
 from agent_runtime.providers.retry import gemini_retry_delay
 from agent_runtime.providers.wire import FragmentCache, HttpRequest, dumps, http_error, loads_event, stream_cut
@@ -156,8 +157,9 @@ class GeminiDecoder:
         out: list[StreamEvent] = []
         try:
             self.response_id = chunk.get("responseId") or self.response_id
-            if chunk.get("usageMetadata"):
+            if chunk.get("usageMetadata") and chunk["usageMetadata"] != self.usage:
                 self.usage = chunk["usageMetadata"]
+                out.append(UsageReported(self.usage_totals()))
             feedback = chunk.get("promptFeedback") or {}
             if feedback.get("blockReason") and not chunk.get("candidates"):
                 self.finish_reason = "SAFETY"
@@ -199,14 +201,16 @@ class GeminiDecoder:
         stop: StopReason = FINISH_REASONS.get(reason, "end_turn")
         if stop == "end_turn" and self.calls:
             stop = "tool_use"
+        return [MessageCompleted(stop, self.usage_totals(), self.provider_state())]
+
+    def usage_totals(self) -> Usage:
         u = self.usage
         cached = int(u.get("cachedContentTokenCount") or 0)
-        usage = Usage(
+        return Usage(
             input_tokens=max(0, int(u.get("promptTokenCount") or 0) - cached),
             output_tokens=int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0),
             cache_read_tokens=cached,
         )
-        return [MessageCompleted(stop, usage, self.provider_state())]
 
     def provider_state(self) -> ProviderState | None:
         state: dict[str, Any] = {}

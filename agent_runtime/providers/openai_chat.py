@@ -28,6 +28,7 @@ from agent_runtime.providers.base import (
     ToolCallArgsDelta,
     ToolCallCompleted,
     ToolCallStarted,
+    UsageReported,
 )
 from agent_runtime.providers.wire import FragmentCache, HttpRequest, dumps, http_error, loads_event, parse_tool_arguments, stream_cut
 
@@ -136,6 +137,7 @@ class OpenAIChatDecoder:
         try:
             if chunk.get("usage"):
                 self.usage = usage_of(chunk["usage"], "prompt_tokens_details", "prompt_tokens", "completion_tokens")
+                out.append(UsageReported(self.usage))
             for choice in chunk.get("choices") or ():
                 if choice.get("index", 0) != 0:
                     continue

@@ -275,6 +275,10 @@ async def test_an_interrupt_after_an_early_call_keeps_the_reasoning_so_far(api: 
             await router.aclose()
     interrupted = [e.data for e in events if e.kind == "assistant_message" and e.data["stop_reason"] == "interrupted"]
     assert len(interrupted) == 1 and interrupted[0]["tool_calls"], "interrupted after the early call started"
+    # what the interrupted stream had reported it used is recorded (OpenAI reports usage only at the end)
+    spent = [e.data for e in events if e.kind == "usage" and e.data.get("attempt") == "interrupted"]
+    assert len(spent) == (0 if api.startswith("openai") else 1)
+    assert all(d["input_tokens"] + d["cache_read_tokens"] + d["cache_write_tokens"] > 0 for d in spent)
     assert interrupted[0]["provider_state"]["provider"] == api
     assert not [e.data for e in events if e.kind == "error"]
     assert events[-1].data == {"state": "idle", "reason": "end_turn"}

@@ -100,7 +100,7 @@ async def test_every_fault_is_retried_and_nothing_durable_is_duplicated(provider
     assert durable(faulty_events) == durable(clean_events)
     assert faulty_events[-1].data == {"state": "idle", "reason": "end_turn"}
     assert sum(metrics.retries_by.values()) == len(faults) == metrics.model_retries
-    usage = [e.data for e in faulty_events if e.kind == "usage"]
+    usage = [e.data for e in faulty_events if e.kind == "usage" and "attempt" not in e.data]  # completed calls
     assert usage and all(u["output_tokens"] > 0 for u in usage)
     assert faulty.state.input_tokens + faulty.state.cache_read_tokens + faulty.state.cache_write_tokens > 0
 
@@ -164,3 +164,47 @@ async def test_non_retryable_errors_are_not_retried_and_keys_stay_out_of_events(
     assert events[-2].kind == "error" and "401" in events[-2].data["message"]
     assert "sk-wrong-secret" not in repr([e.data for e in events])
     assert "sk-wrong-secret" not in repr(router.providers["openai"].__dict__)
+
+
+# What each API has reported when a stream breaks after it started: Anthropic the prompt's usage at
+# message_start, Gemini its usageMetadata on every chunk; OpenAI (both APIs) only at the very end.
+REPORTS_USAGE_MIDSTREAM = {"anthropic": True, "gemini": True, "openai": False, "openai-responses": False}
+
+
+@pytest.mark.parametrize("provider", list(MODELS))
+async def test_a_failed_attempt_records_the_usage_its_stream_reported(provider: str) -> None:
+    """A stream that breaks after the provider reported usage was billed: its `usage` event
+    (attempt "failed") comes with the retry's status, adds to the totals and to /metrics tokens,
+    but is not counted as a model call."""
+    async with MockServer() as mock:
+        router = router_for(mock)
+        log = MemoryEventLog()
+        metrics = Metrics()
+        actor = make_actor(log, router, provider, metrics, model_retries=3)
+        await actor.start()
+        runner = asyncio.create_task(actor.run())
+        mock.state.faults.append(Fault.parse("midstream_error"))
+        await run_turn(actor, "hello", "m1", 1)
+        events = await log.read()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await router.aclose()
+    usage = [e for e in events if e.kind == "usage"]
+    failed = [e for e in usage if e.data.get("attempt") == "failed"]
+    completed = [e for e in usage if "attempt" not in e.data]
+    assert len(completed) == actor.state.model_calls == metrics.model_calls_by[provider]
+    if not REPORTS_USAGE_MIDSTREAM[provider]:
+        assert failed == []
+        return
+    assert len(failed) == 1
+    retry = next(e for e in events if e.kind == "status" and e.data.get("state") == "retrying")
+    assert failed[0].seq == retry.seq - 1  # committed with the retry's status, just before it
+
+    def prompt(d: dict[str, Any]) -> int:
+        return int(d["input_tokens"]) + int(d["cache_read_tokens"]) + int(d["cache_write_tokens"])
+
+    # the failed attempt sent the same prompt as the first completed call (the retry)
+    assert prompt(failed[0].data) == prompt(completed[0].data) > 0
+    assert failed[0].data["cost_units"] > 0
+    assert actor.state.input_tokens == sum(int(e.data["input_tokens"]) for e in usage)
+    assert metrics.tokens_by[(provider, "input")] == actor.state.input_tokens

@@ -124,6 +124,25 @@ def test_interrupt_keeps_partial_text_and_closes_open_calls() -> None:
     assert h.state.turns == 2
 
 
+def test_an_interrupted_or_failed_attempt_records_what_it_spent() -> None:
+    """The usage an unfinished stream reported is billed: an interrupt records it right after the
+    partial message (before the results and the final status); it adds to the totals, not to the
+    model calls (the partial message counts as one, as before)."""
+    h = Harness()
+    h.commit(h.machine.user_message("m1", "x"))
+    h.commit(h.machine.interrupt("half an ans", "a1", spent=Usage(input_tokens=900, output_tokens=3)))
+    assert h.kinds()[-3:] == ["assistant_message", "usage", "status"]
+    assert h.log[-2].data["attempt"] == "interrupted" and h.log[-2].data["input_tokens"] == 900
+    assert h.log[-2].data["cost_units"] > 0
+    h.commit(h.machine.user_message("m2", "y"))
+    h.commit(h.machine.interrupt("", "a2", spent=Usage(input_tokens=50)))  # nothing streamed yet
+    assert h.kinds()[-2:] == ["usage", "status"] and h.log[-2].data["attempt"] == "interrupted"
+    h.commit(h.machine.attempt_usage(Usage(input_tokens=7, cache_read_tokens=5), "failed"))
+    assert h.log[-1].data["attempt"] == "failed"
+    assert (h.state.input_tokens, h.state.output_tokens, h.state.cache_read_tokens) == (957, 3, 5)
+    assert h.state.model_calls == h.kinds().count("assistant_message") == 1  # usage events are not calls
+
+
 def test_interrupt_when_idle_does_nothing() -> None:
     h = Harness()
     assert h.machine.interrupt("x", "a") == []

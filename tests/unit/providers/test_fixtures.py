@@ -23,6 +23,7 @@ from agent_runtime.providers.base import (
     ToolCallArgsDelta,
     ToolCallCompleted,
     ToolCallStarted,
+    UsageReported,
 )
 from agent_runtime.providers.gemini import GeminiDecoder
 from agent_runtime.providers.openai_chat import OpenAIChatDecoder
@@ -65,8 +66,11 @@ def test_anthropic_tool_use_capture() -> None:
         assert completed == [ToolCallCompleted(0, ToolCall("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather",
                                                            {"location": "Paris"}))]
         # The call is complete at its content_block_stop, before message_delta/message_stop.
-        assert events.index(completed[0]) == len(events) - 2
-        assert events[-1] == MessageCompleted("tool_use", Usage(input_tokens=377, output_tokens=65))
+        assert events[events.index(completed[0]) + 1:] == [
+            UsageReported(Usage(input_tokens=377, output_tokens=65)),  # message_delta's cumulative usage
+            MessageCompleted("tool_use", Usage(input_tokens=377, output_tokens=65))]
+        # the prompt's usage is known (and billed) from message_start on
+        assert events[0] == UsageReported(Usage(input_tokens=377, output_tokens=1))
 
 
 def test_anthropic_thinking_capture_wrapped_in_a_message() -> None:
