@@ -75,7 +75,12 @@ def confinement() -> str:
     """One line for startup logs: how tool processes are confined on this machine."""
     if landlock_available():
         return f"Landlock ABI {landlock.abi_version()} (filesystem: workspace + read-only system folders)"
-    reason = landlock.unavailable_reason() or "no Python interpreter to run the confine wrapper"
+    if not landlock.landlock_available():
+        reason = landlock.unavailable_reason()
+    elif not _PYTHON:
+        reason = "no Python interpreter to run the confine wrapper"
+    else:
+        reason = "turned off"
     return f"NONE: tool processes can read and write whatever this user can ({reason})"
 
 
