@@ -200,8 +200,9 @@ def unavailable_reason() -> str:
 
 
 def build_ruleset(rules: Sequence[Rule], abi: int) -> int:
-    """A ruleset fd (close-on-exec) holding `rules`; paths that do not exist are skipped. The
-    caller passes it to the exec wrapper and closes it. OSError if the kernel refuses."""
+    """A ruleset fd (close-on-exec) holding `rules`; read paths and devices that cannot be opened
+    (missing) are skipped: they grant nothing. The caller passes the fd to the exec wrapper and
+    closes it. OSError if the workspace cannot be opened or the kernel refuses a rule."""
     fs = handled_fs(abi)
     scope = scoped(abi)
     if abi >= 6:
@@ -224,8 +225,10 @@ def build_ruleset(rules: Sequence[Rule], abi: int) -> int:
 def _add(ruleset: int, rule: Rule, abi: int) -> None:
     try:
         parent = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
+    except OSError:
+        if rule.access is Access.ALL:  # the workspace: without it the call cannot work
+            raise
+        return  # a read path or device that is missing (or unreachable) grants nothing
     try:
         is_dir = stat.S_ISDIR(os.fstat(parent).st_mode)
         access = rule_access(rule.access, abi, is_dir)

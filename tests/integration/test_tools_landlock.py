@@ -16,7 +16,7 @@ import pytest
 
 from agent_runtime.messages import ToolCall, ToolResult
 from agent_runtime.tools import ToolContext, ToolRegistry, default_registry, sandbox
-from agent_runtime.tools.landlock import abi_version, unavailable_reason
+from agent_runtime.tools.landlock import abi_version, build_ruleset, policy, unavailable_reason
 from agent_runtime.tools.sandbox import CONFINE, landlock_available
 
 pytestmark = [
@@ -123,6 +123,11 @@ async def test_other_processes_are_out_of_reach(reg: ToolRegistry, shard: Shard)
     # The runtime's /proc/<pid>/environ holds its provider keys: /proc is outside the policy.
     res = await sh(reg, ctx(shard), f"cat /proc/{os.getpid()}/environ; cat /proc/self/status")
     assert res.content.count("Permission denied") == 2, res.content
+    # Landlock (any ABI): no ptrace of a process outside the domain. PTRACE_SEIZE does not stop
+    # the tracee, so a broken confinement fails this test instead of freezing the test runner.
+    seize = f"import ctypes; c = ctypes.CDLL(None, use_errno=True); print(c.ptrace(0x4206, {os.getpid()}, 0, 0), ctypes.get_errno())"
+    res = await sh(reg, ctx(shard), f"python3 -c '{seize}'")
+    assert res.content.startswith("-1 1\n"), res.content  # EPERM
     if abi_version() >= 6:  # scoped: no signal to processes outside the call's domain
         res = await sh(reg, ctx(shard), f"kill -0 {os.getpid()}")
         assert res.is_error and "Operation not permitted" in res.content, res.content
@@ -184,3 +189,14 @@ async def test_without_landlock(
             assert "bob-secret" in res.content  # unconfined: exactly the hole Landlock closes
     warnings = [r.getMessage() for r in caplog.records if "unconfined" in r.getMessage()]
     assert len(warnings) == 1 and "shell tool calls run unconfined" in warnings[0]
+
+
+async def test_missing_paths(reg: ToolRegistry, shard: Shard, tmp_path: Path) -> None:
+    # A read path that does not exist grants nothing; the call runs.
+    res = await sh(reg, ctx(shard, read_paths=(tmp_path / "no-such-toolchain",)), "echo fine")
+    assert not res.is_error and res.content.startswith("fine")
+    # Without its workspace a ruleset is not built at all (the call would fail as confinement_failed).
+    with pytest.raises(FileNotFoundError):
+        build_ruleset(policy(str(tmp_path / "gone"), ["/usr"]), abi_version())
+    fd = build_ruleset(policy(str(shard.ws), [str(tmp_path / "missing"), "/usr"]), abi_version())
+    os.close(fd)
