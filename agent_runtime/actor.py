@@ -100,6 +100,10 @@ class ActorConfig:
     retry_max_s: float = 30.0  # cap on one wait, a provider's retry-after hint included
     retry_budget: float = 10.0  # retries an agent may spend in a burst (token bucket) ...
     retry_budget_refill_per_s: float = 0.1  # ... refilled at this rate
+    # Tool processes (Landlock, agent_runtime.tools.landlock): folders they may read and execute
+    # besides the workspace and the system folders; refuse to run them unconfined.
+    tool_read_paths: tuple[Path, ...] = ()
+    tool_confinement_required: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -567,6 +571,8 @@ class AgentActor:
             cpu_s=limits.tool_cpu_s,
             open_files=limits.tool_open_files,
             processes=limits.tool_processes,
+            read_paths=self.config.tool_read_paths,
+            confinement_required=self.config.tool_confinement_required,
         )
 
     def _precheck(self, call: ToolCall) -> ToolResult | None:

@@ -35,7 +35,9 @@ from agent_runtime.manifest import AgentManifest, load_manifests_text
 from agent_runtime.metrics import Metrics
 from agent_runtime.providers.base import Provider
 from agent_runtime.providers.retry import RetryBudget
+from agent_runtime.tools.landlock import abi_version
 from agent_runtime.tools.registry import ToolRegistry
+from agent_runtime.tools.sandbox import landlock_available
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +316,8 @@ class Host:
 
     def gauges(self) -> dict[str, float]:
         out: dict[str, float] = {f'agent_runtime_agents{{phase="{p}"}}': n for p, n in self.counts_by_phase().items()}
+        # 0: tool processes run unconfined here (no Landlock); else the kernel's Landlock ABI.
+        out["agent_runtime_tool_confinement_abi"] = abi_version() if landlock_available() else 0
         return out
 
 

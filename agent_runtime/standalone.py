@@ -25,6 +25,7 @@ from agent_runtime.providers.registry import ProviderSettings, build_router
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
 from agent_runtime.server import make_app
 from agent_runtime.tools.registry import ToolRegistry, default_registry
+from agent_runtime.tools.sandbox import confinement
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ async def serve(
 async def serve_forever(config: ServerConfig) -> None:
     async with serve(config) as running:
         print(f"agent runtime listening on {running.url}  ({len(running.host.handles)} agents)", flush=True)
+        print(f"tool confinement: {confinement()}", flush=True)
         if running.admin_token:
             print(f"admin token: cat {running.admin_token_file}", flush=True)
         else:

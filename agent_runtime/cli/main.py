@@ -49,13 +49,37 @@ def _provider_settings(args: argparse.Namespace) -> ProviderSettings:
     return settings
 
 
+def _actor_config(args: argparse.Namespace) -> ActorConfig:
+    return ActorConfig(
+        idle_timeout_s=args.idle_timeout,
+        tool_read_paths=tuple(args.tool_read_path or ()),
+        tool_confinement_required=args.tool_confinement_required,
+    )
+
+
+def _absolute_path(value: str) -> Path:
+    path = Path(value)
+    if not path.is_absolute():
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an absolute path")
+    return path
+
+
+def _tool_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--tool-read-path", action="append", type=_absolute_path, metavar="PATH",
+                   help="a folder tool processes may read and execute besides the workspace and the system "
+                        "folders (repeatable; e.g. /nix)")
+    s.add_argument("--tool-confinement-required", action="store_true",
+                   help="refuse to run shell tool calls where Landlock is unavailable (default: run them "
+                        "unconfined, with a warning)")
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
     from agent_runtime.standalone import ServerConfig, serve_forever
 
     config = ServerConfig(
         data_dir=Path(args.data_dir), host=args.host, port=args.port,
         manifests=Path(args.manifests) if args.manifests else None, auth=not args.insecure_no_auth,
-        actor=ActorConfig(idle_timeout_s=args.idle_timeout),
+        actor=_actor_config(args),
         providers=_provider_settings(args),
     )
     await serve_forever(config)
@@ -200,7 +224,7 @@ async def cmd_shard(args: argparse.Namespace) -> int:
         namespace=args.namespace, pool=args.pool, shard=args.shard, data_dir=Path(args.data),
         listen_host=host, listen_port=port, advertise=args.advertise, lease_duration_s=args.lease_duration,
         status_rate=args.status_rate, arrival_rate=args.arrival_rate, admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
-        actor=ActorConfig(idle_timeout_s=args.idle_timeout),
+        actor=_actor_config(args),
     )
     await serve_shard(config, args.kubeconfig)
     return 0
@@ -245,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base-url", action="append", metavar="PROVIDER[@REGION]=URL",
                    help="endpoint of a provider API (repeatable); API keys come from the environment or "
                         "AGENT_RUNTIME_SECRETS_DIR, never from flags")
+    _tool_flags(s)
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("apply", help="create or update agents from a manifest file")
@@ -304,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most first reports per second of agents that arrived (placement, a drain): their own budget")
     s.add_argument("--admin-token-file", default=_env("ADMIN_TOKEN_FILE"), help="default <data>/admin.token")
     s.add_argument("--idle-timeout", type=float, default=30.0, help="seconds before an idle agent hibernates")
+    _tool_flags(s)
     s.set_defaults(fn=cmd_shard)
 
     s = sub.add_parser("router", help="route /v1/agents/{ns}/{name}/... to the owning shard (Kubernetes mode)")

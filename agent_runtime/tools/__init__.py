@@ -2,7 +2,8 @@
 
 `base` defines the contracts (`Tool`, `ToolSpec`, `ToolContext`, `ToolOutput`, the `ToolError`
 tree); `workspace` confines paths; `output` bounds output; `builtin` holds `shell`, `read_file`,
-`write_file`, `list_dir`, `edit_file`; `sandbox` limits tool processes; `registry` validates and executes `ToolCall`s into `ToolResult`s
+`write_file`, `list_dir`, `edit_file`; `sandbox` limits tool processes (`landlock` builds their filesystem policy, the
+`confine` wrapper enters it); `registry` validates and executes `ToolCall`s into `ToolResult`s
 (`agent_runtime.messages`), which the agent loop records and returns to the model.
 """
 

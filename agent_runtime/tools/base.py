@@ -69,6 +69,10 @@ class ToolContext:
     reads inline (never the loop's default executor, whose thread count grows with load).
     `memory_mb`, `cpu_s`, `open_files`, `processes`: resource limits of a tool process (address
     space, CPU seconds, open files, processes at once); None leaves that limit as inherited.
+    `read_paths`: folders (or files) a tool process may read and execute besides the workspace
+    and the system folders of the Landlock policy (`agent_runtime.tools.landlock`), e.g. `/nix`.
+    `confinement_required`: refuse to run a tool process when Landlock is unavailable (default:
+    run it unconfined, with a warning once per process).
     """
 
     workspace: Path
@@ -79,6 +83,8 @@ class ToolContext:
     cpu_s: int | None = None
     open_files: int | None = None
     processes: int | None = None
+    read_paths: tuple[Path, ...] = ()
+    confinement_required: bool = False
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:

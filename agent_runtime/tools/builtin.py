@@ -4,8 +4,10 @@ Each is confined to the agent's workspace folder (`ToolContext.workspace`):
 
 * file tools resolve every path with `agent_runtime.tools.workspace.resolve_in_workspace` first;
 * `shell` runs `/bin/sh -c COMMAND` with the workspace as cwd and HOME, a scrubbed environment
-  (PATH, HOME, LANG only: no secret of the runtime is inherited), stdin from /dev/null, stdout and
-  stderr merged into one pipe, in a new session (its own process group).
+  (PATH, HOME, LANG, TMPDIR only: no secret of the runtime is inherited), stdin from /dev/null,
+  stdout and stderr merged into one pipe, in a new session (its own process group), inside the
+  sandbox of `agent_runtime.tools.sandbox` (resource limits; Landlock: the filesystem outside the
+  workspace is read-only system folders or denied).
 
 Why the shell is not spawned with `asyncio.create_subprocess_exec`: on Python 3.11 asyncio's
 default child watcher starts one thread per child to `waitpid` it, and `Process.wait()` does not
@@ -53,7 +55,7 @@ from agent_runtime.tools.base import (
     ToolTimeout,
 )
 from agent_runtime.tools.output import HeadTail, cap_text, trim_incomplete_end
-from agent_runtime.tools.sandbox import SandboxedCommand, reap_orphans
+from agent_runtime.tools.sandbox import SandboxedCommand, confinement, reap_orphans, tmp_dir
 from agent_runtime.tools.workspace import display_path, resolve_in_workspace
 
 __all__ = [
@@ -86,11 +88,13 @@ _LIST_MAX_SCAN = 100_000
 
 
 def scrubbed_env(workspace: Path) -> dict[str, str]:
-    """The whole environment of a shell call: PATH, HOME=workspace, LANG. Nothing else leaks."""
+    """The whole environment of a shell call: PATH, HOME=workspace, LANG, TMPDIR=workspace/.tmp.
+    Nothing else leaks."""
     return {
         "PATH": os.environ.get("PATH") or DEFAULT_PATH,
         "HOME": str(workspace),
         "LANG": "C.UTF-8",
+        "TMPDIR": str(tmp_dir(workspace)),
     }
 
 
@@ -229,7 +233,8 @@ class ShellTool(Tool):
             "Run a shell command with /bin/sh -c in the workspace folder (also HOME). stdout and "
             "stderr are merged; long output keeps its head and tail. The exit code is appended; a "
             "nonzero exit is an error. Background processes do not outlive the call. The environment "
-            "holds only PATH, HOME and LANG; stdin is empty."
+            "holds only PATH, HOME, LANG and TMPDIR (a folder in the workspace); stdin is empty. Files "
+            "outside the workspace are read-only system folders or not accessible (Permission denied)."
         ),
         input_schema={
             "type": "object",
@@ -254,6 +259,7 @@ class ShellTool(Tool):
         if not ShellTool._reaped:  # once per process: processes of runtimes that died
             ShellTool._reaped = True
             reap_orphans()
+            log.info("shell tool confinement: %s", confinement())
 
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         command: str = args["command"]
@@ -266,6 +272,8 @@ class ShellTool(Tool):
         capture = HeadTail(ctx.output_cap)
         if "\x00" in command:
             raise ToolArgumentsInvalid("command cannot be run: embedded null byte")
+        with contextlib.suppress(OSError):  # a file named .tmp: TMPDIR is unusable, the call still runs
+            tmp_dir(workspace).mkdir(exist_ok=True)
         sandbox = SandboxedCommand(command, ctx)
         rfd, wfd = os.pipe()  # both ends close-on-exec: no other agent's shell inherits them
         try:
@@ -279,6 +287,7 @@ class ShellTool(Tool):
                 start_new_session=True,
                 close_fds=True,
                 preexec_fn=sandbox.preexec_fn,  # noqa: PLW1509 - only without prlimit(1)
+                pass_fds=sandbox.pass_fds,
             )
         except ValueError as exc:  # e.g. an embedded NUL byte
             os.close(rfd)
@@ -290,6 +299,7 @@ class ShellTool(Tool):
             raise ToolError(f"could not start /bin/sh: {exc}", code="spawn_failed") from None
         finally:
             os.close(wfd)
+            sandbox.started()
 
         group = _ProcessGroup(proc, loop)
         pipe_closed: asyncio.Future[None] = loop.create_future()

@@ -13,6 +13,16 @@
   `RLIMIT_NPROC` is not used: it counts all processes of the runtime's user, not of the call.
   Without a usable pids cgroup the process count is not limited (the wall-clock timeout and the
   process-group kill still apply); `pids_cgroup_available()` says which case applies.
+* **filesystem** (Landlock, `agent_runtime.tools.landlock`): the runtime builds the call's ruleset
+  (the workspace, read-only system folders and `read_paths`, a few devices) and the exec wrapper
+  `agent_runtime/tools/confine.py` (`python -I -S`) enters it before exec'ing the rest of the
+  argv, so the command and all its descendants are confined. Without Landlock the call runs
+  unconfined (a warning once per process), or is refused with `confinement_required`;
+  `landlock_available()` says which case applies.
+
+The argv, outermost first: the cgroup join (`sh -c 'echo $$ > cgroup.procs; exec "$@"'`: it must
+write outside the Landlock policy), the confine wrapper (before the rlimits: the interpreter
+needs more address space than a small `memory_mb`), `prlimit`, `/bin/sh -c COMMAND`.
 
 The shell around it (`builtin.ShellTool`) keeps the scrubbed environment, the new session, the
 wall-clock timeout and the head+tail output cap.
@@ -27,12 +37,22 @@ import os
 import resource
 import shutil
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from agent_runtime.tools.base import ToolContext
+from agent_runtime.tools import landlock
+from agent_runtime.tools.base import ToolContext, ToolError
 
-__all__ = ["SandboxedCommand", "pids_cgroup_available", "reap_orphans"]
+__all__ = [
+    "CONFINE",
+    "SandboxedCommand",
+    "confinement",
+    "landlock_available",
+    "pids_cgroup_available",
+    "reap_orphans",
+    "tmp_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +61,32 @@ _PARENT = "agent-runtime"
 _PRLIMIT = shutil.which("prlimit")
 _counter = itertools.count()
 _cgroup_ok: bool | None = None
+CONFINE = str(Path(__file__).with_name("confine.py"))
+_PYTHON = sys.executable or shutil.which("python3") or ""
+_warned_unconfined = False
+
+
+def landlock_available() -> bool:
+    """Whether tool processes are confined by Landlock here (checked once per process)."""
+    return landlock.landlock_available() and bool(_PYTHON)
+
+
+def confinement() -> str:
+    """One line for startup logs: how tool processes are confined on this machine."""
+    if landlock_available():
+        return f"Landlock ABI {landlock.abi_version()} (filesystem: workspace + read-only system folders)"
+    if not landlock.landlock_available():
+        reason = landlock.unavailable_reason()
+    elif not _PYTHON:
+        reason = "no Python interpreter to run the confine wrapper"
+    else:
+        reason = "turned off"
+    return f"NONE: tool processes can read and write whatever this user can ({reason})"
+
+
+def tmp_dir(workspace: Path) -> Path:
+    """The call's TMPDIR: inside the workspace (the shared /tmp is outside the Landlock policy)."""
+    return workspace / ".tmp"
 
 
 def pids_cgroup_available() -> bool:
@@ -96,6 +142,7 @@ class SandboxedCommand:
     def __init__(self, command: str, ctx: ToolContext) -> None:
         self.ctx = ctx
         self.cgroup: Path | None = None
+        self.ruleset: int | None = None
         argv = ["/bin/sh", "-c", command]
         limits = self._rlimits()
         self.preexec_fn: Callable[[], None] | None = None
@@ -104,12 +151,26 @@ class SandboxedCommand:
             argv = [_PRLIMIT, *(f"{flags[r]}={v}" for r, v in limits), "--", *argv]
         elif limits:
             self.preexec_fn = _setter(limits)
+        self.ruleset = _ruleset(ctx)
+        if self.ruleset is not None:
+            argv = [_PYTHON, "-I", "-S", CONFINE, str(self.ruleset), *argv]
         if ctx.processes is not None and pids_cgroup_available():
             self.cgroup = self._make_cgroup(ctx.processes)
             if self.cgroup is not None:
                 # Join the cgroup first, then become the command: every descendant is counted.
                 argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(self.cgroup), *argv]
         self.argv = argv
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        """The fds the tool process must inherit (the ruleset, for the confine wrapper)."""
+        return () if self.ruleset is None else (self.ruleset,)
+
+    def started(self) -> None:
+        """The process was spawned (or could not be): the runtime's copy of the ruleset fd goes."""
+        if self.ruleset is not None:
+            os.close(self.ruleset)
+            self.ruleset = None
 
     def _rlimits(self) -> list[tuple[int, int]]:
         ctx = self.ctx
@@ -163,6 +224,27 @@ class SandboxedCommand:
             return False
         self.cgroup = None
         return True
+
+
+def _ruleset(ctx: ToolContext) -> int | None:
+    """The Landlock ruleset fd of a call, or None to run it unconfined (no Landlock here)."""
+    global _warned_unconfined
+    if not landlock_available():
+        if ctx.confinement_required:
+            raise ToolError(
+                f"tool processes must be confined but cannot be here: {confinement()}", code="unconfined"
+            )
+        if not _warned_unconfined:
+            _warned_unconfined = True
+            log.warning("shell tool calls run unconfined: %s", confinement())
+        return None
+    workspace = os.path.realpath(ctx.workspace)
+    rules = landlock.policy(workspace, landlock.default_read_paths(ctx.read_paths))
+    try:
+        return landlock.build_ruleset(rules, landlock.abi_version())
+    except OSError as exc:
+        log.error("could not build the Landlock ruleset of a tool call in %s: %s", workspace, exc)
+        raise ToolError(f"the command was not run: could not confine it ({exc.strerror})", code="confinement_failed") from None
 
 
 def _setter(limits: list[tuple[int, int]]) -> Callable[[], None]:

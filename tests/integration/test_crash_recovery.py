@@ -357,7 +357,9 @@ async def test_kill_during_tool_run(tmp_path: Path, http: aiohttp.ClientSession,
         write_shim(shims, name, 2.5)
     env = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"}
     data_dir = tmp_path / "data"
-    first = ServerProcess(data_dir, tmp_path, tokens_per_s=0, ttft_s=0, env=env, name="first")
+    # The shims live outside the Landlock policy of tool processes: allow them, as a shard would
+    # allow a toolchain folder (without it the shell skips them: Permission denied, next PATH entry).
+    first = ServerProcess(data_dir, tmp_path, tokens_per_s=0, ttft_s=0, env=env, name="first", tool_read_paths=(shims,))
     servers.append(first)
     await first.start()
     await create_agents(first, http, n)
@@ -375,7 +377,7 @@ async def test_kill_during_tool_run(tmp_path: Path, http: aiohttp.ClientSession,
         assert [r.kind for r in rows if r.kind in ("tool_call", "tool_result")][-2:] == ["tool_call", "tool_call"], \
             f"{agent_name(i)}: the kill did not land while the tools ran"
 
-    second = ServerProcess(data_dir, tmp_path, tokens_per_s=0, ttft_s=0, env=env, name="second")
+    second = ServerProcess(data_dir, tmp_path, tokens_per_s=0, ttft_s=0, env=env, name="second", tool_read_paths=(shims,))
     servers.append(second)
     await second.start()
     await wait_for(lambda: all_finished(data_dir, n), 30, "every agent idle", step_s=0.2)

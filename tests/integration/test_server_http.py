@@ -14,6 +14,8 @@ import orjson
 import pytest
 
 from agent_runtime.providers.simulated import SimulatedModelConfig
+from agent_runtime.tools.landlock import abi_version
+from agent_runtime.tools.sandbox import landlock_available
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -89,6 +91,9 @@ async def test_metrics_are_prometheus_text_and_counters_move_after_a_turn(server
         assert name in before, name
     assert before["agent_runtime_turns_completed_total"][""] == 0
     assert before["process_resident_memory_bytes"][""] > 0
+    # 0: shell calls run unconfined on this machine; else the kernel's Landlock ABI.
+    abi = abi_version() if landlock_available() else 0
+    assert before["agent_runtime_tool_confinement_abi"][""] == abi
 
     status, _ = await server.request("POST", f"/v1/agents/{key}/messages", json={"id": "m1", "text": TASK})
     assert status == 200

@@ -194,7 +194,8 @@ async def test_shell_environment_is_scrubbed(reg: ToolRegistry, ws: Path, monkey
     assert "aws-value" not in res.content and "token=unset" in res.content
     env = dict(line.split("=", 1) for line in res.content.splitlines() if "=" in line and not line.startswith("token"))
     assert env["HOME"] == str(ws.resolve()) and env["LANG"] == "C.UTF-8" and env["PATH"]
-    assert set(env) <= {"PATH", "HOME", "LANG", "PWD", "SHLVL", "_", "OLDPWD"}
+    assert env["TMPDIR"] == str(ws.resolve() / ".tmp")
+    assert set(env) <= {"PATH", "HOME", "LANG", "TMPDIR", "PWD", "SHLVL", "_", "OLDPWD"}
 
 
 async def test_shell_stdin_is_empty(reg: ToolRegistry, ws: Path) -> None:

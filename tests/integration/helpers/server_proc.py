@@ -17,10 +17,13 @@ class ServerProcess:
     """One run of the server: `await start()`, then `kill9()` or `stop()`. Output goes to files."""
 
     def __init__(self, data_dir: Path, log_dir: Path, *, tokens_per_s: float = 30.0, ttft_s: float = 0.2,
-                 idle_timeout_s: float = 30.0, env: dict[str, str] | None = None, name: str = "server") -> None:
+                 idle_timeout_s: float = 30.0, env: dict[str, str] | None = None, name: str = "server",
+                 tool_read_paths: tuple[Path, ...] = ()) -> None:
         self.data_dir = data_dir
         self.args = [sys.executable, str(LAUNCHER), "--data-dir", str(data_dir), "--port", "0",
                      "--tokens-per-s", str(tokens_per_s), "--ttft", str(ttft_s), "--idle-timeout", str(idle_timeout_s)]
+        for path in tool_read_paths:
+            self.args += ["--tool-read-path", str(path)]
         self.env = env
         self.stdout_path = log_dir / f"{name}.out"
         self.stderr_path = log_dir / f"{name}.err"

@@ -11,7 +11,7 @@ on stdout once the server is accepting connections, and then runs until it is ki
 SIGINT stop it gracefully (actors cancelled, snapshots written, logs closed, exit code 0).
 
 Usage: python slow_server.py --data-dir D [--port 0] [--tokens-per-s 30] [--ttft 0.2]
-                             [--idle-timeout 30] [--seed 0] [--insecure-no-auth]
+                             [--idle-timeout 30] [--seed 0] [--insecure-no-auth] [--tool-read-path P]...
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--idle-timeout", type=float, default=30.0)
     p.add_argument("--insecure-no-auth", action="store_true")
+    p.add_argument("--tool-read-path", action="append", default=[], help="as `agentctl serve --tool-read-path`")
     return p.parse_args(argv)
 
 
@@ -47,7 +48,7 @@ async def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         auth=not args.insecure_no_auth,
-        actor=ActorConfig(idle_timeout_s=args.idle_timeout),
+        actor=ActorConfig(idle_timeout_s=args.idle_timeout, tool_read_paths=tuple(Path(p) for p in args.tool_read_path)),
         model=SimulatedModelConfig(seed=args.seed, tokens_per_s=args.tokens_per_s, ttft_s=args.ttft),
     )
     stop = asyncio.Event()

@@ -1,0 +1,202 @@
+"""Landlock confinement of the shell against real processes on a shard-like data dir: a call cannot
+read a sibling agent's log, a token file outside its workspace, other processes' /proc, nor write
+outside its workspace; programs still run, the workspace and $TMPDIR are writable, and the agent
+sees a readable "Permission denied" in the tool's output."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_runtime.messages import ToolCall, ToolResult
+from agent_runtime.tools import ToolContext, ToolRegistry, default_registry, sandbox
+from agent_runtime.tools.landlock import abi_version, build_ruleset, policy, unavailable_reason
+from agent_runtime.tools.sandbox import CONFINE, landlock_available
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not landlock_available(), reason=f"Landlock unavailable: {unavailable_reason()}"),
+]
+
+
+@dataclasses.dataclass
+class Shard:
+    data: Path
+    ws: Path
+    sibling_log: Path
+    admin_token: Path
+    sa_token: Path
+
+
+@pytest.fixture
+def shard(tmp_path: Path) -> Shard:
+    data = tmp_path / "data"
+    ws = data / "agents" / "team" / "alice" / "workspace"
+    ws.mkdir(parents=True)
+    (data / "agents" / "team" / "alice" / "events.db").write_bytes(b"SQLite format 3\x00 alice's own log")
+    bob = data / "agents" / "team" / "bob"
+    (bob / "workspace").mkdir(parents=True)
+    (bob / "events.db").write_bytes(b"SQLite format 3\x00 bob-secret-conversation")
+    (data / "admin.token").write_text("admin-token-value\n")
+    secrets = tmp_path / "run" / "secrets" / "kubernetes.io" / "serviceaccount"
+    secrets.mkdir(parents=True)
+    (secrets / "token").write_text("eyJhbGciOi-service-account-token\n")
+    return Shard(data, ws, bob / "events.db", data / "admin.token", secrets / "token")
+
+
+@pytest.fixture
+def reg() -> ToolRegistry:
+    return default_registry()
+
+
+def ctx(shard: Shard, **kw: object) -> ToolContext:
+    base: dict[str, object] = {"timeout_s": 20.0, "memory_mb": 1024, "cpu_s": 10, "open_files": 64, "processes": 32}
+    base.update(kw)
+    return ToolContext(workspace=shard.ws, **base)  # type: ignore[arg-type]
+
+
+async def sh(reg: ToolRegistry, c: ToolContext, command: str) -> ToolResult:
+    return await reg.execute(ToolCall("c", "shell", {"command": command}), c)
+
+
+async def test_cannot_read_a_sibling_agents_log_or_folder(reg: ToolRegistry, shard: Shard) -> None:
+    res = await sh(reg, ctx(shard), f"cat {shard.sibling_log}")
+    assert res.is_error
+    assert f"cat: {shard.sibling_log}: Permission denied" in res.content
+    assert "bob-secret" not in res.content and "[exit code 1]" in res.content
+    # Nor by a relative path, nor by listing, nor through a symlink made in its own workspace.
+    res = await sh(reg, ctx(shard), "cat ../../bob/events.db; ls ../..; ln -s ../../bob/events.db link && cat link")
+    assert res.content.count("Permission denied") == 3, res.content
+    assert "bob-secret" not in res.content and "workspace" not in res.content.replace(str(shard.ws), "")
+    # Its own log is outside its workspace too: the agent cannot rewrite its history.
+    res = await sh(reg, ctx(shard), "cat ../events.db; echo forged >> ../events.db")
+    assert res.content.count("Permission denied") == 2, res.content
+
+
+async def test_cannot_read_token_files_outside_the_workspace(reg: ToolRegistry, shard: Shard) -> None:
+    res = await sh(reg, ctx(shard), f"cat {shard.sa_token}; cat {shard.admin_token}; ls {shard.data}")
+    assert res.content.count("Permission denied") == 3, res.content
+    assert "service-account-token" not in res.content and "admin-token-value" not in res.content
+
+
+async def test_cannot_write_outside_the_workspace(reg: ToolRegistry, shard: Shard, tmp_path: Path) -> None:
+    targets = [shard.sibling_log.parent / "workspace" / "planted.sh", shard.data / "new.txt", tmp_path / "tmp-file"]
+    command = "; ".join(f"echo x > {t}" for t in targets) + f"; mkdir {tmp_path / 'dir'}; rm {shard.admin_token}"
+    res = await sh(reg, ctx(shard), command)
+    assert res.is_error
+    assert res.content.count("Permission denied") == 5, res.content
+    assert not any(t.exists() for t in targets) and not (tmp_path / "dir").exists()
+    assert shard.admin_token.read_text() == "admin-token-value\n"
+    # The shared /tmp is not the call's temp folder: other agents' temp files live there.
+    res = await sh(reg, ctx(shard), "ls /tmp; echo x > /tmp/agent-runtime-landlock-probe")
+    assert res.content.count("Permission denied") == 2, res.content
+    assert not Path("/tmp/agent-runtime-landlock-probe").exists()
+
+
+async def test_programs_run_and_the_workspace_and_tmpdir_are_writable(reg: ToolRegistry, shard: Shard) -> None:
+    script = (
+        "set -e\n"
+        "python3 -c 'import json, sys; print(json.dumps({\"py\": sys.version_info[0]}))'\n"
+        "ls /usr/bin | grep -c . > count.txt && test \"$(cat count.txt)\" -gt 10 && echo listed\n"
+        "printf 'b\\na\\nb\\n' | sort | uniq -c | sort -rn | tr -s ' ' | sed 's/^ //' | head -n 1\n"
+        "mkdir -p src/pkg && echo 'print(6 * 7)' > src/pkg/m.py && python3 src/pkg/m.py\n"
+        "mv src/pkg/m.py src/m2.py && rm -r src/pkg && ls src\n"
+        "t=$(mktemp) && echo temp > \"$t\" && cat \"$t\" && case \"$t\" in \"$TMPDIR\"/*) echo in-tmpdir;; esac\n"
+        "python3 -c 'import tempfile; f = tempfile.NamedTemporaryFile(); print(f.name.startswith(tempfile.gettempdir()))'\n"
+        "echo quiet > /dev/null && head -c 4 /dev/urandom | wc -c\n"
+    )
+    (shard.ws / "job.sh").write_text(script)
+    res = await sh(reg, ctx(shard), "sh job.sh")
+    assert not res.is_error, res.content
+    lines = res.content.splitlines()
+    assert lines == ['{"py": 3}', "listed", "2 b", "42", "m2.py", "temp", "in-tmpdir", "True", "4", "[exit code 0]"]
+    assert (shard.ws / ".tmp").is_dir()
+
+
+async def test_other_processes_are_out_of_reach(reg: ToolRegistry, shard: Shard) -> None:
+    # The runtime's /proc/<pid>/environ holds its provider keys: /proc is outside the policy.
+    res = await sh(reg, ctx(shard), f"cat /proc/{os.getpid()}/environ; cat /proc/self/status")
+    assert res.content.count("Permission denied") == 2, res.content
+    # Landlock (any ABI): no ptrace of a process outside the domain. PTRACE_SEIZE does not stop
+    # the tracee, so a broken confinement fails this test instead of freezing the test runner.
+    seize = f"import ctypes; c = ctypes.CDLL(None, use_errno=True); print(c.ptrace(0x4206, {os.getpid()}, 0, 0), ctypes.get_errno())"
+    res = await sh(reg, ctx(shard), f"python3 -c '{seize}'")
+    assert res.content.startswith("-1 1\n"), res.content  # EPERM
+    if abi_version() >= 6:  # scoped: no signal to processes outside the call's domain
+        res = await sh(reg, ctx(shard), f"kill -0 {os.getpid()}")
+        assert res.is_error and "Operation not permitted" in res.content, res.content
+
+
+async def test_extra_read_paths(reg: ToolRegistry, shard: Shard, tmp_path: Path) -> None:
+    toolchain = tmp_path / "toolchain"
+    (toolchain / "bin").mkdir(parents=True)
+    tool = toolchain / "bin" / "hello"
+    tool.write_text("#!/bin/sh\necho hello from the toolchain\n")
+    tool.chmod(0o755)
+    res = await sh(reg, ctx(shard), str(tool))
+    assert res.is_error and "Permission denied" in res.content
+    res = await sh(reg, ctx(shard, read_paths=(toolchain,)), f"{tool}; echo x > {toolchain}/new")
+    assert "hello from the toolchain" in res.content
+    assert "Permission denied" in res.content and not (toolchain / "new").exists()  # read-only
+    # A read path that contains the workspace is dropped: it would open the sibling agents.
+    res = await sh(reg, ctx(shard, read_paths=(shard.data, tmp_path)), f"cat {shard.sibling_log}")
+    assert "Permission denied" in res.content and "bob-secret" not in res.content
+
+
+async def test_ruleset_fd_is_not_kept_and_agent_goes_on(reg: ToolRegistry, shard: Shard) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        res = await sh(reg, ctx(shard), f"cat {shard.sa_token}")
+        assert "Permission denied" in res.content
+    assert set(os.listdir("/proc/self/fd")) <= before
+    res = await sh(reg, ctx(shard), "echo still working > ok.txt && cat ok.txt")
+    assert not res.is_error and res.content.startswith("still working")
+
+
+def test_wrapper_never_runs_an_unconfined_command(tmp_path: Path) -> None:
+    # Not a ruleset fd: the wrapper refuses (exit 126) instead of running the command as it is.
+    marker = tmp_path / "ran"
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", CONFINE, "0", "/bin/sh", "-c", f"touch {marker}"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 126
+    assert "the command was not run: could not confine it (landlock_restrict_self:" in proc.stderr
+    assert not marker.exists()
+    usage = subprocess.run([sys.executable, "-I", "-S", CONFINE, "x"], capture_output=True, text=True, check=False)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+async def test_without_landlock(
+    reg: ToolRegistry, shard: Shard, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A kernel without Landlock (simulated: the check says no): the call runs unconfined with a
+    warning once per process, or is refused when confinement is required."""
+    monkeypatch.setattr(sandbox, "landlock_available", lambda: False)
+    monkeypatch.setattr(sandbox, "_warned_unconfined", False)
+    res = await sh(reg, ctx(shard, confinement_required=True), "echo must-not-run > ran.txt")
+    assert res.is_error and res.content.startswith("error[unconfined]: tool processes must be confined"), res.content
+    assert not (shard.ws / "ran.txt").exists()
+    with caplog.at_level(logging.WARNING, logger="agent_runtime.tools.sandbox"):
+        for _ in range(2):
+            res = await sh(reg, ctx(shard), f"cat {shard.sibling_log}")
+            assert "bob-secret" in res.content  # unconfined: exactly the hole Landlock closes
+    warnings = [r.getMessage() for r in caplog.records if "unconfined" in r.getMessage()]
+    assert len(warnings) == 1 and "shell tool calls run unconfined" in warnings[0]
+
+
+async def test_missing_paths(reg: ToolRegistry, shard: Shard, tmp_path: Path) -> None:
+    # A read path that does not exist grants nothing; the call runs.
+    res = await sh(reg, ctx(shard, read_paths=(tmp_path / "no-such-toolchain",)), "echo fine")
+    assert not res.is_error and res.content.startswith("fine")
+    # Without its workspace a ruleset is not built at all (the call would fail as confinement_failed).
+    with pytest.raises(FileNotFoundError):
+        build_ruleset(policy(str(tmp_path / "gone"), ["/usr"]), abi_version())
+    fd = build_ruleset(policy(str(shard.ws), [str(tmp_path / "missing"), "/usr"]), abi_version())
+    os.close(fd)
