@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     # must end by SIGPIPE, not print "Broken pipe").
     import _signal  # type: ignore[import-not-found]  # not `signal`: its enum import costs 3 ms
 
-    for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
+    for name in ("SIGPIPE", "SIGXFSZ"):
         if hasattr(_signal, name):
             _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
     try:
