@@ -51,8 +51,10 @@ async def run(args: argparse.Namespace, conn: KubeConfig) -> None:
                                               workers=args.workers, manage_pools=not args.no_pools))
         registry = build_registry(controller, conn)
         async with asyncio.TaskGroup() as tg:
+            # the controller keeps its own view; a refused first list (RBAC) stops the operator
+            # with the reason, as prime()'s lists do, instead of waiting below forever
             agent_watches = [Reflector(api, path_for(GV, "agents", ns), controller.on_agent,
-                                       keep_objects=False)  # the controller keeps its own view
+                                       keep_objects=False, fatal_before_sync=True)
                              for ns in args.namespace or (None,)]
             tasks = [tg.create_task(r.run(), name=f"watch:{r.path}") for r in agent_watches]
             await controller.prime()  # pools and Leases
