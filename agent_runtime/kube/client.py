@@ -90,17 +90,20 @@ class WatchEvent:
 
 
 class KubeClient:
-    """Use as `async with KubeClient(config) as kube:`."""
+    """Use as `async with KubeClient(config) as kube:`. `connections`: the most open at once; a
+    running watch holds one for as long as it runs, so a client that keeps N watches needs N more
+    than its requests (the operator: one Agent watch per namespace)."""
 
-    def __init__(self, config: KubeConfig) -> None:
+    def __init__(self, config: KubeConfig, connections: int = 64) -> None:
         self.config = config
+        self.connections = connections
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0  # counted per verb name for the bench
         self.by_verb: dict[str, int] = {}
 
     async def __aenter__(self) -> KubeClient:
         ssl_ctx = self.config.ssl_context()
-        connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=64)
+        connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=self.connections)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             json_serialize=lambda o: orjson.dumps(o).decode(),

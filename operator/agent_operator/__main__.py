@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, conn: KubeConfig) -> None:
-    async with KubeClient(conn) as api:  # the workers bound the writes in flight (--workers)
+    # the workers bound the writes in flight (--workers); each namespace's Agent watch holds one
+    # connection all along, on top of the 64 for lists and writes
+    async with KubeClient(conn, connections=64 + len(args.namespace or [None])) as api:
         controller = Controller(api, Settings(namespaces=tuple(args.namespace), data_dir=args.data,
                                               workers=args.workers, manage_pools=not args.no_pools))
         registry = build_registry(controller, conn)
