@@ -122,8 +122,9 @@ async def status_patches(kube: KubeClient) -> float:
 
 
 async def request_counts(kube: KubeClient) -> dict[str, float]:
-    """Requests the apiserver has served so far, by "VERB resource[/subresource]" (its own metrics;
-    WATCH counts watches opened, not the events they carried)."""
+    """Requests the apiserver has served so far, by "VERB resource[/subresource]" (its own metrics,
+    counted when a request completes: a WATCH is counted when it ENDS — timeout, error, client gone —
+    so a window's WATCH delta is the watches that ended in it, not those opened; never the events)."""
     assert kube._session is not None  # noqa: SLF001
     async with kube._session.get(kube.config.server + "/metrics", headers=await kube._headers()) as resp:  # noqa: SLF001
         text = await resp.text()
@@ -571,6 +572,8 @@ def main() -> None:
     p.add_argument("--drain-timeout", type=float, default=120)
     p.add_argument("--naive-cap", type=int, default=3000, help="most per-change patches replayed for the baseline")
     args = p.parse_args()
+    if args.profile and not (Path(sys.executable).parent / "py-spy").exists():  # else it fails after the chat phase
+        p.error(f"--profile needs py-spy next to {sys.executable} (.venv/bin/pip install py-spy; ptrace allowed)")
     out = asyncio.run(run(args))
     print(json.dumps(out, indent=1))
 

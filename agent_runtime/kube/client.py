@@ -90,17 +90,20 @@ class WatchEvent:
 
 
 class KubeClient:
-    """Use as `async with KubeClient(config) as kube:`."""
+    """Use as `async with KubeClient(config) as kube:`. `connections`: the most open at once; a
+    running watch holds one for as long as it runs, so a client that keeps N watches needs N more
+    than its requests (the operator: one Agent watch per namespace)."""
 
-    def __init__(self, config: KubeConfig) -> None:
+    def __init__(self, config: KubeConfig, connections: int = 64) -> None:
         self.config = config
+        self.connections = connections
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0  # counted per verb name for the bench
         self.by_verb: dict[str, int] = {}
 
     async def __aenter__(self) -> KubeClient:
         ssl_ctx = self.config.ssl_context()
-        connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=64)
+        connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=self.connections)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             json_serialize=lambda o: orjson.dumps(o).decode(),
@@ -231,16 +234,22 @@ class Reflector:
     `keep_objects=False` keeps only each object's resourceVersion (enough to find what a re-list
     changed), for a handler that keeps its own view: the operator watches every Agent of the
     cluster and need not hold a second copy of each. A deletion found by a re-list then reaches
-    the handler as the object's identity only (metadata namespace, name, uid, resourceVersion)."""
+    the handler as the object's identity only (metadata namespace, name, uid, resourceVersion).
+
+    `fatal_before_sync=True`: a refusal of the first list that waiting will not change (an ApiError
+    that is not `retryable`: 401, 403, 404...) is raised instead of retried, for a caller that
+    starts nothing before `synced` (the operator): it stops with the apiserver's reason."""
 
     def __init__(self, client: KubeClient, path: str, handler: Handler, label_selector: str | None = None,
-                 field_selector: str | None = None, keep_objects: bool = True) -> None:
+                 field_selector: str | None = None, keep_objects: bool = True,
+                 fatal_before_sync: bool = False) -> None:
         self.client = client
         self.path = path
         self.handler = handler
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.keep_objects = keep_objects
+        self.fatal_before_sync = fatal_before_sync
         self.store: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
@@ -292,6 +301,9 @@ class Reflector:
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, ApiError, OSError, TimeoutError, ValueError) as exc:
+                if (self.fatal_before_sync and not self.synced.is_set() and isinstance(exc, ApiError)
+                        and not exc.retryable):
+                    raise
                 log.warning("watch %s: %s; retrying in %.1fs", self.path, exc, backoff)
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 5.0)

@@ -46,13 +46,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, conn: KubeConfig) -> None:
-    async with KubeClient(conn) as api:  # the workers bound the writes in flight (--workers)
+    # the workers bound the writes in flight (--workers); each namespace's Agent watch holds one
+    # connection all along, on top of the 64 for lists and writes
+    async with KubeClient(conn, connections=64 + len(args.namespace or [None])) as api:
         controller = Controller(api, Settings(namespaces=tuple(args.namespace), data_dir=args.data,
                                               workers=args.workers, manage_pools=not args.no_pools))
         registry = build_registry(controller, conn)
         async with asyncio.TaskGroup() as tg:
+            # the controller keeps its own view; a refused first list (RBAC) stops the operator
+            # with the reason, as prime()'s lists do, instead of waiting below forever
             agent_watches = [Reflector(api, path_for(GV, "agents", ns), controller.on_agent,
-                                       keep_objects=False)  # the controller keeps its own view
+                                       keep_objects=False, fatal_before_sync=True)
                              for ns in args.namespace or (None,)]
             tasks = [tg.create_task(r.run(), name=f"watch:{r.path}") for r in agent_watches]
             await controller.prime()  # pools and Leases

@@ -358,3 +358,31 @@ def test_region_change_of_a_placed_agent_is_held_in_its_pool(apiserver: Cluster,
     printed = apiserver.kubectl("get", "agent", "mover", "-n", namespace, "-o",
                                 "jsonpath={.status.shard}").stdout
     assert printed == "eu-0"
+
+
+def test_operator_watching_64_namespaces_still_writes(apiserver: Cluster, namespace: str, tmp_path: Path) -> None:
+    """Each watched namespace's Agent watch holds one connection of the operator's client for as
+    long as it runs: with 64 namespaces (the client's pool size) no connection was left for the
+    placement writes (each timed out), so nothing was ever placed. A watch must not take a write's
+    connection."""
+    others = [f"{namespace}-w{i}" for i in range(63)]
+    apiserver.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in others]}))
+    pool = {"apiVersion": "agentruntime.dev/v1alpha1", "kind": "RuntimePool",
+            "metadata": {"name": "p", "namespace": namespace}, "spec": {"region": "r", "shards": 1}}
+    assert apply(apiserver, pool).returncode == 0
+    put_lease(apiserver, namespace, "p-0", "p", duration=600)
+    assert apply(apiserver, agent("a", namespace, runtimePool="p")).returncode == 0
+    log_path = tmp_path / "operator.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig", str(apiserver.kubeconfig),
+                                 "--no-pools", "--namespace", namespace, *(a for n in others for a in ("--namespace", n))],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for("a placed", lambda: (get(apiserver, namespace, "agent", "a") or {}).get("status", {})
+                 .get("shard") == "p-0")
+    except AssertionError:
+        raise AssertionError(log_path.read_text()[-2000:]) from None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

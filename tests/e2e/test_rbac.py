@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +180,42 @@ def test_cluster_wide_mode_keeps_secrets_and_rbac_in_the_pool_namespaces(apiserv
     for verb, what in (("get", "secrets"), ("create", "secrets"), ("create", "roles"), ("create", "rolebindings"),
                        ("create", "statefulsets.apps")):
         assert not can_i(apiserver, op, verb, what, other), (verb, what)
+
+
+def test_operator_refused_the_agent_list_in_a_watched_namespace_exits_saying_why(apiserver: Cluster, namespace: str,
+                                                                                 tmp_path: Path) -> None:
+    """An account that may list pools and Leases in every watched namespace but not Agents in one of
+    them (hand-written RBAC that missed a rule): the operator must stop with the apiserver's reason,
+    as it did when its startup LIST of Agents was one request — not wait for that list forever
+    before starting anything (no placement anywhere, no liveness endpoint, only retry warnings)."""
+    other = f"{namespace}-other"
+    apiserver.kubectl("create", "namespace", other)
+    account = "op-partial"
+    apiserver.kubectl("create", "serviceaccount", account, "-n", namespace)
+    watch_rules = [{"apiGroups": ["agentruntime.dev"], "resources": ["runtimepools"], "verbs": ["list", "watch"]},
+                   {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list", "watch", "patch"]}]
+    agent_rules = [{"apiGroups": ["agentruntime.dev"], "resources": ["agents"], "verbs": ["get", "list", "watch", "patch"]},
+                   {"apiGroups": ["agentruntime.dev"], "resources": ["agents/status"], "verbs": ["patch"]}]
+    docs: list[dict[str, Any]] = []
+    for ns, rules in ((namespace, watch_rules + agent_rules), (other, watch_rules)):  # no Agents in `other`
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                     "metadata": {"name": account, "namespace": ns}, "rules": rules})
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": {"name": account, "namespace": ns},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+                     "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+    apiserver.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    kubeconfig = service_account_kubeconfig(apiserver, namespace, account, tmp_path / "operator.kubeconfig")
+    log_path = tmp_path / "operator.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "agent_operator", "--kubeconfig", str(kubeconfig), "--no-pools",
+                                 "--namespace", namespace, "--namespace", other], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        returncode = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        returncode = None
+    text = log_path.read_text()
+    assert returncode not in (None, 0), f"still running after 20 s (exit {returncode}):\n{text[-2000:]}"
+    assert "403" in text and 'cannot list resource "agents"' in text and other in text, text[-2000:]
