@@ -18,13 +18,13 @@ import asyncio
 import logging
 from pathlib import Path
 
+import aiohttp
 import kopf
 
-from agent_operator.controller import Controller, Settings
+from agent_operator.controller import GV, Controller, Settings
 from agent_operator.handlers import build_registry
-from agent_operator.controller import GV
 from agent_operator.paths import path_for
-from agent_runtime.kube.client import KubeClient, Reflector
+from agent_runtime.kube.client import ApiError, KubeClient, Reflector
 from agent_runtime.kube.config import KubeConfig, KubeConfigError, load
 
 
@@ -84,7 +84,18 @@ def main(argv: list[str] | None = None) -> None:
         conn = load(str(args.kubeconfig) if args.kubeconfig else None)  # file reads before the loop starts
     except KubeConfigError as exc:
         raise SystemExit(f"agent-operator: {exc}") from None
-    asyncio.run(run(args, conn))
+    try:
+        asyncio.run(run(args, conn))
+    except* (ApiError, aiohttp.ClientError, OSError) as group:  # the apiserver refused or is unreachable
+        first = _leaves(group)[0]
+        raise SystemExit(f"agent-operator: cannot run: {type(first).__name__}: {first}") from None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 if __name__ == "__main__":
