@@ -310,9 +310,11 @@ class Reflector:
 
 
 @contextlib.asynccontextmanager
-async def connect(kubeconfig: str | None) -> AsyncIterator[KubeClient]:
+async def connect(kubeconfig: str | None, watches: int = 0) -> AsyncIterator[KubeClient]:
+    """A client from a kubeconfig (None: $KUBECONFIG, else in-cluster); `watches`: how many watches
+    it will hold open all along — each keeps a connection, on top of the 64 for other requests."""
     from agent_runtime.kube.config import load
 
     config = await asyncio.to_thread(load, kubeconfig)
-    async with KubeClient(config) as client:
+    async with KubeClient(config, connections=64 + watches) as client:
         yield client

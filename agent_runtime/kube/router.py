@@ -322,6 +322,8 @@ async def serve_router(config: RouterConfig, kubeconfig: str | None) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with connect(kubeconfig) as kube, run_router(config, kube) as (_, url):
+    # two watches per namespace (Agents, Leases), each holding a connection all along
+    async with connect(kubeconfig, watches=2 * len(config.namespaces or (None,))) as kube, \
+            run_router(config, kube) as (_, url):
         print(f"router listening on {url} (pid {os.getpid()})", flush=True)
         await stop.wait()
