@@ -5,9 +5,9 @@ the CRDs under crds/; the handlers parse objects with them. camelCase on the wir
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -58,6 +58,21 @@ class Resources(_Model):
     limits: dict[str, str] = Field(default_factory=dict)
 
 
+class ToolSandbox(_Model):
+    """How the shards confine agents' shell tool processes (Linux Landlock, docs/tools.md "Sandbox"):
+    each call may touch its agent's workspace, read the system folders and `readPaths`, nothing else
+    (not the other agents' logs on the shared volume, not the pod's tokens)."""
+
+    confinement_required: bool = Field(default=True, description=(
+        "Refuse shell tool calls on a node whose kernel cannot confine them (Landlock needs Linux 5.13+ "
+        "and a container runtime whose seccomp profile allows it). false: run them unconfined there "
+        "(logged; the shard's agent_runtime_tool_confinement_abi metric is 0)."))
+    read_paths: list[Annotated[str, StringConstraints(pattern="^/", max_length=4096)]] = Field(
+        default_factory=list, max_length=32, description=(
+            "Extra absolute paths tool processes may read and execute (e.g. a toolchain folder). A path "
+            "that contains the data volume is ignored (it would open every agent's folder)."))
+
+
 class RuntimePoolSpec(_Model):
     """A set of shard processes (one StatefulSet pod each) that agents of a region are placed on."""
 
@@ -85,6 +100,7 @@ class RuntimePoolSpec(_Model):
     affinity: dict[str, Any] = Field(default_factory=dict, description="A core/v1 Affinity, copied to the pods.")
     lease_duration_seconds: int = Field(default=15, ge=3, le=600,
                                         description="Shard heartbeat Lease duration; renewed every third of it.")
+    tool_sandbox: ToolSandbox = ToolSandbox()
 
 
 class Condition(_Model):

@@ -127,7 +127,9 @@ def shard_args(pool: PoolRef, spec: RuntimePoolSpec) -> list[str]:
             "--data", DATA_MOUNT, "--listen", f"0.0.0.0:{spec.port}",
             "--advertise", f"http://$(POD_NAME).{pool.name}.$(POD_NAMESPACE).svc:{spec.port}",
             "--lease-duration", str(spec.lease_duration_seconds),
-            "--admin-token-file", f"{TOKEN_MOUNT}/admin.token"]
+            "--admin-token-file", f"{TOKEN_MOUNT}/admin.token",
+            *(["--tool-confinement-required"] if spec.tool_sandbox.confinement_required else []),
+            *(arg for path in spec.tool_sandbox.read_paths for arg in ("--tool-read-path", path))]
 
 
 def stateful_set(pool: PoolRef, spec: RuntimePoolSpec, replicas: int) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from agent_runtime.tools.landlock import landlock_available
+
 ROOT = Path(__file__).resolve().parents[2]
 AGENTCTL = [sys.executable, "-m", "agent_runtime.cli.main"]
 URL_LINE = re.compile(rb"listening on (http://\S+)")
@@ -77,10 +79,12 @@ class Proc:
 
 def shard_argv(namespace: str, pool: str, shard: str, data: Path, kubeconfig: Path, *, lease_duration: int = 15,
                status_rate: float = 20.0, idle_timeout: float = 30.0) -> list[str]:
-    """What the StatefulSet's container runs (the pod gets SHARD from its name, the rest from the pool)."""
+    """What the StatefulSet's container runs (the pod gets SHARD from its name, the rest from the pool;
+    a pool's default toolSandbox requires confinement, which this machine can give when it has Landlock)."""
     return [*AGENTCTL, "shard", "--namespace", namespace, "--pool", pool, "--shard", shard, "--data", str(data),
             "--listen", "127.0.0.1:0", "--kubeconfig", str(kubeconfig), "--lease-duration", str(lease_duration),
-            "--status-rate", str(status_rate), "--idle-timeout", str(idle_timeout)]
+            "--status-rate", str(status_rate), "--idle-timeout", str(idle_timeout),
+            *(["--tool-confinement-required"] if landlock_available() else [])]
 
 
 def start_shard(namespace: str, pool: str, shard: str, data: Path, kubeconfig: Path, log_dir: Path,

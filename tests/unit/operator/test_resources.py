@@ -78,6 +78,23 @@ def test_scale_down_keeps_busy_shards_until_drained() -> None:
     assert resources.retiring_shards("eu", 2, ["eu-0", "eu-1", "eu-2", "eu-10", "other-3"]) == ["eu-10", "eu-2"]
 
 
+def test_tool_sandbox_reaches_the_shard_command_line() -> None:
+    """Shards refuse unconfinable shell calls unless the pool says otherwise (many users' agents
+    share a shard's volume and pod); extra read paths are passed one flag each."""
+    def args(**kw: Any) -> list[str]:
+        sts = by_kind(resources.desired_objects(POOL, spec(**kw), 1, "t"))["StatefulSet/eu"]
+        return list(sts["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--tool-confinement-required" in args() and "--tool-read-path" not in args()
+    relaxed = args(toolSandbox={"confinementRequired": False, "readPaths": ["/opt/tools", "/nix"]})
+    assert "--tool-confinement-required" not in relaxed
+    assert [relaxed[i + 1] for i, a in enumerate(relaxed) if a == "--tool-read-path"] == ["/opt/tools", "/nix"]
+    with pytest.raises(ValidationError, match="should match pattern"):
+        spec(toolSandbox={"readPaths": ["relative/dir"]})
+    with pytest.raises(ValidationError):
+        spec(toolSandbox={"readPaths": [f"/p{i}" for i in range(33)]})
+
+
 def test_bad_pool_specs_are_refused_by_the_model() -> None:
     with pytest.raises(ValidationError):
         spec(shards=-1)
