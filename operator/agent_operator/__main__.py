@@ -59,9 +59,7 @@ async def run(args: argparse.Namespace, conn: KubeConfig) -> None:
                                        keep_objects=False, fatal_before_sync=True)
                              for ns in args.namespace or (None,)]
             tasks = [tg.create_task(r.run(), name=f"watch:{r.path}") for r in agent_watches]
-            await controller.prime()  # pools and Leases
-            for r in agent_watches:  # every Agent listed before the first plan
-                await r.synced.wait()
+            await startup(controller, agent_watches)
             tasks.append(tg.create_task(controller.run(), name="planner"))
 
             async def watch() -> None:
@@ -74,6 +72,16 @@ async def run(args: argparse.Namespace, conn: KubeConfig) -> None:
                         task.cancel()
 
             tg.create_task(watch())
+
+
+async def startup(controller: Controller, agent_watches: list[Reflector]) -> None:
+    """Before the first plan: every Agent listed (the watches' first lists), THEN the pools and
+    Leases (`prime`). In that order because a Lease's first sighting starts its expiry clock: listing
+    100,000 Agents can take longer than a Lease's duration, and Leases seen before that would look
+    expired at the first plan — every agent of every shard re-placed at once."""
+    for r in agent_watches:
+        await r.synced.wait()
+    await controller.prime()
 
 
 def main(argv: list[str] | None = None) -> None:
