@@ -50,6 +50,8 @@ def test_rendered_chart_is_accepted_by_the_apiserver(apiserver: Cluster, namespa
         op = by_kind[("Deployment", "rel-agent-runtime-operator")]["spec"]["template"]["spec"]["containers"][0]
         assert op["args"][-4:] == ["--namespace", "team-a", "--namespace", "team-b"]
         assert "--data" in op["args"]
+        # liveness counts only after start-up (listing every Agent), up to operator.startupSeconds (300)
+        assert op["startupProbe"]["periodSeconds"] * op["startupProbe"]["failureThreshold"] >= 300
         ingress = by_kind[("Ingress", "rel-agent-runtime-router")]
         assert ingress["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/v1/agents"
 
