@@ -38,6 +38,7 @@ from agent_runtime.metrics import percentile, rss_bytes, thread_count
 from agent_runtime.providers.registry import HTTP_PROVIDERS, KEY_VARIABLES, ProviderSettings
 from agent_runtime.providers.simulated import PROGRAMS, SimulatedModelConfig
 from agent_runtime.standalone import Running, ServerConfig, serve
+from agent_runtime.tools.sandbox import confinement
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -266,6 +267,7 @@ def summary(running: Running, stats: DriverStats, view: View, cfg: DemoConfig, d
         ("turns completed", f"{m.turns_completed} ({m.turns_completed / elapsed:.1f}/s)"),
         ("events committed", f"{m.events_appended} ({m.events_appended / elapsed:.0f}/s)"),
         ("tool runs (real subprocesses and files)", f"{m.tool_runs}"),
+        ("shell tool confinement", confinement()),
         ("agent wakes (incl. after hibernation)", f"{wakes}"),
         ("client reconnects / events caught up by cursor", f"{stats.reconnects} / {stats.catch_up_events}"),
         ("slow clients dropped", f"{m.clients_dropped_slow}"),
