@@ -200,3 +200,58 @@ async def test_missing_paths(reg: ToolRegistry, shard: Shard, tmp_path: Path) ->
         build_ruleset(policy(str(tmp_path / "gone"), ["/usr"]), abi_version())
     fd = build_ruleset(policy(str(shard.ws), [str(tmp_path / "missing"), "/usr"]), abi_version())
     os.close(fd)
+
+
+CAP_MKNOD = 27
+
+
+def _effective_capabilities() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+CAPGET = (
+    "import ctypes, struct; libc = ctypes.CDLL(None); data = ctypes.create_string_buffer(24); "
+    "libc.capget(struct.pack('II', 0x20080522, 0), data); "
+    "print('caps', struct.unpack('6I', data.raw), 'bounding', sum(libc.prctl(23, c, 0, 0, 0) == 1 for c in range(64)))"
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _effective_capabilities(), reason="the runtime has no capabilities to leak")
+async def test_a_root_runtime_gives_its_tool_processes_no_capabilities(reg: ToolRegistry, shard: Shard) -> None:
+    """A runtime running as root (a container with a writable pids cgroup, `make demo` as root)
+    held every capability and so did its tool calls: Landlock does not stop module loading,
+    `reboot`, the clock, the network configuration, mknod... The call runs with none."""
+    res = await sh(reg, ctx(shard), f'python3 -c "{CAPGET}"; id -u')
+    assert not res.is_error, res.content
+    assert res.content.splitlines()[:2] == ["caps (0, 0, 0, 0, 0, 0) bounding 0", "0"], res.content
+    # Still uid 0 and still the owner of its files: the workspace works as before.
+    res = await sh(reg, ctx(shard), "mkdir -p d && echo x > d/f && chmod +x d/f && cat d/f && rm -r d")
+    assert res.content == "x\n[exit code 0]", res.content
+
+
+@pytest.mark.skipif(not _effective_capabilities() & (1 << CAP_MKNOD), reason="needs CAP_MKNOD (a runtime running as root)")
+async def test_no_device_nodes_in_the_workspace(reg: ToolRegistry, shard: Shard) -> None:
+    """A root runtime's call could `mknod kmsg c 1 11` (or the disk, `b 254 0`) in its workspace and
+    read it: the kernel log, every agent's data on the block device. Landlock's workspace rule
+    does not grant MAKE_CHAR / MAKE_BLOCK (and the call holds no CAP_MKNOD either)."""
+    res = await sh(reg, ctx(shard), "mknod kmsg c 1 11 && head -c 200 kmsg; mknod disk b 254 0 && head -c 200 disk")
+    assert res.is_error
+    assert "Linux version" not in res.content, res.content
+    assert not (shard.ws / "kmsg").exists() and not (shard.ws / "disk").exists()
+    # Landlock alone refuses it too (were CAP_MKNOD kept, the workspace rule is the second wall).
+    fd = build_ruleset(policy(str(shard.ws), []), abi_version())
+    enter_then_mknod = (
+        "import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); "
+        f"assert libc.prctl(38, 1, 0, 0, 0) == 0 and libc.syscall(446, {fd}, 0) == 0; "
+        "os.mknod('kmsg2', 0o600 | 0o020000, os.makedev(1, 11))"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-c", enter_then_mknod], cwd=shard.ws, pass_fds=(fd,),
+                              capture_output=True, text=True, check=False)
+    finally:
+        os.close(fd)
+    assert "PermissionError: [Errno 13] Permission denied" in proc.stderr, proc.stderr
+    assert not (shard.ws / "kmsg2").exists()
