@@ -34,8 +34,33 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECBIT_NOROOT = 1 << 0
 SECBIT_NOROOT_LOCKED = 1 << 1
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 # The same number on every Linux architecture (the unified syscall table, since Linux 5.13).
 SYS_LANDLOCK_RESTRICT_SELF = 446
+
+# Syscalls that act on another process of the same user and that Landlock does not cover (it
+# covers ptrace, process_vm_*, pidfd_getfd, kill): allowed only on the caller itself (pid 0).
+# The runtime is the call's parent (`$PPID`): `prlimit --pid $PPID --nofile=4` or `--cpu=1`
+# would cripple or kill every agent of the shard. Per architecture: (AUDIT_ARCH, syscall numbers).
+_SYSCALLS = {
+    "x86_64": (0xC000003E, {"prlimit64": 302, "setpriority": 141, "ioprio_set": 251, "sched_setaffinity": 203,
+                            "sched_setscheduler": 144, "sched_setparam": 142, "sched_setattr": 314}),
+    "aarch64": (0xC00000B7, {"prlimit64": 261, "setpriority": 140, "ioprio_set": 30, "sched_setaffinity": 122,
+                             "sched_setscheduler": 119, "sched_setparam": 118, "sched_setattr": 274}),
+}
+# syscall → (argument index, allowed values), every one must hold. setpriority/ioprio_set: `which`
+# is a process or the caller's process group (not PRIO_USER: every process of the user), `who` 0.
+_SELF_ONLY: dict[str, tuple[tuple[int, tuple[int, ...]], ...]] = {
+    "prlimit64": ((0, (0,)),),
+    "setpriority": ((0, (0, 1)), (1, (0,))),  # PRIO_PROCESS, PRIO_PGRP
+    "ioprio_set": ((0, (1, 2)), (1, (0,))),  # IOPRIO_WHO_PROCESS, IOPRIO_WHO_PGRP
+    "sched_setaffinity": ((0, (0,)),),
+    "sched_setscheduler": ((0, (0,)),),
+    "sched_setparam": ((0, (0,)),),
+    "sched_setattr": ((0, (0,)),),
+}
+_X32_BIT = 0x40000000  # x86_64: x32 syscall numbers (the same calls under other numbers)
 EXIT_NOT_CONFINED = 126
 
 
@@ -68,6 +93,23 @@ def restrict(ruleset_fd: int) -> None:
         raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(err)}")
     if os.getuid() == 0 or os.geteuid() == 0:
         drop_capabilities(lambda *a: int(prctl(*(Long(x) for x in (*a, 0, 0, 0)[:5]))), _ctypes.get_errno)
+    program = seccomp_program(os.uname().machine)
+    if program is not None:
+        size = len(program)
+
+        class Char(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_char
+            _type_ = "c"
+
+        class Buffer(_ctypes.Array):  # type: ignore[type-arg]
+            _type_ = Char
+            _length_ = size
+
+        code = Buffer.from_buffer_copy(program)
+        # struct sock_fprog {unsigned short len; struct sock_filter *filter;} (64-bit: padded to 16 bytes)
+        fprog = (size // 8).to_bytes(2, sys.byteorder) + bytes(6) + _ctypes.addressof(code).to_bytes(8, sys.byteorder)
+        if prctl(Long(PR_SET_SECCOMP), Long(SECCOMP_MODE_FILTER), fprog, zero, zero) != 0:
+            err = _ctypes.get_errno()
+            raise OSError(err, f"prctl(PR_SET_SECCOMP): {os.strerror(err)}")
     if syscall(Long(SYS_LANDLOCK_RESTRICT_SELF), Long(ruleset_fd), zero) != 0:
         err = _ctypes.get_errno()
         raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
@@ -92,6 +134,49 @@ def drop_capabilities(prctl: Callable[..., int], errno: Callable[[], int]) -> No
     if prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED) != 0 and held:
         err = errno()
         raise OSError(err, f"prctl(PR_SET_SECUREBITS): {os.strerror(err)}")
+
+
+def seccomp_program(machine: str) -> bytes | None:
+    """The seccomp BPF program (`struct sock_filter[]`, native byte order) that refuses (EPERM) the
+    `_SELF_ONLY` syscalls aimed at another process, and any syscall of another ABI than the native
+    one (i386 / x32 numbers would get around it); None on an architecture it does not know."""
+    if machine not in _SYSCALLS:
+        return None
+    arch, numbers = _SYSCALLS[machine]
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    # (code, jump-if-true label, jump-if-false label, k); labels are resolved below, None: next.
+    code: list[tuple[int, str | None, str | None, int] | str] = [
+        (ld, None, None, 4), (jeq, None, "deny", arch),  # seccomp_data.arch
+        (ld, None, None, 0),  # seccomp_data.nr
+    ]
+    if machine == "x86_64":
+        code.append((jge, "deny", None, _X32_BIT))
+    for name, checks in _SELF_ONLY.items():
+        code.append((jeq, None, f"not-{name}", numbers[name]))
+        for arg, values in checks:
+            code.append((ld, None, None, 16 + 8 * arg))  # the low 32 bits of args[arg] (an int)
+            code.extend((jeq, f"{name}-{arg}-ok", None, v) for v in values)
+            code.append((ret, None, None, deny))
+            code.append(f"{name}-{arg}-ok")
+        code.append((ret, None, None, allow))
+        code.append(f"not-{name}")
+    code += [(ret, None, None, allow), "deny", (ret, None, None, deny)]
+    labels: dict[str, int] = {}
+    for item in code:
+        if isinstance(item, str):
+            labels[item] = sum(1 for i in code[: code.index(item)] if not isinstance(i, str))
+    out = bytearray()
+    pos = 0
+    for item in code:
+        if isinstance(item, str):
+            continue
+        op, jt, jf, k = item
+        out += op.to_bytes(2, sys.byteorder)
+        out += bytes([labels[jt] - pos - 1 if jt else 0, labels[jf] - pos - 1 if jf else 0])
+        out += k.to_bytes(4, sys.byteorder)
+        pos += 1
+    return bytes(out)
 
 
 def main(argv: list[str]) -> int:

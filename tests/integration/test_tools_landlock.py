@@ -255,3 +255,29 @@ async def test_no_device_nodes_in_the_workspace(reg: ToolRegistry, shard: Shard)
         os.close(fd)
     assert "PermissionError: [Errno 13] Permission denied" in proc.stderr, proc.stderr
     assert not (shard.ws / "kmsg2").exists()
+
+
+async def test_cannot_change_the_runtimes_limits_or_priority(reg: ToolRegistry, shard: Shard) -> None:
+    """The runtime is the call's parent (`$PPID`) and runs as the same user: `prlimit --pid $PPID
+    --nofile=4:4` (no more sockets or SQLite files for any agent of the shard), `--cpu=1` (SIGXCPU
+    kills it within a second) or `renice` were allowed, Landlock does not cover them. The probes
+    write the runtime's current values back (a hole shows as success, not as a broken runner)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    probes = [
+        f"prlimit --pid $PPID --nofile={soft}:{hard}",
+        "prlimit --pid $PPID --nofile",  # even reading another process's limits
+        f"renice -n {nice} -p $PPID",
+        f"renice -n {nice} -u $(id -u)",  # PRIO_USER: every process of the user
+        f"taskset -p -c {','.join(map(str, sorted(os.sched_getaffinity(0))))} $PPID",
+        f"python3 -c 'import os; os.setpriority(os.PRIO_USER, 0, {nice})'",
+    ]
+    for probe in probes:
+        res = await sh(reg, ctx(shard), f"{probe} > /dev/null && echo CHANGED")
+        assert "CHANGED" not in res.content and res.is_error, f"{probe}: {res.content}"
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+    # Its own limits and priority (pid 0: the caller) still work.
+    res = await sh(reg, ctx(shard), "prlimit --nofile=32:32 sh -c 'ulimit -n' && nice -n 5 nice && taskset -c 0 true && echo ok")
+    assert res.content.splitlines()[:3] == ["32", "5", "ok"], res.content

@@ -3,6 +3,8 @@ rule grants, the policy's path list; and how the CLI flags reach the actor's con
 
 from __future__ import annotations
 
+import functools
+import struct
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,45 @@ def test_cli_rejects_a_relative_read_path(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--tool-read-path", "nix/store"])
     assert "expected an absolute path" in capsys.readouterr().err
+
+
+def _run_bpf(program: bytes, arch: int, nr: int, args: tuple[int, ...] = ()) -> int:
+    """A classic-BPF interpreter for the few instructions `seccomp_program` uses."""
+    data = struct.pack("=iIQ6Q", nr, arch, 0, *(list(args) + [0] * 6)[:6])
+    ins = [struct.unpack("=HBBI", program[i:i + 8]) for i in range(0, len(program), 8)]
+    pc, acc = 0, 0
+    while True:
+        code, jt, jf, k = ins[pc]
+        if code == 0x20:
+            acc = struct.unpack_from("=I", data, k)[0]
+        elif code in (0x15, 0x35):
+            hit = acc == k if code == 0x15 else acc >= k
+            pc += jt if hit else jf
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"unexpected BPF instruction {code:#x}")
+        pc += 1
+
+
+def test_seccomp_program_refuses_other_processes_only() -> None:
+    from agent_runtime.tools import confine
+
+    allow, eperm = 0x7FFF0000, 0x00050001
+    assert confine.seccomp_program("riscv64") is None  # unknown: no filter (Landlock still applies)
+    for machine, (arch, nr) in confine._SYSCALLS.items():
+        prog = confine.seccomp_program(machine)
+        assert prog is not None and len(prog) % 8 == 0
+        run = functools.partial(_run_bpf, prog, arch)
+        assert run(nr["prlimit64"], (0, 7, 0, 0)) == allow  # its own limits
+        assert run(nr["prlimit64"], (4242, 7, 0, 0)) == eperm  # the runtime's ($PPID)
+        assert run(nr["prlimit64"], ((1 << 32) | 4242,)) == eperm  # high bits are ignored by the kernel too
+        assert run(nr["setpriority"], (0, 0, 5)) == allow and run(nr["setpriority"], (1, 0, 5)) == allow
+        assert run(nr["setpriority"], (0, 4242, 5)) == eperm and run(nr["setpriority"], (2, 0, 5)) == eperm  # PRIO_USER
+        assert run(nr["ioprio_set"], (1, 0, 0)) == allow and run(nr["ioprio_set"], (3, 0, 0)) == eperm
+        for name in ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"):
+            assert run(nr[name], (0,)) == allow and run(nr[name], (4242,)) == eperm
+        assert run(0, (4242,)) == allow and run(63, (4242,)) == allow  # anything else: untouched
+        assert _run_bpf(prog, 0x40000003, nr["prlimit64"], (0,)) == eperm  # another ABI (i386)
+    x86 = confine.seccomp_program("x86_64")
+    assert x86 is not None and _run_bpf(x86, 0xC000003E, 0x40000000 | 302, (4242,)) == eperm  # x32
