@@ -281,3 +281,53 @@ async def test_cannot_change_the_runtimes_limits_or_priority(reg: ToolRegistry, 
     # Its own limits and priority (pid 0: the caller) still work.
     res = await sh(reg, ctx(shard), "prlimit --nofile=32:32 sh -c 'ulimit -n' && nice -n 5 nice && taskset -c 0 true && echo ok")
     assert res.content.splitlines()[:3] == ["32", "5", "ok"], res.content
+
+
+SWAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+os.mkdir("d")
+os.symlink(sys.argv[1], "s")
+open("swapper.pid", "w").write(str(os.getpid()))
+while True:  # renameat2(AT_FDCWD, "d", AT_FDCWD, "s", RENAME_EXCHANGE): "d" is the folder or the link
+    libc.syscall(316, -100, b"d", -100, b"s", 2)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the swapper uses the x86_64 renameat2 number")
+@pytest.mark.parametrize("openat2", [True, False], ids=["openat2", "fallback"])
+async def test_file_tools_cannot_be_raced_out_of_the_workspace(
+    reg: ToolRegistry, shard: Shard, openat2: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file tools run in the runtime, unconfined, and checked a path before using it. Without a
+    pids cgroup (a non-root shard: the operator's pods) a `setsid` process outlives its shell call
+    and can swap a folder of the workspace for a symlink to a sibling agent's folder, over and
+    over: `write_file d/x` landed in the sibling's folder (next to its events.db) within 25 tries.
+    The tools now open beneath the workspace (`beneath.py`; `fallback`: a kernel without openat2)."""
+    from agent_runtime.tools import beneath
+
+    if not openat2:
+        monkeypatch.setattr(beneath, "_have_openat2", False)
+    (shard.ws / "swap.py").write_text(SWAPPER)
+    c = ctx(shard, processes=None)  # no cgroup: the swapper survives the call
+    res = await sh(reg, c, "setsid python3 swap.py ../../bob > /dev/null 2>&1 < /dev/null & sleep 0.3; echo started")
+    assert res.content.startswith("started"), res.content
+    pid = int((shard.ws / "swapper.pid").read_text())
+    leaked: list[str] = []
+    outcomes: set[str] = set()
+    try:
+        for i in range(300):
+            w = await reg.execute(ToolCall("w", "write_file", {"path": f"d/planted-{i}.txt", "content": "x"}), c)
+            r = await reg.execute(ToolCall("r", "read_file", {"path": "d/events.db"}), c)
+            outcomes.update(x.content.split(":")[0] for x in (w, r))
+            if "bob-secret" in r.content:
+                leaked.append("read bob's events.db")
+            if any((shard.sibling_log.parent / f"planted-{i}.txt").exists() for _ in [0]):
+                leaked.append(f"wrote bob/planted-{i}.txt: {w.content}")
+            if leaked:
+                break
+    finally:
+        os.kill(pid, 9)
+    assert leaked == []
+    assert "error[path_escape]" in outcomes and any(o.startswith("wrote") for o in outcomes), outcomes  # both sides of the race
+    assert not list(shard.sibling_log.parent.glob("*planted*")) and not list(shard.sibling_log.parent.glob(".*tmp"))
