@@ -5,6 +5,7 @@ sees a readable "Permission denied" in the tool's output."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -331,3 +332,72 @@ async def test_file_tools_cannot_be_raced_out_of_the_workspace(
     assert leaked == []
     assert "error[path_escape]" in outcomes and any(o.startswith("wrote") for o in outcomes), outcomes  # both sides of the race
     assert not list(shard.sibling_log.parent.glob("*planted*")) and not list(shard.sibling_log.parent.glob(".*tmp"))
+
+
+async def test_escapes_that_hold(reg: ToolRegistry, shard: Shard) -> None:
+    """Ways out that the domain closes: a hard link of a sibling's log into the workspace (REFER:
+    EXDEV), a user namespace to mount /proc or a tmpfs over a denied folder (Landlock refuses
+    mounts), an fd of the runtime (none is inherited; pidfd_getfd needs ptrace rights), a setuid
+    program (no_new_privs)."""
+    res = await sh(reg, ctx(shard), f"ln {shard.sibling_log} hl; cat hl; ls -l hl")
+    assert "Invalid cross-device link" in res.content and "bob-secret" not in res.content, res.content
+    res = await sh(reg, ctx(shard), "unshare -Ur sh -c 'mount -t proc proc p; mount -t tmpfs t ../..' ; unshare -m true; "
+                                    "mkdir -p p && unshare -m mount -t proc proc p; cat p/1/environ")
+    assert "mounted" not in res.content and not (shard.ws / "p" / "1").exists(), res.content
+    fds = (
+        "import os\n"
+        "open_fds = []\n"
+        "for n in range(3, 1024):\n"
+        "    try: os.fstat(n); open_fds.append(n)\n"
+        "    except OSError: pass\n"
+        "print('fds', open_fds)\n"
+        f"pidfd = os.pidfd_open({os.getpid()})\n"
+        "import ctypes; libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('getfd', [(libc.syscall(438, pidfd, n, 0), ctypes.get_errno()) for n in range(3, 8)])\n"
+    )
+    (shard.ws / "fds.py").write_text(fds)
+    res = await sh(reg, ctx(shard), "python3 fds.py")
+    lines = res.content.splitlines()
+    assert lines[0] == "fds []", res.content  # nothing of the runtime: no SQLite file, socket, ruleset
+    assert lines[1] == "getfd " + str([(-1, 1)] * 5), res.content  # EPERM: not ptrace-able
+    if Path("/usr/bin/su").exists():
+        res = await sh(reg, ctx(shard), "su -c id nobody < /dev/null")
+        assert res.is_error and "uid=" not in res.content.split("[exit")[0].replace("uid=0", ""), res.content
+
+
+@pytest.mark.xfail(strict=True, reason="NOT FIXED: Landlock (ABI <= 7) does not handle chmod/chown/utime/xattr; "
+                   "a call can chmod 000 a sibling's events.db or the data dir (same user)")
+async def test_cannot_change_metadata_of_a_siblings_files(reg: ToolRegistry, shard: Shard) -> None:
+    res = await sh(reg, ctx(shard), f"chmod 000 {shard.sibling_log}; touch -d 2001-01-01 {shard.sibling_log}")
+    mode = shard.sibling_log.stat().st_mode & 0o777
+    shard.sibling_log.chmod(0o644)
+    assert mode == 0o644, (oct(mode), res.content)
+
+
+@pytest.mark.xfail(strict=True, reason="NOT FIXED: Landlock does not handle inotify/fanotify marks; a call sees the "
+                   "names of files created in a sibling's workspace while it runs")
+async def test_cannot_watch_a_siblings_workspace(reg: ToolRegistry, shard: Shard) -> None:
+    watch = (
+        "import ctypes, os, struct, sys, time\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "fd = libc.inotify_init1(os.O_NONBLOCK)\n"
+        "print('watch', libc.inotify_add_watch(fd, b'../../bob/workspace', 0x100), flush=True)\n"
+        "open('watching', 'w').close()\n"
+        "time.sleep(1.5)\n"
+        "try: print(os.read(fd, 4096))\n"
+        "except BlockingIOError: print('no events')\n"
+    )
+    (shard.ws / "watch.py").write_text(watch)
+    bob_ws = shard.sibling_log.parent / "workspace"
+
+    async def bob_writes() -> None:
+        for _ in range(100):
+            if (shard.ws / "watching").exists():
+                break
+            await asyncio.sleep(0.02)
+        (bob_ws / "secret-plan.txt").write_text("x")
+
+    writer = asyncio.ensure_future(bob_writes())
+    res = await sh(reg, ctx(shard), "python3 watch.py")
+    await writer
+    assert "secret-plan" not in res.content, res.content
