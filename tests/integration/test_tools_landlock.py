@@ -6,6 +6,7 @@ sees a readable "Permission denied" in the tool's output."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -401,3 +402,34 @@ async def test_cannot_watch_a_siblings_workspace(reg: ToolRegistry, shard: Shard
     res = await sh(reg, ctx(shard), "python3 watch.py")
     await writer
     assert "secret-plan" not in res.content, res.content
+
+
+@pytest.mark.xfail(strict=True, reason="NOT FIXED: Landlock (ABI <= 7) does not handle connect() to a pathname UNIX "
+                   "socket: a call reaches any socket it can name (docker.sock, a tmux or ssh-agent socket in /tmp)")
+async def test_cannot_connect_to_unix_sockets_outside_the_workspace(reg: ToolRegistry, shard: Shard) -> None:
+    import socket
+
+    path = shard.data / "s.sock"  # a short path: sun_path holds 108 bytes
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen()
+        client = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({str(path)!r}); print('connected')"
+        res = await sh(reg, ctx(shard), f'python3 -c "{client}"')
+    assert "connected" not in res.content, res.content
+
+
+@pytest.mark.xfail(strict=True, reason="NOT FIXED: without a pids cgroup (a non-root shard, the operator's pods) a "
+                   "setsid process outlives its call, still confined, for as long as it likes")
+async def test_nothing_outlives_a_call_without_a_cgroup(reg: ToolRegistry, shard: Shard) -> None:
+    res = await sh(reg, ctx(shard, processes=None), "setsid sh -c 'echo $$ > daemon.pid; exec sleep 30' > /dev/null 2>&1 < /dev/null & sleep 0.3")
+    pid = int((shard.ws / "daemon.pid").read_text())
+    await asyncio.sleep(0.3)
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    assert not alive, res.content
