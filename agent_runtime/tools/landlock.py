@@ -153,6 +153,13 @@ def policy(workspace: str, read_paths: Iterable[str], devices: Iterable[str] = D
     return rules
 
 
+def readable_by_tools(path: str | os.PathLike[str], read_paths: Iterable[str]) -> str | None:
+    """The read path under which tool processes could read `path` (a secret of the runtime: its
+    admin token file, its provider keys folder), or None. Both sides resolved (no symlinks)."""
+    target = os.path.realpath(path)
+    return next((p for p in read_paths if _contains(p, target)), None)
+
+
 def default_read_paths(extra: Sequence[str | os.PathLike[str]] = ()) -> list[str]:
     """System folders, the Python prefixes in use (so `python3` scripts run), then `extra`;
     resolved (a rule binds to what a path names: `/bin` may be `/usr/bin`)."""

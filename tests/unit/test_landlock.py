@@ -137,3 +137,24 @@ def test_seccomp_program_refuses_other_processes_only() -> None:
         assert _run_bpf(prog, 0x40000003, nr["prlimit64"], (0,)) == eperm  # another ABI (i386)
     x86 = confine.seccomp_program("x86_64")
     assert x86 is not None and _run_bpf(x86, 0xC000003E, 0x40000000 | 302, (4242,)) == eperm  # x32
+
+
+def test_a_server_refuses_to_start_with_a_secret_its_tools_could_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator mounted the admin token under /etc (readable by every call): a shard or server
+    whose admin token file or provider keys folder lies under a tool read path exits, saying why."""
+    from agent_runtime.cli.main import _refuse_readable_secrets
+
+    monkeypatch.delenv("AGENT_RUNTIME_SECRETS_DIR", raising=False)
+    args = build_parser().parse_args(["shard", "--tool-read-path", "/srv/toolchain"])
+    with pytest.raises(SystemExit, match=r"/etc/agent-runtime/admin.token is readable by every agent's shell tool "
+                                         r"calls \(it is under /etc"):
+        _refuse_readable_secrets("shard", args, Path("/data"), [Path("/etc/agent-runtime/admin.token")])
+    with pytest.raises(SystemExit, match="under /srv/toolchain"):
+        _refuse_readable_secrets("shard", args, Path("/data"), [Path("/srv/toolchain/keys/admin.token")])
+    monkeypatch.setenv("AGENT_RUNTIME_SECRETS_DIR", "/opt/keys")
+    with pytest.raises(SystemExit, match="/opt/keys is readable"):
+        _refuse_readable_secrets("shard", args, Path("/data"), [Path("/run/agent-runtime/admin-token/admin.token")])
+    monkeypatch.setenv("AGENT_RUNTIME_SECRETS_DIR", "/run/agent-runtime/provider-keys")
+    _refuse_readable_secrets("shard", args, Path("/data"), [Path("/run/agent-runtime/admin-token/admin.token")])
+    # A data dir under /opt: every call's policy drops /opt (it holds the workspace), so its admin.token is safe.
+    _refuse_readable_secrets("serve", args, Path("/opt/agents"), [Path("/opt/agents/admin.token")])
