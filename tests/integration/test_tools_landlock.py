@@ -433,3 +433,15 @@ async def test_nothing_outlives_a_call_without_a_cgroup(reg: ToolRegistry, shard
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
     assert not alive, res.content
+
+
+@pytest.mark.xfail(strict=True, reason="NOT FIXED: before Landlock ABI 6 (kernels < 6.12: Debian 12, Ubuntu 22.04/24.04 "
+                   "GA, RHEL 9) signals are not scoped: `kill -9 $PPID` ends the shard, `kill -9 -1` every process of the user")
+async def test_cannot_signal_the_runtime_on_a_kernel_before_abi_6(
+    reg: ToolRegistry, shard: Shard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_runtime.tools import landlock
+
+    monkeypatch.setattr(landlock, "_abi", 5)  # the ruleset of a 6.7-6.11 kernel: no scopes
+    res = await sh(reg, ctx(shard), "kill -0 $PPID && echo SIGNALLED")  # signal 0: the probe only
+    assert "SIGNALLED" not in res.content, res.content
