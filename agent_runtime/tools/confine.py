@@ -45,10 +45,18 @@ SYS_LANDLOCK_RESTRICT_SELF = 446
 # would cripple or kill every agent of the shard. Per architecture: (AUDIT_ARCH, syscall numbers).
 _SYSCALLS = {
     "x86_64": (0xC000003E, {"prlimit64": 302, "setpriority": 141, "ioprio_set": 251, "sched_setaffinity": 203,
-                            "sched_setscheduler": 144, "sched_setparam": 142, "sched_setattr": 314}),
+                            "sched_setscheduler": 144, "sched_setparam": 142, "sched_setattr": 314,
+                            "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+                            "pidfd_open": 434}),
     "aarch64": (0xC00000B7, {"prlimit64": 261, "setpriority": 140, "ioprio_set": 30, "sched_setaffinity": 122,
-                             "sched_setscheduler": 119, "sched_setparam": 118, "sched_setattr": 274}),
+                             "sched_setscheduler": 119, "sched_setparam": 118, "sched_setattr": 274,
+                             "kill": 129, "tkill": 130, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
+                             "pidfd_open": 434}),
 }
+# Signals: Landlock scopes them from ABI 6 (Linux 6.12) only. Before, `kill -9 $PPID` ended the
+# shard and `kill -9 -1` every process of the user. These calls may not name the runtime (the
+# wrapper's parent), its process group, or -1; `tkill` (a thread id: the runtime's threads) not at all.
+_NOT_THE_RUNTIME = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open")
 # syscall → (argument index, allowed values), every one must hold. setpriority/ioprio_set: `which`
 # is a process or the caller's process group (not PRIO_USER: every process of the user), `who` 0.
 _SELF_ONLY: dict[str, tuple[tuple[int, tuple[int, ...]], ...]] = {
@@ -93,7 +101,8 @@ def restrict(ruleset_fd: int) -> None:
         raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(err)}")
     if os.getuid() == 0 or os.geteuid() == 0:
         drop_capabilities(lambda *a: int(prctl(*(Long(x) for x in (*a, 0, 0, 0)[:5]))), _ctypes.get_errno)
-    program = seccomp_program(os.uname().machine)
+    parent = os.getppid()  # the runtime (the cgroup join `sh` exec'd this wrapper: same pid)
+    program = seccomp_program(os.uname().machine, (parent, -parent, -os.getpgid(parent)))
     if program is not None:
         size = len(program)
 
@@ -136,10 +145,12 @@ def drop_capabilities(prctl: Callable[..., int], errno: Callable[[], int]) -> No
         raise OSError(err, f"prctl(PR_SET_SECUREBITS): {os.strerror(err)}")
 
 
-def seccomp_program(machine: str) -> bytes | None:
+def seccomp_program(machine: str, runtime: tuple[int, ...] = ()) -> bytes | None:
     """The seccomp BPF program (`struct sock_filter[]`, native byte order) that refuses (EPERM) the
-    `_SELF_ONLY` syscalls aimed at another process, and any syscall of another ABI than the native
-    one (i386 / x32 numbers would get around it); None on an architecture it does not know."""
+    `_SELF_ONLY` syscalls aimed at another process, the `_NOT_THE_RUNTIME` ones aimed at a pid of
+    `runtime` (the runtime's pid and its process group as negative pids; -1 always) and `tkill`,
+    and any syscall of another ABI than the native one (i386 / x32 numbers would get around it);
+    None on an architecture it does not know."""
     if machine not in _SYSCALLS:
         return None
     arch, numbers = _SYSCALLS[machine]
@@ -161,6 +172,12 @@ def seccomp_program(machine: str) -> bytes | None:
             code.append(f"{name}-{arg}-ok")
         code.append((ret, None, None, allow))
         code.append(f"not-{name}")
+    code.append((jeq, "deny", None, numbers["tkill"]))
+    refused = sorted({pid & 0xFFFFFFFF for pid in (*runtime, -1)})  # the low 32 bits of an int argument
+    for name in _NOT_THE_RUNTIME:
+        code += [(jeq, None, f"not-{name}", numbers[name]), (ld, None, None, 16)]
+        code.extend((jeq, "deny", None, pid) for pid in refused)
+        code += [(ret, None, None, allow), f"not-{name}"]
     code += [(ret, None, None, allow), "deny", (ret, None, None, deny)]
     labels: dict[str, int] = {}
     for item in code:
@@ -173,7 +190,10 @@ def seccomp_program(machine: str) -> bytes | None:
             continue
         op, jt, jf, k = item
         out += op.to_bytes(2, sys.byteorder)
-        out += bytes([labels[jt] - pos - 1 if jt else 0, labels[jf] - pos - 1 if jf else 0])
+        jumps = [labels[j] - pos - 1 if j else 0 for j in (jt, jf)]
+        if max(jumps) > 255:  # classic BPF: 8-bit conditional jumps
+            raise ValueError("seccomp program too long for its jumps")
+        out += bytes(jumps)
         out += k.to_bytes(4, sys.byteorder)
         pos += 1
     return bytes(out)

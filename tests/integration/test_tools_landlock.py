@@ -352,15 +352,18 @@ async def test_escapes_that_hold(reg: ToolRegistry, shard: Shard) -> None:
         "    try: os.fstat(n); open_fds.append(n)\n"
         "    except OSError: pass\n"
         "print('fds', open_fds)\n"
-        f"pidfd = os.pidfd_open({os.getpid()})\n"
         "import ctypes; libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"pidfd = libc.syscall(434, {os.getpid()}, 0)  # pidfd_open: refused by the seccomp filter\n"
+        "print('pidfd_open', pidfd, ctypes.get_errno())\n"
+        f"pidfd = os.open('/dev/null', os.O_RDONLY) if pidfd < 0 else pidfd\n"
         "print('getfd', [(libc.syscall(438, pidfd, n, 0), ctypes.get_errno()) for n in range(3, 8)])\n"
     )
     (shard.ws / "fds.py").write_text(fds)
     res = await sh(reg, ctx(shard), "python3 fds.py")
     lines = res.content.splitlines()
     assert lines[0] == "fds []", res.content  # nothing of the runtime: no SQLite file, socket, ruleset
-    assert lines[1] == "getfd " + str([(-1, 1)] * 5), res.content  # EPERM: not ptrace-able
+    assert lines[1] == "pidfd_open -1 1", res.content  # EPERM (seccomp: the runtime's pid)
+    assert lines[2].startswith("getfd [(-1,") and ", 0)" not in lines[2], res.content  # no fd of the runtime
     if Path("/usr/bin/su").exists():
         res = await sh(reg, ctx(shard), "su -c id nobody < /dev/null")
         assert res.is_error and "uid=" not in res.content.split("[exit")[0].replace("uid=0", ""), res.content
@@ -435,13 +438,19 @@ async def test_nothing_outlives_a_call_without_a_cgroup(reg: ToolRegistry, shard
     assert not alive, res.content
 
 
-@pytest.mark.xfail(strict=True, reason="NOT FIXED: before Landlock ABI 6 (kernels < 6.12: Debian 12, Ubuntu 22.04/24.04 "
-                   "GA, RHEL 9) signals are not scoped: `kill -9 $PPID` ends the shard, `kill -9 -1` every process of the user")
 async def test_cannot_signal_the_runtime_on_a_kernel_before_abi_6(
     reg: ToolRegistry, shard: Shard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Before Landlock ABI 6 (kernels < 6.12: Debian 12, Ubuntu 22.04/24.04 GA, RHEL 9) signals
+    are not scoped: `kill -9 $PPID` ended the shard, `kill -9 -1` every process of the user. The
+    wrapper's seccomp filter refuses signals to the runtime, its group and -1 (other calls' processes
+    stay reachable there: not fixed). Signal 0 probes only."""
     from agent_runtime.tools import landlock
 
     monkeypatch.setattr(landlock, "_abi", 5)  # the ruleset of a 6.7-6.11 kernel: no scopes
-    res = await sh(reg, ctx(shard), "kill -0 $PPID && echo SIGNALLED")  # signal 0: the probe only
-    assert "SIGNALLED" not in res.content, res.content
+    for probe in ("kill -0 $PPID", "kill -0 -- -$PPID", "kill -0 -- -1",
+                  "python3 -c 'import os; os.pidfd_open('$PPID')'"):
+        res = await sh(reg, ctx(shard), f"{probe} && echo SIGNALLED")
+        assert "SIGNALLED" not in res.content and res.is_error, f"{probe}: {res.content}"
+    res = await sh(reg, ctx(shard), "sleep 5 & kill $! && wait $!; echo own-child-killed $?")  # its own processes: fine
+    assert "own-child-killed 143" in res.content, res.content

@@ -134,6 +134,18 @@ def test_seccomp_program_refuses_other_processes_only() -> None:
         for name in ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"):
             assert run(nr[name], (0,)) == allow and run(nr[name], (4242,)) == eperm
         assert run(0, (4242,)) == allow and run(63, (4242,)) == allow  # anything else: untouched
+        # Signals (Landlock scopes them from ABI 6 only): never to the runtime, its group, or -1.
+        guarded = confine.seccomp_program(machine, (4242, -4242, -4000))
+        assert guarded is not None
+        g = functools.partial(_run_bpf, guarded, arch)
+        for pid in (4242, -4242, -4000, -1):
+            assert g(nr["kill"], (pid & 0xFFFFFFFF, 9)) == eperm, pid
+        assert g(nr["kill"], (4243, 9)) == allow and g(nr["kill"], (0, 9)) == allow  # its own children, its group
+        assert g(nr["tgkill"], (4242, 4242, 9)) == eperm and g(nr["tgkill"], (4243, 4243, 9)) == allow
+        assert g(nr["tkill"], (4243, 9)) == eperm  # a thread id: could be one of the runtime's threads
+        assert g(nr["pidfd_open"], (4242, 0)) == eperm and g(nr["pidfd_open"], (4243, 0)) == allow
+        assert g(nr["rt_sigqueueinfo"], (4242,)) == eperm and g(nr["rt_tgsigqueueinfo"], (4242,)) == eperm
+        assert g(nr["prlimit64"], (4243,)) == eperm and g(nr["prlimit64"], (0,)) == allow
         assert _run_bpf(prog, 0x40000003, nr["prlimit64"], (0,)) == eperm  # another ABI (i386)
     x86 = confine.seccomp_program("x86_64")
     assert x86 is not None and _run_bpf(x86, 0xC000003E, 0x40000000 | 302, (4242,)) == eperm  # x32
