@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -57,6 +58,22 @@ def _actor_config(args: argparse.Namespace) -> ActorConfig:
     )
 
 
+def _refuse_readable_secrets(command: str, args: argparse.Namespace, data_dir: Path, secrets: list[Path]) -> None:
+    """Exit (with why) when a secret of the runtime lies under a folder every shell tool call may
+    read (/etc, /usr, /opt, the Python prefixes, `--tool-read-path`): any agent could `cat` it.
+    A folder holding the data dir is not one (each call's policy drops it: it holds the workspace)."""
+    from agent_runtime.tools.landlock import default_read_paths, readable_by_tools
+
+    data = os.path.realpath(data_dir)
+    read_paths = [p for p in default_read_paths(tuple(args.tool_read_path or ())) if readable_by_tools(data, [p]) is None]
+    folder = os.environ.get("AGENT_RUNTIME_SECRETS_DIR")
+    for secret in [*secrets, *([Path(folder)] if folder else [])]:
+        under = readable_by_tools(secret, read_paths)
+        if under is not None:
+            raise SystemExit(f"agentctl {command}: {secret} is readable by every agent's shell tool calls (it is "
+                             f"under {under}, which they may read): keep secrets outside {', '.join(read_paths)}")
+
+
 def _absolute_path(value: str) -> Path:
     path = Path(value)
     if not path.is_absolute():
@@ -76,6 +93,7 @@ def _tool_flags(s: argparse.ArgumentParser) -> None:
 async def cmd_serve(args: argparse.Namespace) -> int:
     from agent_runtime.standalone import ServerConfig, serve_forever
 
+    _refuse_readable_secrets("serve", args, Path(args.data_dir), [Path(args.data_dir) / "admin.token"])
     config = ServerConfig(
         data_dir=Path(args.data_dir), host=args.host, port=args.port,
         manifests=Path(args.manifests) if args.manifests else None, auth=not args.insecure_no_auth,
@@ -220,6 +238,7 @@ async def cmd_shard(args: argparse.Namespace) -> int:
         print(f"agentctl shard: missing --{' --'.join(missing)} (or AGENT_RUNTIME_* env vars)", file=sys.stderr)
         return 2
     host, port = _host_port(args.listen)
+    _refuse_readable_secrets("shard", args, Path(args.data), [Path(args.admin_token_file or Path(args.data) / "admin.token")])
     config = ShardConfig(
         namespace=args.namespace, pool=args.pool, shard=args.shard, data_dir=Path(args.data),
         listen_host=host, listen_port=port, advertise=args.advertise, lease_duration_s=args.lease_duration,

@@ -39,7 +39,6 @@ import os
 import signal
 import stat
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,6 +55,7 @@ from agent_runtime.tools.base import (
 )
 from agent_runtime.tools.output import HeadTail, cap_text, trim_incomplete_end
 from agent_runtime.tools.sandbox import SandboxedCommand, confinement, reap_orphans, tmp_dir
+from agent_runtime.tools.beneath import dir_beneath, makedirs_beneath, open_beneath
 from agent_runtime.tools.workspace import display_path, resolve_in_workspace
 
 __all__ = [
@@ -396,12 +396,12 @@ VERSIONS = VersionStore()
 """The process-wide store the built-in `read_file` and `edit_file` share."""
 
 
-def _open_regular(path: Path, shown: str) -> io.BufferedReader:
+def _open_regular(root: Path, path: Path, shown: str) -> io.BufferedReader:
     """Open a regular file for reading; `not_a_file` for anything else. Opened non-blocking, so a
     FIFO (the agent's shell can make one) is refused at once instead of blocking the thread (or the
     loop) in `open` until a writer comes."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_beneath(root, path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise _os_error(exc, shown) from None
     try:
@@ -418,12 +418,12 @@ def _open_regular(path: Path, shown: str) -> io.BufferedReader:
 
 
 def _read_text(
-    path: Path, shown: str, offset: int, limit: int | None, cap: int, scan_cap: int,
+    root: Path, path: Path, shown: str, offset: int, limit: int | None, cap: int, scan_cap: int,
     versions: tuple[VersionStore, Path] | None = None,
 ) -> str:
     """Lines [offset, offset+limit) of a text file, at most `cap` bytes; notes say how to go on.
     A file of at most 4 MiB is read whole, and its version is noted at the end."""
-    f = _open_regular(path, shown)
+    f = _open_regular(root, path, shown)
     version = None
     with f:
         st = os.fstat(f.fileno())
@@ -512,7 +512,7 @@ class ReadFileTool(Tool):
         offset = int(args.get("offset", 1))
         limit = int(args["limit"]) if "limit" in args else None
         scan_cap = _SCAN_INLINE if ctx.executor is None else _SCAN_EXECUTOR
-        text = await _run_io(ctx, lambda: _read_text(path, shown, offset, limit, ctx.output_cap, scan_cap,
+        text = await _run_io(ctx, lambda: _read_text(ctx.workspace, path, shown, offset, limit, ctx.output_cap, scan_cap,
                                                           (self.versions, ctx.workspace)))
         return ToolOutput(text)
 
@@ -524,25 +524,37 @@ class ReadFileTool(Tool):
 # write_file
 
 
-def _write_atomic(path: Path, shown: str, data: bytes) -> None:
-    if path.is_dir():
-        raise ToolError(f"{shown}: is a directory", code="is_a_directory")
+def _write_atomic(root: Path, path: Path, shown: str, data: bytes) -> None:
+    """Every step beneath the workspace (`beneath`): the folders are made, the temp file written
+    and renamed relative to the parent folder's fd, so a folder swapped for a symlink meanwhile
+    cannot send the write elsewhere."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
+            fd = open_beneath(root, path, os.O_PATH)
         except FileNotFoundError:
             mode = 0o644
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with open(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)  # atomic; replaces a symlink itself, never follows it
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        else:
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise ToolError(f"{shown}: is a directory", code="is_a_directory")
+            mode = stat.S_IMODE(st.st_mode)
+        makedirs_beneath(root, path.parent)
+        with dir_beneath(root, path.parent) as parent:
+            tmp = f".{path.name}.{os.urandom(4).hex()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
+            try:
+                with open(fd, "wb") as f:
+                    f.write(data)
+                    os.fchmod(f.fileno(), mode)
+                # atomic; replaces a symlink itself, never follows it
+                os.replace(tmp, path.name, src_dir_fd=parent, dst_dir_fd=parent)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=parent)
+                raise
     except OSError as exc:
         raise _os_error(exc, shown) from None
 
@@ -575,7 +587,7 @@ class WriteFileTool(Tool):
         if shown == ".":
             raise ToolError("cannot write to the workspace folder itself; name a file", code="is_a_directory")
         data = args["content"].encode("utf-8", errors="replace")
-        await _run_io(ctx, lambda: _write_atomic(path, shown, data))
+        await _run_io(ctx, lambda: _write_atomic(ctx.workspace, path, shown, data))
         return ToolOutput(f"wrote {len(data)} bytes to {shown}")
 
 
@@ -601,7 +613,7 @@ def _conflict_report(shown: str, version: str, result: native.MergeResult) -> st
 def _edit(path: Path, shown: str, version: str, old: str, new: str, replace_all: bool, versions: VersionStore,
           workspace: Path) -> str:
     try:
-        with _open_regular(path, shown) as f:
+        with _open_regular(workspace, path, shown) as f:
             raw = f.read(_VERSION_MAX + 1)
     except OSError as exc:
         raise _os_error(exc, shown) from None
@@ -639,7 +651,7 @@ def _edit(path: Path, shown: str, version: str, old: str, new: str, replace_all:
         result = merge.merged
         merged_note = f"; merged with the changes made since {version}"
     data = result.encode("utf-8")
-    _write_atomic(path, shown, data)
+    _write_atomic(workspace, path, shown, data)
     new_version = file_version(data)
     versions.put(workspace, new_version, result)
     patch = native.diff(current, result).unified(context=2, from_file=f"a/{shown}", to_file=f"b/{shown}")
@@ -690,11 +702,11 @@ class EditFileTool(Tool):
 # list_dir
 
 
-def _list(path: Path, shown: str) -> tuple[list[str], bool]:
+def _list(root: Path, path: Path, shown: str) -> tuple[list[str], bool]:
     names: list[str] = []
     complete = True
     try:
-        with os.scandir(path) as it:
+        with dir_beneath(root, path, os.O_RDONLY) as fd, os.scandir(fd) as it:
             for entry in it:
                 if len(names) >= _LIST_MAX_SCAN:
                     complete = False
@@ -733,7 +745,7 @@ class ListDirTool(Tool):
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         path = resolve_in_workspace(ctx.workspace, args.get("path", "."))
         shown = display_path(ctx.workspace, path)
-        names, complete = await _run_io(ctx, lambda: _list(path, shown))
+        names, complete = await _run_io(ctx, lambda: _list(ctx.workspace, path, shown))
         if not names:
             return ToolOutput(f"[{shown} is empty]")
         lines = names[:_LIST_MAX_ENTRIES]

@@ -72,6 +72,9 @@ IOCTL_DEV = 1 << 15  # ABI 5
 ABI1_FS = (1 << 13) - 1
 # Rights that apply to a file (a rule on a file may hold only these).
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
+# Never granted, not even in the workspace: a device node made there (by a runtime running as root
+# with CAP_MKNOD) would open the disk, /dev/kmsg, /dev/mem... past every other rule.
+DEVICE_NODES = MAKE_CHAR | MAKE_BLOCK
 # Scopes (ABI 6).
 SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
 SCOPE_SIGNAL = 1 << 1
@@ -85,7 +88,7 @@ DEVICES: tuple[str, ...] = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random"
 class Access(enum.Enum):
     """The kind of access a rule grants."""
 
-    ALL = "all"  # the workspace: every handled right
+    ALL = "all"  # the workspace: every handled right but making device nodes
     READ_EXECUTE = "read_execute"  # system folders: read files, list folders, execute
     DEVICE = "device"  # character devices: read, write, truncate (`> /dev/null`), ioctl
 
@@ -119,7 +122,7 @@ def rule_access(access: Access, abi: int, is_dir: bool) -> int:
     """The rights a rule of kind `access` grants at `abi`, on a folder or a file."""
     handled = handled_fs(abi)
     if access is Access.ALL:
-        mask = handled
+        mask = handled & ~DEVICE_NODES
     elif access is Access.READ_EXECUTE:
         mask = EXECUTE | READ_FILE | READ_DIR
     else:
@@ -148,6 +151,13 @@ def policy(workspace: str, read_paths: Iterable[str], devices: Iterable[str] = D
             seen.add(path)
             rules.append(Rule(path, Access.DEVICE))
     return rules
+
+
+def readable_by_tools(path: str | os.PathLike[str], read_paths: Iterable[str]) -> str | None:
+    """The read path under which tool processes could read `path` (a secret of the runtime: its
+    admin token file, its provider keys folder), or None. Both sides resolved (no symlinks)."""
+    target = os.path.realpath(path)
+    return next((p for p in read_paths if _contains(p, target)), None)
 
 
 def default_read_paths(extra: Sequence[str | os.PathLike[str]] = ()) -> list[str]:

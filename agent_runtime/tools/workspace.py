@@ -6,9 +6,10 @@ first, then `..`), and the result must lie inside the resolved workspace. This r
 climbs out, absolute paths elsewhere, and symlinks (anywhere along the path) that lead outside,
 while allowing `a/../b`, absolute paths that are inside, and symlinks that stay inside.
 
-Limits: the check is a point-in-time check (a process swapping a directory for a symlink between
-the check and the open could race it); it confines the file tools, not the `shell` tool, which is
-only started in the workspace and is no sandbox. The caller (`builtin.py`) does the IO next.
+The check is point-in-time (a process swapping a directory for a symlink between the check and the
+open could race it): the caller (`builtin.py`) does the IO next through `beneath.py`, which opens
+beneath the workspace's fd and so cannot be raced out. The `shell` tool is confined by Landlock
+(`sandbox.py`), not by this.
 """
 
 from __future__ import annotations

@@ -26,8 +26,10 @@ from agent_runtime.manifest import API_GROUP
 APP_LABEL = "app.kubernetes.io/name"
 SHARD_APP = "agent-runtime-shard"
 DATA_MOUNT = "/data"
-TOKEN_MOUNT = "/etc/agent-runtime"
-KEYS_MOUNT = "/etc/agent-runtime-provider-keys"
+# Secrets go under /run: outside every folder a shell tool call may read (the Landlock policy reads
+# /etc, /usr, /opt, ...: docs/tools.md "Sandbox"); under /etc any agent could `cat` the admin token.
+TOKEN_MOUNT = "/run/agent-runtime/admin-token"
+KEYS_MOUNT = "/run/agent-runtime/provider-keys"
 
 
 # Exactly what a shard calls (agent_runtime/kube/shard.py): list + watch its Agents (field selector

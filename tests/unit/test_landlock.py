@@ -3,6 +3,8 @@ rule grants, the policy's path list; and how the CLI flags reach the actor's con
 
 from __future__ import annotations
 
+import functools
+import struct
 from pathlib import Path
 
 import pytest
@@ -38,8 +40,9 @@ def test_scopes_from_abi_6() -> None:
 
 def test_rule_access() -> None:
     read_exec = ll.EXECUTE | ll.READ_FILE | ll.READ_DIR
-    assert rule_access(Access.ALL, 1, is_dir=True) == ABI1
-    assert rule_access(Access.ALL, 7, is_dir=True) == handled_fs(7)
+    # The workspace: everything but making device nodes (mknod of a disk or /dev/kmsg by a root runtime).
+    assert rule_access(Access.ALL, 1, is_dir=True) == ABI1 & ~(ll.MAKE_CHAR | ll.MAKE_BLOCK)
+    assert rule_access(Access.ALL, 7, is_dir=True) == handled_fs(7) & ~(ll.MAKE_CHAR | ll.MAKE_BLOCK)
     assert rule_access(Access.READ_EXECUTE, 1, is_dir=True) == read_exec
     assert rule_access(Access.READ_EXECUTE, 7, is_dir=True) == read_exec  # never write, remove, make
     # A rule on a file may hold file rights only (the kernel refuses folder rights: EINVAL).
@@ -92,3 +95,78 @@ def test_cli_rejects_a_relative_read_path(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--tool-read-path", "nix/store"])
     assert "expected an absolute path" in capsys.readouterr().err
+
+
+def _run_bpf(program: bytes, arch: int, nr: int, args: tuple[int, ...] = ()) -> int:
+    """A classic-BPF interpreter for the few instructions `seccomp_program` uses."""
+    data = struct.pack("=iIQ6Q", nr, arch, 0, *(list(args) + [0] * 6)[:6])
+    ins = [struct.unpack("=HBBI", program[i:i + 8]) for i in range(0, len(program), 8)]
+    pc, acc = 0, 0
+    while True:
+        code, jt, jf, k = ins[pc]
+        if code == 0x20:
+            acc = struct.unpack_from("=I", data, k)[0]
+        elif code in (0x15, 0x35):
+            hit = acc == k if code == 0x15 else acc >= k
+            pc += jt if hit else jf
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"unexpected BPF instruction {code:#x}")
+        pc += 1
+
+
+def test_seccomp_program_refuses_other_processes_only() -> None:
+    from agent_runtime.tools import confine
+
+    allow, eperm = 0x7FFF0000, 0x00050001
+    assert confine.seccomp_program("riscv64") is None  # unknown: no filter (Landlock still applies)
+    for machine, (arch, nr) in confine._SYSCALLS.items():
+        prog = confine.seccomp_program(machine)
+        assert prog is not None and len(prog) % 8 == 0
+        run = functools.partial(_run_bpf, prog, arch)
+        assert run(nr["prlimit64"], (0, 7, 0, 0)) == allow  # its own limits
+        assert run(nr["prlimit64"], (4242, 7, 0, 0)) == eperm  # the runtime's ($PPID)
+        assert run(nr["prlimit64"], ((1 << 32) | 4242,)) == eperm  # high bits are ignored by the kernel too
+        assert run(nr["setpriority"], (0, 0, 5)) == allow and run(nr["setpriority"], (1, 0, 5)) == allow
+        assert run(nr["setpriority"], (0, 4242, 5)) == eperm and run(nr["setpriority"], (2, 0, 5)) == eperm  # PRIO_USER
+        assert run(nr["ioprio_set"], (1, 0, 0)) == allow and run(nr["ioprio_set"], (3, 0, 0)) == eperm
+        for name in ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"):
+            assert run(nr[name], (0,)) == allow and run(nr[name], (4242,)) == eperm
+        assert run(0, (4242,)) == allow and run(63, (4242,)) == allow  # anything else: untouched
+        # Signals (Landlock scopes them from ABI 6 only): never to the runtime, its group, or -1.
+        guarded = confine.seccomp_program(machine, (4242, -4242, -4000))
+        assert guarded is not None
+        g = functools.partial(_run_bpf, guarded, arch)
+        for pid in (4242, -4242, -4000, -1):
+            assert g(nr["kill"], (pid & 0xFFFFFFFF, 9)) == eperm, pid
+        assert g(nr["kill"], (4243, 9)) == allow and g(nr["kill"], (0, 9)) == allow  # its own children, its group
+        assert g(nr["tgkill"], (4242, 4242, 9)) == eperm and g(nr["tgkill"], (4243, 4243, 9)) == allow
+        assert g(nr["tkill"], (4243, 9)) == eperm  # a thread id: could be one of the runtime's threads
+        assert g(nr["pidfd_open"], (4242, 0)) == eperm and g(nr["pidfd_open"], (4243, 0)) == allow
+        assert g(nr["rt_sigqueueinfo"], (4242,)) == eperm and g(nr["rt_tgsigqueueinfo"], (4242,)) == eperm
+        assert g(nr["prlimit64"], (4243,)) == eperm and g(nr["prlimit64"], (0,)) == allow
+        assert _run_bpf(prog, 0x40000003, nr["prlimit64"], (0,)) == eperm  # another ABI (i386)
+    x86 = confine.seccomp_program("x86_64")
+    assert x86 is not None and _run_bpf(x86, 0xC000003E, 0x40000000 | 302, (4242,)) == eperm  # x32
+
+
+def test_a_server_refuses_to_start_with_a_secret_its_tools_could_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator mounted the admin token under /etc (readable by every call): a shard or server
+    whose admin token file or provider keys folder lies under a tool read path exits, saying why."""
+    from agent_runtime.cli.main import _refuse_readable_secrets
+
+    monkeypatch.delenv("AGENT_RUNTIME_SECRETS_DIR", raising=False)
+    args = build_parser().parse_args(["shard", "--tool-read-path", "/srv/toolchain"])
+    with pytest.raises(SystemExit, match=r"/etc/agent-runtime/admin.token is readable by every agent's shell tool "
+                                         r"calls \(it is under /etc"):
+        _refuse_readable_secrets("shard", args, Path("/data"), [Path("/etc/agent-runtime/admin.token")])
+    with pytest.raises(SystemExit, match="under /srv/toolchain"):
+        _refuse_readable_secrets("shard", args, Path("/data"), [Path("/srv/toolchain/keys/admin.token")])
+    monkeypatch.setenv("AGENT_RUNTIME_SECRETS_DIR", "/opt/keys")
+    with pytest.raises(SystemExit, match="/opt/keys is readable"):
+        _refuse_readable_secrets("shard", args, Path("/data"), [Path("/run/agent-runtime/admin-token/admin.token")])
+    monkeypatch.setenv("AGENT_RUNTIME_SECRETS_DIR", "/run/agent-runtime/provider-keys")
+    _refuse_readable_secrets("shard", args, Path("/data"), [Path("/run/agent-runtime/admin-token/admin.token")])
+    # A data dir under /opt: every call's policy drops /opt (it holds the workspace), so its admin.token is safe.
+    _refuse_readable_secrets("serve", args, Path("/opt/agents"), [Path("/opt/agents/admin.token")])

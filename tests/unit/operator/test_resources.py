@@ -132,3 +132,24 @@ def test_provider_keys_secret_is_mounted_as_files_never_as_env_values() -> None:
     env = {e["name"]: e for e in c["env"]}
     assert env["AGENT_RUNTIME_SECRETS_DIR"]["value"] == mount["mountPath"]
     assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in c["env"])
+
+
+def test_secrets_are_mounted_outside_what_tool_processes_may_read() -> None:
+    """A shard's shell tool calls may read the system folders (`landlock.SYSTEM_READ_PATHS`: /etc,
+    /usr, /opt, ...) and the pool's `toolSandbox.readPaths`. The admin token (admin of every agent
+    through the shard's API, which the call reaches over loopback) and the provider keys must not
+    be mounted under any of them: a hostile agent would `cat` them."""
+    from agent_runtime.tools.landlock import SYSTEM_READ_PATHS
+
+    pool_spec = spec(providerKeysSecret="llm-keys", toolSandbox={"readPaths": ["/opt/toolchain"]})
+    pod = by_kind(resources.desired_objects(POOL, pool_spec, 1, "t"))["StatefulSet/eu"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v}
+    mounts = [m["mountPath"] for m in c["volumeMounts"] if m["name"] in secret_volumes]
+    assert len(mounts) == 2
+    readable = [*SYSTEM_READ_PATHS, *pool_spec.tool_sandbox.read_paths]
+    for mount in mounts:
+        under = [r for r in readable if mount == r or mount.startswith(r.rstrip("/") + "/")]
+        assert under == [], f"{mount} is readable by tool processes (under {under})"
+    assert resources.shard_args(POOL, pool_spec)[resources.shard_args(POOL, pool_spec).index("--admin-token-file") + 1] == (
+        f"{resources.TOKEN_MOUNT}/admin.token")
