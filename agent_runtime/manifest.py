@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -172,6 +172,12 @@ class AgentSpec(_Model):
         """Tokens the frozen chunks may hold before they are consolidated: the spec's, at most a
         third of limits.tokenBudget (chunks + tail + the next turn must fit in one prompt)."""
         return min(self.compression.frozen_budget, self.limits.token_budget // 3)
+
+
+# What deleting an Agent does with its log folder when its spec does not say: stored Agent objects
+# carry no defaults (the CRD has none), so the operator and the shards read it from here.
+DEFAULT_ON_DELETE: str = str(AgentSpec.model_fields["on_delete"].default)
+ON_DELETE_MODES: tuple[str, ...] = get_args(AgentSpec.model_fields["on_delete"].annotation)
 
 
 class Metadata(_Model):

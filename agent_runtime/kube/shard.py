@@ -49,7 +49,9 @@ from agent_runtime.kube.client import (
 from agent_runtime.kube.names import ADDRESS_ANNOTATION, DRAINING_ANNOTATION, POOL_LABEL, SHARD_FIELD
 from agent_runtime.kube.status import AgentStatus, StatusBatcher, Tokens, owned_status_patch, rfc3339
 from agent_runtime.kube.tokens import SharedTokenStore, ensure_admin_token
-from agent_runtime.manifest import AgentManifest, ManifestError, manifest_from_object
+from agent_runtime.manifest import (
+    DEFAULT_ON_DELETE, ON_DELETE_MODES, AgentManifest, ManifestError, manifest_from_object,
+)
 from agent_runtime.providers.registry import ProviderSettings, build_router
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
 from agent_runtime.server import make_app
@@ -229,7 +231,7 @@ class Shard:
         placed_on = (obj.get("status") or {}).get("shard")
         if (obj.get("metadata") or {}).get("deletionTimestamp") and placed_on == self.config.shard:
             on_delete = (obj.get("spec") or {}).get("onDelete")
-            self.deleting[key] = on_delete if on_delete in ("archive", "remove") else "archive"
+            self.deleting[key] = on_delete if on_delete in ON_DELETE_MODES else DEFAULT_ON_DELETE
         if kind == "DELETED" or placed_on != self.config.shard:
             if self.desired.pop(key, None) is not None:
                 self.batcher.note_transition(time.monotonic())  # it left: a re-placement storm may be on

@@ -20,9 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent_operator.models import FINALIZER, SHARD_PHASES
-from agent_runtime.manifest import AgentSpec
-
-DEFAULT_ON_DELETE = str(AgentSpec.model_fields["on_delete"].default)  # the CRD stores no defaults
+from agent_runtime.manifest import DEFAULT_ON_DELETE, AgentSpec
 
 
 @dataclass(slots=True)
