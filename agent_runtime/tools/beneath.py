@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent_runtime.tools.base import PathEscape
+from agent_runtime.tools.landlock import contains, syscall
 
 __all__ = ["dir_beneath", "makedirs_beneath", "open_beneath"]
 
@@ -32,9 +33,6 @@ SYS_OPENAT2 = 437  # the same number on every architecture (unified table, Linux
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_BENEATH = 0x08
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
 _have_openat2: bool | None = None
 
 
@@ -64,7 +62,7 @@ def open_beneath(workspace: Path, path: Path, flags: int, mode: int = 0o600) -> 
             how = struct.pack("=QQQ", flags, mode if creates else 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
             err = 0
             for _ in range(16):  # EAGAIN: a rename raced the lookup; try again
-                fd = int(_syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_long(rootfd), rel.encode(), how, ctypes.c_size_t(len(how))))
+                fd = int(syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_long(rootfd), rel.encode(), how, ctypes.c_size_t(len(how))))
                 if fd >= 0:
                     _have_openat2 = True
                     return fd
@@ -83,7 +81,7 @@ def open_beneath(workspace: Path, path: Path, flags: int, mode: int = 0o600) -> 
         where = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         where = None
-    if where is None or not (where == root or where.startswith(root.rstrip("/") + "/")):
+    if where is None or not contains(root, where):
         os.close(fd)
         raise _escape(path)
     return fd

@@ -179,10 +179,13 @@ def seccomp_program(machine: str, runtime: tuple[int, ...] = ()) -> bytes | None
         code.extend((jeq, "deny", None, pid) for pid in refused)
         code += [(ret, None, None, allow), f"not-{name}"]
     code += [(ret, None, None, allow), "deny", (ret, None, None, deny)]
-    labels: dict[str, int] = {}
+    labels: dict[str, int] = {}  # label -> index of the instruction that follows it
+    pos = 0
     for item in code:
         if isinstance(item, str):
-            labels[item] = sum(1 for i in code[: code.index(item)] if not isinstance(i, str))
+            labels[item] = pos
+        else:
+            pos += 1
     out = bytearray()
     pos = 0
     for item in code:

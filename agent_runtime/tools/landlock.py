@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import enum
+import functools
 import os
 import stat
 import struct
@@ -39,6 +40,7 @@ __all__ = [
     "Rule",
     "abi_version",
     "build_ruleset",
+    "contains",
     "handled_fs",
     "landlock_available",
     "policy",
@@ -131,7 +133,8 @@ def rule_access(access: Access, abi: int, is_dir: bool) -> int:
     return mask if is_dir else mask & FILE_RIGHTS
 
 
-def _contains(outer: str, inner: str) -> bool:
+def contains(outer: str, inner: str) -> bool:
+    """Whether resolved path `inner` is `outer` or lies under it."""
     return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
@@ -142,7 +145,7 @@ def policy(workspace: str, read_paths: Iterable[str], devices: Iterable[str] = D
     rules = [Rule(workspace, Access.ALL)]
     seen = {workspace}
     for path in read_paths:
-        if path in seen or _contains(path, workspace):
+        if path in seen or contains(path, workspace):
             continue
         seen.add(path)
         rules.append(Rule(path, Access.READ_EXECUTE))
@@ -157,14 +160,19 @@ def readable_by_tools(path: str | os.PathLike[str], read_paths: Iterable[str]) -
     """The read path under which tool processes could read `path` (a secret of the runtime: its
     admin token file, its provider keys folder), or None. Both sides resolved (no symlinks)."""
     target = os.path.realpath(path)
-    return next((p for p in read_paths if _contains(p, target)), None)
+    return next((p for p in read_paths if contains(p, target)), None)
 
 
 def default_read_paths(extra: Sequence[str | os.PathLike[str]] = ()) -> list[str]:
     """System folders, the Python prefixes in use (so `python3` scripts run), then `extra`;
-    resolved (a rule binds to what a path names: `/bin` may be `/usr/bin`)."""
-    candidates = [*SYSTEM_READ_PATHS, sys.prefix, sys.base_prefix, *(os.fspath(p) for p in extra)]
-    return [os.path.realpath(p) for p in candidates]
+    resolved (a rule binds to what a path names: `/bin` may be `/usr/bin`). The system part is
+    resolved once per process (every shell call asks)."""
+    return [*_system_read_paths(), *(os.path.realpath(p) for p in extra)]
+
+
+@functools.cache
+def _system_read_paths() -> tuple[str, ...]:
+    return tuple(os.path.realpath(p) for p in (*SYSTEM_READ_PATHS, sys.prefix, sys.base_prefix))
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,8 +180,8 @@ def default_read_paths(extra: Sequence[str | os.PathLike[str]] = ()) -> list[str
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+syscall = _libc.syscall  # raw syscalls (errno kept); also `beneath`'s openat2
+syscall.restype = ctypes.c_long
 _abi: int | None = None
 _why_not = ""
 
@@ -185,7 +193,7 @@ def abi_version() -> int:
         if not sys.platform.startswith("linux"):
             _abi, _why_not = 0, f"not Linux ({sys.platform})"
             return _abi
-        result = _syscall(ctypes.c_long(SYS_CREATE_RULESET), None, ctypes.c_long(0), ctypes.c_long(CREATE_RULESET_VERSION))
+        result = syscall(ctypes.c_long(SYS_CREATE_RULESET), None, ctypes.c_long(0), ctypes.c_long(CREATE_RULESET_VERSION))
         if result < 0:
             err = ctypes.get_errno()
             _abi = 0
@@ -221,7 +229,7 @@ def build_ruleset(rules: Sequence[Rule], abi: int) -> int:
         attr = struct.pack("=QQ", fs, 0)
     else:
         attr = struct.pack("=Q", fs)
-    fd = _check(_syscall(ctypes.c_long(SYS_CREATE_RULESET), attr, ctypes.c_size_t(len(attr)), ctypes.c_long(0)), "landlock_create_ruleset")
+    fd = _check(syscall(ctypes.c_long(SYS_CREATE_RULESET), attr, ctypes.c_size_t(len(attr)), ctypes.c_long(0)), "landlock_create_ruleset")
     try:
         os.set_inheritable(fd, False)
         for rule in rules:
@@ -245,7 +253,7 @@ def _add(ruleset: int, rule: Rule, abi: int) -> None:
         if not access:
             return
         attr = struct.pack("=Qi", access, parent)
-        _check(_syscall(ctypes.c_long(SYS_ADD_RULE), ctypes.c_long(ruleset), ctypes.c_long(RULE_PATH_BENEATH), attr, ctypes.c_long(0)),
+        _check(syscall(ctypes.c_long(SYS_ADD_RULE), ctypes.c_long(ruleset), ctypes.c_long(RULE_PATH_BENEATH), attr, ctypes.c_long(0)),
                f"landlock_add_rule({rule.path})")
     finally:
         os.close(parent)
