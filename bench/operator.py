@@ -121,13 +121,18 @@ async def status_patches(kube: KubeClient) -> float:
     return (await request_counts(kube)).get("PATCH agents/status", 0.0)
 
 
+async def apiserver_metrics(kube: KubeClient) -> str:
+    """The apiserver's /metrics text (Prometheus format)."""
+    assert kube._session is not None  # noqa: SLF001
+    async with kube._session.get(kube.config.server + "/metrics", headers=await kube._headers()) as resp:  # noqa: SLF001
+        return await resp.text()
+
+
 async def request_counts(kube: KubeClient) -> dict[str, float]:
     """Requests the apiserver has served so far, by "VERB resource[/subresource]" (its own metrics,
     counted when a request completes: a WATCH is counted when it ENDS — timeout, error, client gone —
     so a window's WATCH delta is the watches that ended in it, not those opened; never the events)."""
-    assert kube._session is not None  # noqa: SLF001
-    async with kube._session.get(kube.config.server + "/metrics", headers=await kube._headers()) as resp:  # noqa: SLF001
-        text = await resp.text()
+    text = await apiserver_metrics(kube)
     out: dict[str, float] = {}
     for labels, value in REQUEST_METRIC.findall(text):
         got = dict(re.findall(r'(\w+)="([^"]*)"', labels))
@@ -144,9 +149,7 @@ LATENCY_METRIC = re.compile(r'^(apiserver_request_duration_seconds|etcd_request_
 async def write_latency(kube: KubeClient) -> dict[str, float]:
     """Sums and counts of the apiserver's own timing of Agent status PATCHes and of its etcd updates
     of Agents (so a drain's write latency can be split into apiserver/etcd time and the rest)."""
-    assert kube._session is not None  # noqa: SLF001
-    async with kube._session.get(kube.config.server + "/metrics", headers=await kube._headers()) as resp:  # noqa: SLF001
-        text = await resp.text()
+    text = await apiserver_metrics(kube)
     out: dict[str, float] = {}
     for name, kind, labels, value in LATENCY_METRIC.findall(text):
         if name.startswith("apiserver") and 'resource="agents"' in labels and 'subresource="status"' in labels \
