@@ -50,13 +50,19 @@ def estimate(text: str) -> int:
     return len(text) // 3 + 1
 
 
+def assistant_texts(text: str, calls: Sequence[ToolCall]) -> tuple[str, ...]:
+    """What an assistant message's tokens are counted on: its text and each call's arguments (the
+    loop's formula, `agent_runtime.turn`, and the planner's)."""
+    return (text, *(str(c.arguments) for c in calls))
+
+
 def message_tokens(m: Message) -> int:
-    """Tokens of a message as the loop counts them (the same formula as `agent_runtime.turn`)."""
+    """Tokens of a message as the loop counts them."""
     if isinstance(m, UserMessage):
         return count(m.text)
     if isinstance(m, ToolResultMessage):
         return count(m.result.content)
-    return count(m.text) + sum(count(str(c.arguments)) for c in m.tool_calls)
+    return sum(count(t) for t in assistant_texts(m.text, m.tool_calls))
 
 
 @dataclasses.dataclass(slots=True)

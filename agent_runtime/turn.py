@@ -15,7 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agent_runtime import compression, native, pricing
+from agent_runtime import compression, pricing
+from agent_runtime.compression import count
 from agent_runtime.events import EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec
 from agent_runtime.messages import (
@@ -85,10 +86,6 @@ LIMIT_ERRORS = {
 }
 
 
-def count(text: str) -> int:
-    return native.count_tokens(text) if text else 0
-
-
 class TurnMachine:
     """Decides the loop of one agent. Holds the state it reads; never mutates it."""
 
@@ -129,7 +126,7 @@ class TurnMachine:
         announce, self.announce = self.announce, ()
         ids = {c.id for c in message.tool_calls}
         started = self.state.started_call_ids
-        tokens = self._count(message.text, *(str(c.arguments) for c in message.tool_calls))
+        tokens = self._count(*compression.assistant_texts(message.text, message.tool_calls))
         data: dict[str, Any] = {
             "id": message_id,
             "text": message.text,
@@ -292,7 +289,7 @@ class TurnMachine:
         if not open_calls:
             started = list(early_calls)
             if partial_text or started:
-                tokens = count(partial_text) + sum(count(str(c.arguments)) for c in started)
+                tokens = sum(count(t) for t in compression.assistant_texts(partial_text, started))
                 data: dict[str, Any] = {"id": message_id, "text": partial_text,
                                         "tool_calls": [c.to_dict() for c in started], "stop_reason": "interrupted",
                                         "tokens": tokens}
