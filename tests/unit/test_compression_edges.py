@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
+from test_compression import fields  # every field of a state, messages by their encoding
+
 from agent_runtime import compression
 from agent_runtime.events import Event, EventKind, NewEvent, decode_data, encode_data
 from agent_runtime.manifest import AgentSpec, make_manifest
@@ -22,13 +24,6 @@ from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMa
 def spec(frozen: int = 1024) -> AgentSpec:
     return make_manifest("a", compression={"tailBudget": 600, "keepTail": 200, "foldedOutputTokens": 40,
                                            "frozenBudget": frozen}, limits={"tokenBudget": 4_000_000}).spec
-
-
-def fields(state: AgentState) -> dict[str, Any]:
-    out = {name: getattr(state, name) for name in AgentState.__slots__}
-    out["messages"] = [compression.encode_message(m) for m in state.messages]
-    out["pending"] = [m.text for m in state.pending]
-    return out
 
 
 class Chaos:
