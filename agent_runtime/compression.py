@@ -52,7 +52,7 @@ def estimate(text: str) -> int:
 
 def assistant_texts(text: str, calls: Sequence[ToolCall]) -> tuple[str, ...]:
     """What an assistant message's tokens are counted on: its text and each call's arguments (the
-    loop's formula, `agent_runtime.turn`, and the planner's)."""
+    loop's formula, `agent_runtime.agent.turn`, and the planner's)."""
     return (text, *(str(c.arguments) for c in calls))
 
 

@@ -23,7 +23,7 @@ import orjson
 import pydantic
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from agent_runtime.actor import AgentBusy, AgentStopped, UnknownToolCall
+from agent_runtime.agent.mail import AgentBusy, AgentStopped, UnknownToolCall
 from agent_runtime.auth import AuthError, Grant, Role, TokenStore
 from agent_runtime.events import Event
 from agent_runtime.host import AgentNotFound, Host

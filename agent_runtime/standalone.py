@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.auth import TokenStore
 from agent_runtime.host import Host, HostConfig
 from agent_runtime.manifest import load_manifest_dir

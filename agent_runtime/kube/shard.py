@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.auth import Role, TokenStore
 from agent_runtime.host import AgentHandle, Host, HostConfig
 from agent_runtime.kube import fence, folders

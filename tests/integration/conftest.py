@@ -18,11 +18,11 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.manifest import make_manifest
 from agent_runtime.providers.simulated import SimulatedModelConfig
 from agent_runtime.standalone import Running, ServerConfig, serve
-from agent_runtime.state import AgentState
+from agent_runtime.agent.state import AgentState
 
 RECV_TIMEOUT = 15.0
 # A model slow enough to attach or interrupt mid-message: 1 token (4 chars) per 50 ms chunk.

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from conftest import TASK, Server, ServerFactory
 
-from agent_runtime.actor import ActorConfig, AgentBusy, AgentStopped
+from agent_runtime.agent.actor import ActorConfig
+from agent_runtime.agent.mail import AgentBusy, AgentStopped
 from agent_runtime.host import AgentNotFound, Host, HostConfig
 from agent_runtime.manifest import make_manifest
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider

@@ -18,10 +18,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import collect, mock_and_adapters, request, run_turn  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UserMail  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.mail import InterruptMail, UserMail  # noqa: E402
 from agent_runtime.eventlog.executor import SqliteExecutor  # noqa: E402
 from agent_runtime.eventlog.sqlite import SqliteEventLog  # noqa: E402
-from agent_runtime.hub import Hub  # noqa: E402
+from agent_runtime.agent.hub import Hub  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.messages import (  # noqa: E402
     AssistantMessage,

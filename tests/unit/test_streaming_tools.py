@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UnknownToolCall, UserMail
+from agent_runtime.agent.actor import ActorConfig, AgentActor
+from agent_runtime.agent.mail import InterruptMail, UnknownToolCall, UserMail
 from agent_runtime.eventlog.memory import MemoryEventLog
 from agent_runtime.events import Event
-from agent_runtime.hub import Hub
+from agent_runtime.agent.hub import Hub
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import ToolCall
 from agent_runtime.metrics import Metrics

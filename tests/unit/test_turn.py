@@ -9,8 +9,8 @@ import pytest
 from agent_runtime.events import Event, EventKind, NewEvent
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, ToolResultMessage, Usage, UserMessage
-from agent_runtime.state import AgentState
-from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
+from agent_runtime.agent.state import AgentState
+from agent_runtime.agent.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
 
 
 class Harness:

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from agent_runtime import pricing
 from agent_runtime.compression import CompressionMeter
-from agent_runtime.autonomy import AutonomyPolicy, Verdict
+from agent_runtime.agent.autonomy import AutonomyPolicy, Verdict
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
-from agent_runtime.hub import Hub
+from agent_runtime.agent.hub import Hub
+from agent_runtime.agent.mail import AgentBusy, AgentStopped, InterruptMail, Mail, UnknownToolCall, UserMail, reply_of
 from agent_runtime.manifest import AgentManifest
 from agent_runtime.messages import AssistantMessage, ProviderState, StopReason, ToolCall, ToolResult, Usage
 from agent_runtime.providers.base import (
@@ -44,8 +45,8 @@ from agent_runtime.providers.base import (
     UsageReported,
 )
 from agent_runtime.providers.retry import RetryBudget, backoff_delay
-from agent_runtime.state import CONVERSATION_KINDS, AgentState
-from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait, is_incomplete
+from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState
+from agent_runtime.agent.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait, is_incomplete
 
 from agent_runtime.tools.base import ToolContext, ToolError
 from agent_runtime.tools.registry import format_tool_error
@@ -56,38 +57,6 @@ if TYPE_CHECKING:
     from agent_runtime.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
-
-
-class AgentBusy(Exception):
-    """The agent's mailbox is full: retry later (backpressure)."""
-
-
-class AgentStopped(Exception):
-    """The agent stopped (deleted, or the server is shutting down) before handling the request."""
-
-
-class UnknownToolCall(Exception):
-    """An approval for a tool call that is not waiting for one (never asked, or already decided)."""
-
-
-@dataclasses.dataclass(slots=True)
-class UserMail:
-    client_id: str
-    text: str
-    reply: asyncio.Future[tuple[int, bool]]
-
-
-@dataclasses.dataclass(slots=True)
-class InterruptMail:
-    done: asyncio.Future[bool]
-
-
-Mail = UserMail | InterruptMail
-
-
-def reply_of(mail: Mail) -> asyncio.Future[tuple[int, bool]] | asyncio.Future[bool]:
-    """The future its sender awaits."""
-    return mail.reply if isinstance(mail, UserMail) else mail.done
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

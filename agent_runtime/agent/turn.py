@@ -2,7 +2,7 @@
 
 `TurnMachine` never does IO. Each input (a user message, the model's completed message, tool
 results, an interrupt, a model error) becomes a list of `NewEvent`s; the shell
-(`agent_runtime.actor`) appends them to the log, applies them to `AgentState`, and then asks
+(`agent_runtime.agent.actor`) appends them to the log, applies them to `AgentState`, and then asks
 `next_effect()` what to do: call the model, run tools, finish the turn, or wait. Because the effect
 is a function of the state alone, a restarted agent resumes an interrupted turn by asking the
 same question of its replayed state.
@@ -29,7 +29,7 @@ from agent_runtime.messages import (
     Usage,
     UserMessage,
 )
-from agent_runtime.state import AgentState
+from agent_runtime.agent.state import AgentState
 
 INCOMPLETE_STOPS = frozenset({"max_tokens", "content_filter", "error", "interrupted"})
 """Stop reasons of a message the model did not finish: its calls not yet started never run, the
