@@ -261,7 +261,7 @@ async def test_an_interrupt_after_an_early_call_keeps_the_reasoning_so_far(api: 
             actor.submit(UserMail("m1", "task: write fib.py", reply))
             await reply
             for _ in range(2000):
-                if actor._early:  # noqa: SLF001 - a read-only call is announced only with its message
+                if actor._runs is not None and actor._runs.schedule.early_calls():  # noqa: SLF001 - a read-only call is announced only with its message
                     break
                 await asyncio.sleep(0.005)
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
