@@ -2,7 +2,7 @@
 
 One `AgentActor` per awake agent. It owns a bounded mailbox handled one message at a time, the
 agent's event log and derived state, and at most one running turn task. Every state change goes
-through `_commit`: append to the log (durable), apply to the state, publish to the hub — under one
+through `commit`: append to the log (durable), apply to the state, publish to the hub — under one
 lock, so log order, state order and what clients see are the same order.
 
 The turn task asks `TurnMachine.next_effect()` and runs the effect until the machine says wait:
@@ -40,7 +40,6 @@ from agent_runtime.manifest import AgentManifest
 from agent_runtime.messages import ToolCall
 from agent_runtime.providers.base import Provider, ProviderError
 from agent_runtime.providers.retry import RetryBudget
-from agent_runtime.tools.base import ToolContext
 
 if TYPE_CHECKING:
     from agent_runtime.metrics import Metrics
@@ -393,21 +392,6 @@ class AgentActor:
         async with ToolRuns(self) as runs:
             self._runs = runs
             return await runs.run(calls)
-
-    def tool_context(self) -> ToolContext:
-        limits = self.manifest.spec.limits
-        return ToolContext(
-            workspace=self.workspace,
-            timeout_s=limits.tool_timeout_s,
-            output_cap=limits.tool_output_cap,
-            executor=self.tool_io,
-            memory_mb=limits.tool_memory_mb,
-            cpu_s=limits.tool_cpu_s,
-            open_files=limits.tool_open_files,
-            processes=limits.tool_processes,
-            read_paths=self.config.tool_read_paths,
-            confinement_required=self.config.tool_confinement_required,
-        )
 
     def _forget_message_tools(self) -> None:
         self._runs = None

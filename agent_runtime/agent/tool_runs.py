@@ -18,6 +18,7 @@ what the log says (started before a restart, asked already).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +42,15 @@ if TYPE_CHECKING:
     from agent_runtime.tools.registry import ToolRegistry
 
 
+class ToolSettings(Protocol):
+    """The shard's settings of tool processes (`ActorConfig`): not the agent's to choose."""
+
+    @property
+    def tool_read_paths(self) -> tuple[Path, ...]: ...
+    @property
+    def tool_confinement_required(self) -> bool: ...
+
+
 class ToolShell(Protocol):
     """What the tool runs need of their actor (read when used: a spec update applies at once)."""
 
@@ -62,8 +72,10 @@ class ToolShell(Protocol):
     def tool_slots(self) -> asyncio.Semaphore: ...
     @property
     def metrics(self) -> Metrics: ...
-
-    def tool_context(self) -> ToolContext: ...
+    @property
+    def config(self) -> ToolSettings: ...
+    @property
+    def tool_io(self) -> concurrent.futures.Executor | None: ...
 
     async def commit(self, build: Callable[[], list[NewEvent]]) -> list[Event]: ...
 
@@ -86,6 +98,23 @@ def facts_of(shell: ToolShell, call: ToolCall) -> CallFacts:
         verdict=_decide(shell, call) if refusal is None else None,
         started_before=started_before,
         approval=approval,
+    )
+
+
+def context_of(shell: ToolShell) -> ToolContext:
+    """The context a call of this agent runs in: its workspace and limits, the shard's settings."""
+    limits = shell.manifest.spec.limits
+    return ToolContext(
+        workspace=shell.workspace,
+        timeout_s=limits.tool_timeout_s,
+        output_cap=limits.tool_output_cap,
+        executor=shell.tool_io,
+        memory_mb=limits.tool_memory_mb,
+        cpu_s=limits.tool_cpu_s,
+        open_files=limits.tool_open_files,
+        processes=limits.tool_processes,
+        read_paths=shell.config.tool_read_paths,
+        confinement_required=shell.config.tool_confinement_required,
     )
 
 
@@ -260,6 +289,6 @@ class ToolRuns:
         holds no slot)."""
         shell = self.shell
         async with shell.agent_slots, shell.tool_slots:
-            result = await shell.tools.execute(call, shell.tool_context())
+            result = await shell.tools.execute(call, context_of(shell))
         self.schedule.finished(call.id, result)
         self._pump()
