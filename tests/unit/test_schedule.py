@@ -152,10 +152,15 @@ def test_reads_run_together_a_side_effect_runs_alone_between_them() -> None:
 
 
 def test_a_read_after_a_write_of_the_same_message_waits_for_the_write() -> None:
+    # [write_file a, read_file a]: the read must not run before (or during) the write, although
+    # it is read-only and complete mid-stream.
     facts = [write("w1"), read("r1")]
     s = ToolSchedule()
     assert s.arrive(facts[0]) == "late" and s.arrive(facts[1]) == "late"  # no early start after a side effect
-    assert end_message(s, facts) == ["w1"]
+    assert s.announce("tool_use") == [(facts[0].call, False), (facts[1].call, False)]  # both start at the stop
+    triage = s.triage(facts, "tool_use")
+    s.durable(c.id for c in triage.start)
+    assert ids(s.ready()) == ["w1"]
     assert s.waiting_for("r1") == ["w1"]
     s.finished("w1", ok("w1"))
     assert ids(s.ready()) == ["r1"]
