@@ -177,8 +177,8 @@ class ModelCalls:
         provider = shell.manifest.spec.model.provider
         shell.metrics.model_usage(provider, streamed.usage, pricing.cost(streamed.usage, provider))
         announce = runs.schedule.announce(streamed.message.stop_reason)
-        machine = shell.machine
-        await shell.commit(lambda: machine.model_message(streamed.message, streamed.usage, streamed.message_id, announce))
+        await shell.commit(lambda: shell.machine.model_message(streamed.message, streamed.usage, streamed.message_id,
+                                                               announce))
 
     async def failed(self, exc: ProviderError, attempt: int) -> float | None:
         """A stream failed. Nothing of it was durable (its text was only live deltas), so a retry

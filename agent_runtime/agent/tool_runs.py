@@ -188,8 +188,8 @@ class ToolRuns:
         one is announced with its message (a crash before that lost nothing)."""
         arrival = self.schedule.arrive(facts_of(self.shell, call))
         if arrival == "early_durable":
-            machine = self.shell.machine
-            await self.shell.commit(lambda: machine.tool_calls_started([call], early=True))
+            shell = self.shell
+            await shell.commit(lambda: shell.machine.tool_calls_started([call], early=True))
             self.schedule.durable([call.id])
         if arrival != "late":
             self._pump()
@@ -279,6 +279,9 @@ class ToolRuns:
 
     def _pump(self) -> None:
         """Start what the schedule says may start now; wake `run` once every call has its result."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            return  # the message's group is being torn down (interrupt, stop): nothing new starts
         for call in self.schedule.ready():
             self._tg.create_task(self._execute(call), name=f"tool:{call.id}")
         if self.schedule.settled:
