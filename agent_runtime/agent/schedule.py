@@ -115,7 +115,6 @@ class ToolSchedule:
         self._by_id: dict[str, _Call] = {}
         self._side_effect_seen = False  # a valid call with side effects arrived: nothing starts early after it
         self._not_started_seen = False  # a valid call did not start early: no side effect starts early after it
-        self.stop: str | None = None
         self.triaged = False
 
     # -- the stream ---------------------------------------------------------------------------
@@ -151,7 +150,6 @@ class ToolSchedule:
         """The stream ended with `stop`: the calls the message's commit announces (`tool_call`
         event), with whether each started early: the early ones, and for a finished message the
         allowed ones, which start as soon as it is committed."""
-        self.stop = stop
         return [(c.facts.call, c.early) for c in self._calls
                 if c.early or (not is_incomplete(stop) and c.facts.allowed)]
 
@@ -164,7 +162,6 @@ class ToolSchedule:
     def triage(self, facts: Sequence[CallFacts], stop: str) -> Triage:
         """Decide every open call of the message (`facts`, in call order; fresh facts, the log may
         have moved since the stream). Calls started early keep running."""
-        self.stop = stop
         incomplete = is_incomplete(stop)
         calls: list[_Call] = []
         start: list[ToolCall] = []

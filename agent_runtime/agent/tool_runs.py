@@ -80,12 +80,14 @@ class ToolShell(Protocol):
     async def commit(self, build: Callable[[], list[NewEvent]]) -> list[Event]: ...
 
 
+_APPROVAL: dict[str | None, Approval] = {None: "pending", "allow": "allow", "deny": "deny"}
+"""`AgentState.approvals` (None: asked, not answered) as the schedule names it."""
+
+
 def facts_of(shell: ToolShell, call: ToolCall) -> CallFacts:
     """What the schedule needs to know about `call` now."""
     state = shell.state
-    decided = state.approvals.get(call.id, "unasked")
-    approval: Approval = "pending" if decided is None else ("deny" if decided == "deny" else
-                                                           "allow" if decided == "allow" else "unasked")
+    approval = _APPROVAL.get(state.approvals.get(call.id, "unasked"), "unasked")
     started_before = call.id in state.started_call_ids
     refusal = _precheck(shell, call)
     known = call.name in shell.tools
