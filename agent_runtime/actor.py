@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_runtime import pricing
-from agent_runtime.compression import CompressionMeter
+from agent_runtime.metrics import CompressionMeter
 from agent_runtime.autonomy import AutonomyPolicy, Verdict
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
