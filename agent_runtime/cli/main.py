@@ -211,7 +211,7 @@ async def cmd_token(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    from agent_runtime.demo import DemoConfig, run_demo
+    from agent_runtime.cli.demo import DemoConfig, run_demo
 
     return await run_demo(DemoConfig(agents=args.agents, duration_s=args.duration,
                                      data_dir=Path(args.data_dir) if args.data_dir else None))

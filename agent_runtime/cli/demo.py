@@ -321,7 +321,7 @@ async def run_demo(cfg: DemoConfig) -> int:
 
 @contextlib.asynccontextmanager
 async def mock_process(cfg: DemoConfig) -> AsyncIterator[str]:
-    """`python -m agent_runtime.mock_providers` with the demo's model pacing; yields its base URL.
+    """`python -m mock_providers` with the demo's model pacing; yields its base URL.
 
     Started with `subprocess.Popen` on a port picked here and polled until it answers: asyncio's
     child watcher would keep a thread waiting on the process for the whole demo."""
@@ -331,7 +331,7 @@ async def mock_process(cfg: DemoConfig) -> AsyncIterator[str]:
     # Each streamed text event carries about 4 tokens.
     interval = 4 / cfg.tokens_per_s if cfg.tokens_per_s > 0 else 0.0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent_runtime.mock_providers", "--port", str(port), "--seed", str(cfg.seed),
+        [sys.executable, "-m", "mock_providers", "--port", str(port), "--seed", str(cfg.seed),
          "--ttft-base", str(cfg.ttft_s / 2), "--ttft-per-token", str(cfg.ttft_per_uncached_token_s),
          "--event-interval", str(interval), "--run-probability", str(cfg.run_probability)],
         stdout=subprocess.DEVNULL,

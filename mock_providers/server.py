@@ -37,14 +37,14 @@ import orjson
 from aiohttp import web
 
 from agent_runtime.messages import AssistantMessage
-from agent_runtime.mock_providers import anthropic as anthropic_wire
-from agent_runtime.mock_providers import gemini as gemini_wire
-from agent_runtime.mock_providers import openai as openai_wire
-from agent_runtime.mock_providers.caching import CacheRequestError, CacheUsage, PromptCache
-from agent_runtime.mock_providers.common import Answer, BadRequest, ParsedRequest
 from agent_runtime.native import TokenCache, count_tokens
 from agent_runtime.providers.base import ModelRequest
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
+from mock_providers import anthropic as anthropic_wire
+from mock_providers import gemini as gemini_wire
+from mock_providers import openai as openai_wire
+from mock_providers.caching import CacheRequestError, CacheUsage, PromptCache
+from mock_providers.common import Answer, BadRequest, ParsedRequest
 
 FAULT_KINDS = ("rate_limit", "overloaded", "server_error", "midstream_error", "cut", "malformed", "slow")
 APIS = ("anthropic", "openai", "openai-responses", "gemini")
