@@ -21,17 +21,8 @@ from hypothesis import strategies as st
 from agent_runtime import compression
 from agent_runtime.events import Event, EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec, make_manifest
-from agent_runtime.messages import (
-    AssistantMessage,
-    Message,
-    ToolCall,
-    ToolResult,
-    ToolResultMessage,
-    Usage,
-    UserMessage,
-    decode_message,
-    encode_message,
-)
+from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, Usage, UserMessage
+from agent_runtime.messages import decode_message, encode_message
 from agent_runtime.providers import anthropic
 from agent_runtime.providers.base import ModelRequest
 from agent_runtime.providers.wire import FragmentCache

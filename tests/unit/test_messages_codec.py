@@ -22,18 +22,8 @@ from hypothesis import strategies as st
 
 from agent_runtime.events import Event, NewEvent, decode_data, encode_data
 from agent_runtime.manifest import make_manifest
-from agent_runtime.messages import (
-    AssistantMessage,
-    Message,
-    ProviderState,
-    ToolCall,
-    ToolResult,
-    ToolResultMessage,
-    Usage,
-    UserMessage,
-    decode_message,
-    encode_message,
-)
+from agent_runtime.messages import AssistantMessage, Message, ProviderState, ToolCall, ToolResult, ToolResultMessage, Usage
+from agent_runtime.messages import UserMessage, decode_message, encode_message
 from agent_runtime.state import CONVERSATION_KINDS, AgentState
 from agent_runtime.turn import TurnMachine
 
