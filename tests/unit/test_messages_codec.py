@@ -129,7 +129,7 @@ def test_an_old_log_replays_and_restores_to_the_same_conversation() -> None:
     assert encode_data(restored.snapshot()) == encode_data(replayed.snapshot())
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
                            max_leaves=8)
 calls = st.builds(ToolCall, st.text(min_size=1, max_size=6), st.text(min_size=1, max_size=6),
