@@ -166,7 +166,8 @@ class Controller:
                     self.writes.pending(agent, reason, message, stamp, phase)
                 case PoolMoves(ns, pool, moves, unplaced, eligible, bound, rebalance):
                     log.info("pool %s/%s: placing %d agents (%d unplaced) on %d eligible shards, bound %d%s", ns, pool,
-                             moves, unplaced, eligible, bound, "" if rebalance else " (shards changing: no balance moves yet)")
+                             moves, unplaced, eligible, bound,
+                             "" if rebalance else " (shards changing: no balance moves yet)")
                     self.writes.batch.start(self.writes.patches)
         if self.settings.manage_pools:
             for pool_view in list(self.view.pools.values()):

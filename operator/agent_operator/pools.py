@@ -90,7 +90,8 @@ class Pools:
                 self.work.submit(skey, lambda: self.patch_status(pool, bad))
             return
         ref = resources.PoolRef(pool.name, pool.namespace, pool.uid)
-        retiring = resources.retiring_shards(pool.name, pool.spec.shards, self.view.pool_shards(pool.namespace, pool.name))
+        shard_names = self.view.pool_shards(pool.namespace, pool.name)
+        retiring = resources.retiring_shards(pool.name, pool.spec.shards, shard_names)
         per_ordinal: dict[int, int] = defaultdict(int)
         for on in current.values():
             if on is not None and (n := ordinal(on, pool.name)) is not None:

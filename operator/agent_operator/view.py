@@ -103,7 +103,8 @@ class View:
             self.shards.pop(key, None)
         else:
             self.shards[key] = shard
-        if old is None or event_type == "DELETED" or old.eligible(now) != shard.eligible(now) or old.fresh(now) != shard.fresh(now):
+        if (old is None or event_type == "DELETED" or old.eligible(now) != shard.eligible(now)
+                or old.fresh(now) != shard.fresh(now)):
             self.lease_changed = now
             log.info("shard %s/%s: %s", shard.namespace, shard.name, "gone" if event_type == "DELETED" else
                      "eligible" if shard.eligible(now) else "draining" if shard.fresh(now) else "expired")
