@@ -30,7 +30,7 @@ from agent_operator.paths import path_for
 from agent_operator.planner import Finalize, Pending, Place, Planner, PoolMoves, lease_quiet_wait
 from agent_operator.pools import AdminTokens, Pools
 from agent_operator.shards import Shard
-from agent_operator.view import PoolView, View, now_iso
+from agent_operator.view import View, now_iso
 from agent_operator.workqueue import WorkQueue
 from agent_operator.writes import AgentWrites
 from agent_runtime.kube.client import KubeClient
@@ -69,18 +69,15 @@ class Controller:
         self.planner = Planner(settings.slack, settings.rebalance_after_s)
         self.writes = AgentWrites(api, self.work, echo=self.on_agent)
         tokens = AdminTokens(api, clock)
-        self.pool_jobs = Pools(api, self.work, self.view, tokens, settings.pool_status_interval_s)
+        self.pools = Pools(api, self.work, self.view, tokens, settings.pool_status_interval_s)
         self.finalizer = Finalizer(api, self.view, tokens.get, settings.data_dir)
         self.steps = 0
         self._task: asyncio.Task[None] | None = None
 
+    # the view's agents and shards, for readers (tests)
     @property
     def agents(self) -> dict[str, agents_mod.AgentView]:
         return self.view.agents
-
-    @property
-    def pools(self) -> dict[tuple[str, str], PoolView]:
-        return self.view.pools
 
     @property
     def shards(self) -> dict[tuple[str, str], Shard]:
@@ -171,7 +168,7 @@ class Controller:
                     self.writes.batch.start(self.writes.patches)
         if self.settings.manage_pools:
             for pool_view in list(self.view.pools.values()):
-                self.pool_jobs.reconcile(pool_view, step.by_pool.get((pool_view.namespace, pool_view.name), {}), now)
+                self.pools.reconcile(pool_view, step.by_pool.get((pool_view.namespace, pool_view.name), {}), now)
 
     # ---- the work queue's callbacks --------------------------------------------------------------
 
