@@ -62,24 +62,24 @@ async def test_a_failing_job_backs_off_with_one_line_and_no_stack_trace(caplog: 
         calls += 1
         raise RuntimeError("no such thing")
 
-    worker = asyncio.create_task(ctl._worker())  # noqa: SLF001
+    worker = asyncio.create_task(ctl.work.worker())
     caplog.set_level(logging.INFO, logger="agent_operator")
     try:
         delays = []
         for _ in range(3):
-            ctl._submit("job", broken)  # noqa: SLF001
-            while "job" in ctl._inflight:  # noqa: SLF001
+            ctl.work.submit("job", broken)
+            while "job" in ctl.work.inflight:
                 await asyncio.sleep(0)
-            delays.append(ctl._retry_at["job"] - now[0])  # noqa: SLF001
+            delays.append(ctl.work.retry_at["job"] - now[0])
         assert delays == [5.0, 10.0, 20.0] and calls == 3
 
         async def fine() -> None:
             pass
 
-        ctl._submit("job", fine)  # noqa: SLF001
-        while "job" in ctl._inflight:  # noqa: SLF001
+        ctl.work.submit("job", fine)
+        while "job" in ctl.work.inflight:
             await asyncio.sleep(0)
-        assert "job" not in ctl._failures  # noqa: SLF001  (a success resets the backoff)
+        assert "job" not in ctl.work.failures  # (a success resets the backoff)
     finally:
         worker.cancel()
     lines = [r for r in caplog.records if "no such thing" in r.getMessage()]
