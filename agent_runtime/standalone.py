@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from agent_runtime import layout
 from agent_runtime.actor import ActorConfig
 from agent_runtime.auth import TokenStore
 from agent_runtime.host import Host, HostConfig
@@ -64,8 +65,8 @@ async def serve(
     adapter (Anthropic, OpenAI, Gemini) over one shared session to the configured endpoints."""
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    tokens = TokenStore(data_dir / "tokens.json", enabled=config.auth)
-    token_file = data_dir / "admin.token"
+    tokens = TokenStore(layout.tokens_file(data_dir), enabled=config.auth)
+    token_file = layout.admin_token_file(data_dir)
     admin = tokens.ensure_admin_token(token_file) if config.auth else None
     host_config = HostConfig(
         data_dir=data_dir, actor=config.actor, max_running_tools=config.max_running_tools,

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from agent_runtime import layout
 from agent_runtime.actor import ActorConfig
 from agent_runtime.auth import Role, TokenStore
 from agent_runtime.host import AgentHandle, Host, HostConfig
@@ -653,9 +654,9 @@ class RunningShard:
 async def run_shard(config: ShardConfig, kube: KubeClient) -> AsyncIterator[RunningShard]:
     """Serve the shard's API and run its controller until the context exits (then release all)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    token_file = config.admin_token_file or config.data_dir / "admin.token"
+    token_file = config.admin_token_file or layout.admin_token_file(config.data_dir)
     admin = await asyncio.to_thread(ensure_admin_token, token_file) if config.auth else None
-    tokens = await asyncio.to_thread(SharedTokenStore, config.data_dir / "tokens.json", admin, config.auth)
+    tokens = await asyncio.to_thread(SharedTokenStore, layout.tokens_file(config.data_dir), admin, config.auth)
     async with build_host(config) as host, KubeClient(kube.config) as lease_kube:
         shard = Shard(config, host, kube, address="", lease_kube=lease_kube)
         app = make_app(host, tokens)

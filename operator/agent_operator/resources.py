@@ -21,6 +21,7 @@ from typing import Any
 
 from agent_operator.models import FIELD_MANAGER, POOL_LABEL, VERSION, RuntimePoolSpec
 from agent_operator.shards import ordinal
+from agent_runtime import layout
 from agent_runtime.manifest import API_GROUP
 
 APP_LABEL = "app.kubernetes.io/name"
@@ -107,7 +108,7 @@ def data_claim(pool: PoolRef, spec: RuntimePoolSpec) -> dict[str, Any]:
 
 def admin_token_secret(pool: PoolRef, token: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(pool, f"{pool.name}-admin-token", "auth"),
-            "type": "Opaque", "stringData": {"admin.token": token}}
+            "type": "Opaque", "stringData": {layout.ADMIN_TOKEN_FILE: token}}
 
 
 def shard_rbac(pool: PoolRef) -> list[dict[str, Any]]:
@@ -129,7 +130,7 @@ def shard_args(pool: PoolRef, spec: RuntimePoolSpec) -> list[str]:
             "--data", DATA_MOUNT, "--listen", f"0.0.0.0:{spec.port}",
             "--advertise", f"http://$(POD_NAME).{pool.name}.$(POD_NAMESPACE).svc:{spec.port}",
             "--lease-duration", str(spec.lease_duration_seconds),
-            "--admin-token-file", f"{TOKEN_MOUNT}/admin.token",
+            "--admin-token-file", f"{TOKEN_MOUNT}/{layout.ADMIN_TOKEN_FILE}",
             *(["--tool-confinement-required"] if spec.tool_sandbox.confinement_required else []),
             *(arg for path in spec.tool_sandbox.read_paths for arg in ("--tool-read-path", path))]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_runtime import layout
 from agent_runtime.kube import folders
 from agent_operator.shards import observe_lease, ordinal
 
@@ -71,7 +72,7 @@ def test_ordinal() -> None:
 
 
 def make_agent(data: Path) -> Path:
-    folder = folders.agent_folder(data, "ns", "a")
+    folder = layout.agent_folder(data, "ns", "a")
     (folder / "workspace").mkdir(parents=True)
     (folder / "events.db").write_bytes(b"events")
     return folder
