@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 
 from agent_runtime.kube.config import KubeConfig
-from agent_runtime.kube.names import GROUP, VERSION
+from agent_runtime.manifest import API_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ WATCH_TIMEOUT_S = 290  # the server ends a watch after this; we re-watch from th
 
 
 def agents_path(namespace: str | None = None, name: str | None = None, status: bool = False) -> str:
-    base = f"/apis/{GROUP}/{VERSION}"
+    base = f"/apis/{API_VERSION}"
     path = f"{base}/namespaces/{namespace}/agents" if namespace else f"{base}/agents"
     if name is not None:
         path += f"/{name}"

@@ -29,17 +29,16 @@ from pydantic import ValidationError
 
 from agent_operator import agents as agents_mod
 from agent_operator import placement, resources
-from agent_operator.models import (
-    DRAINING_ANNOTATION, FIELD_MANAGER, FINALIZER, POOL_LABEL, VERSION, RuntimePoolSpec,
-)
+from agent_operator.models import FIELD_MANAGER, FINALIZER, RuntimePoolSpec
 from agent_operator.paths import object_path, path_for
 from agent_operator.shards import Shard, observe_lease, ordinal
 from agent_runtime.kube import folders
 from agent_runtime.kube.client import ApiError, KubeClient
-from agent_runtime.manifest import API_GROUP
+from agent_runtime.kube.names import DRAINING_ANNOTATION, POOL_LABEL
+from agent_runtime.manifest import API_VERSION
 
 log = logging.getLogger("agent_operator")
-GV = f"{API_GROUP}/{VERSION}"
+GV = API_VERSION
 MAX_RETRY_S = 300.0
 ADMIN_TOKEN_TTL_S = 30.0  # a pool's admin token is re-read from its Secret after this (rotation)
 Job = Callable[[], Coroutine[Any, Any, None]]

@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agent_operator.models import FIELD_MANAGER, POOL_LABEL, VERSION, RuntimePoolSpec
+from agent_operator.models import FIELD_MANAGER, RuntimePoolSpec
 from agent_operator.shards import ordinal
 from agent_runtime import layout
-from agent_runtime.manifest import API_GROUP
+from agent_runtime.kube.names import POOL_LABEL
+from agent_runtime.manifest import API_GROUP, API_VERSION
 
 APP_LABEL = "app.kubernetes.io/name"
 SHARD_APP = "agent-runtime-shard"
@@ -73,7 +74,7 @@ def _meta(pool: PoolRef, name: str, component: str) -> dict[str, Any]:
         "namespace": pool.namespace,
         "labels": {APP_LABEL: SHARD_APP, POOL_LABEL: pool.name, "app.kubernetes.io/component": component,
                    "app.kubernetes.io/managed-by": FIELD_MANAGER},
-        "ownerReferences": [{"apiVersion": f"{API_GROUP}/{VERSION}", "kind": "RuntimePool", "name": pool.name,
+        "ownerReferences": [{"apiVersion": API_VERSION, "kind": "RuntimePool", "name": pool.name,
                              "uid": pool.uid, "controller": True, "blockOwnerDeletion": True}],
     }
 

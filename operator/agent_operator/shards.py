@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent_operator.models import ADDRESS_ANNOTATION, DRAINING_ANNOTATION, POOL_LABEL
+from agent_runtime.kube.names import ADDRESS_ANNOTATION, DRAINING_ANNOTATION, POOL_LABEL
 
 
 @dataclass(frozen=True, slots=True)
