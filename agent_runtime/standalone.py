@@ -20,6 +20,7 @@ from agent_runtime import layout
 from agent_runtime.actor import ActorConfig
 from agent_runtime.auth import TokenStore
 from agent_runtime.host import Host, HostConfig
+from agent_runtime.listen import bound_port
 from agent_runtime.manifest import load_manifest_dir
 from agent_runtime.providers.base import Provider
 from agent_runtime.providers.registry import ProviderSettings, build_router
@@ -89,9 +90,7 @@ async def serve(
         gc.freeze()
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp has no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or []
-        port = int(sockets[0].getsockname()[1]) if sockets else config.port
+        port = bound_port(site, config.port)
         try:
             yield Running(host, tokens, f"http://{config.host}:{port}", admin, token_file)
         finally:
