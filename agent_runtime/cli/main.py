@@ -233,6 +233,7 @@ def _host_port(value: str) -> tuple[str, int]:
 
 async def cmd_shard(args: argparse.Namespace) -> int:
     from agent_runtime.kube.shard import ShardConfig, serve_shard
+    from agent_runtime.standalone import ServerConfig
 
     missing = [n for n in ("namespace", "pool", "shard", "data") if not getattr(args, n)]
     if missing:
@@ -240,11 +241,13 @@ async def cmd_shard(args: argparse.Namespace) -> int:
         return 2
     host, port = _host_port(args.listen)
     _refuse_readable_secrets("shard", args, Path(args.data), [Path(args.admin_token_file or layout.admin_token_file(Path(args.data)))])
+    server = ServerConfig(
+        data_dir=Path(args.data), host=host, port=port,
+        admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None, actor=_actor_config(args),
+    )
     config = ShardConfig(
-        namespace=args.namespace, pool=args.pool, shard=args.shard, data_dir=Path(args.data),
-        listen_host=host, listen_port=port, advertise=args.advertise, lease_duration_s=args.lease_duration,
-        status_rate=args.status_rate, arrival_rate=args.arrival_rate, admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
-        actor=_actor_config(args),
+        namespace=args.namespace, pool=args.pool, shard=args.shard, server=server, advertise=args.advertise,
+        lease_duration_s=args.lease_duration, status_rate=args.status_rate, arrival_rate=args.arrival_rate,
     )
     await serve_shard(config, args.kubeconfig)
     return 0

@@ -1,4 +1,4 @@
-"""The labels and annotations shards, router, operator and CLI agree on (see docs/kubernetes.md).
+"""The labels, annotations and close code shards, router, operator and CLI agree on (docs/kubernetes.md).
 
 The API group and version themselves are `agent_runtime.manifest.API_GROUP` / `VERSION` (the
 Agent manifest's apiVersion): every name here is derived from that one place.
@@ -10,3 +10,7 @@ SHARD_FIELD = "status.shard"  # selectable field of the Agent CRD: shards watch 
 POOL_LABEL = f"{API_GROUP}/pool"
 ADDRESS_ANNOTATION = f"{API_GROUP}/address"
 DRAINING_ANNOTATION = f"{API_GROUP}/draining"
+
+# WebSocket close code "service restart": the agent moved (or its shard went away); the client
+# reconnects, through the router, with its cursor. Sent by a shard releasing an agent and by the router.
+CLOSE_MOVED = 1012

@@ -33,14 +33,13 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from agent_runtime.kube.client import KubeClient, Reflector, agents_path, leases_path, object_key
-from agent_runtime.kube.names import POOL_LABEL
+from agent_runtime.kube.names import CLOSE_MOVED, POOL_LABEL
 from agent_runtime.kube.routes import Route, RouteError, RouteTable, agent_shard, shard_from_lease
 from agent_runtime.listen import bound_port
 from agent_runtime.taskgroups import run_until
 
 log = logging.getLogger(__name__)
 
-CLOSE_MOVED = 1012
 MAX_FRAME = 8 * 1024 * 1024
 FORWARD_HEADERS = ("Authorization", "Content-Type", "Accept")
 ROUTER_KEY: web.AppKey["Router"] = web.AppKey("router")

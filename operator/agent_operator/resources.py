@@ -34,8 +34,9 @@ TOKEN_MOUNT = "/run/agent-runtime/admin-token"
 KEYS_MOUNT = "/run/agent-runtime/provider-keys"
 
 
-# Exactly what a shard calls (agent_runtime/kube/shard.py): list + watch its Agents (field selector
-# status.shard), merge-patch their status, get/create/replace/merge-patch its own Lease. The
+# Exactly what a shard calls (agent_runtime/kube/: placement_watch.py, reporter.py, lease.py): list +
+# watch its Agents (field selector status.shard), merge-patch their status, get/create/replace/
+# merge-patch its own Lease. The
 # operator must hold all of these in the pool's namespace itself (the chart's operator Role):
 # Kubernetes refuses to let it grant more than it has.
 SHARD_RULES: list[dict[str, Any]] = [
