@@ -36,7 +36,7 @@ from agent_runtime.auth import Role, TokenStore
 from agent_runtime.host import Host
 from agent_runtime.kube.client import KubeClient
 from agent_runtime.kube.lease import Lease
-from agent_runtime.kube.placement_watch import PlacementWatch
+from agent_runtime.kube.placement_watch import Active, PlacementWatch
 from agent_runtime.kube.reporter import StatusReporter
 from agent_runtime.kube.tokens import SharedTokenStore, ensure_admin_token
 from agent_runtime.looplag import sample_loop_lag
@@ -90,7 +90,7 @@ class Shard:
         return self.lease.address
 
     @property
-    def active(self) -> dict[str, Any]:
+    def active(self) -> dict[str, Active]:
         return self.watch.active
 
     def starting(self, key: str) -> bool:
@@ -109,13 +109,13 @@ class Shard:
         """Until `stop`: then stop watching, release every agent, and only then give up the Lease
         (no renewal may land after it is given up); status patches in flight finish last."""
         lease_stop = asyncio.Event()
-        async with asyncio.TaskGroup() as patches:
-            lease = patches.create_task(run_until(lease_stop, self.lease.run(self.watch.release_all, self.watch.requeue_all)),
-                                        name="lease")
+        async with asyncio.TaskGroup() as tg:  # the heartbeat, and the status patches in flight
+            heartbeat = self.lease.run(on_lost=self.watch.release_all, on_regained=self.watch.requeue_all)
+            lease = tg.create_task(run_until(lease_stop, heartbeat), name="lease")
             await run_until(
                 stop, self.watch.reflector.run(), self.lease.reflector.run(),
                 *(self.watch.worker() for _ in range(self.config.activate_concurrency)),
-                self.reporter.run(self.watch, patches), sample_loop_lag(LAG_PERIOD_S, self._loop_lag))
+                self.reporter.run(self.watch, tg), sample_loop_lag(LAG_PERIOD_S, self._loop_lag))
             await self.watch.release_all()
             lease_stop.set()
             await lease
