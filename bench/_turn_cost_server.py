@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent_runtime.listen import bound_port
 from agent_runtime.messages import AssistantMessage, ToolResult, ToolResultMessage, UserMessage, encode_message
 from agent_runtime.providers.base import MessageCompleted, ModelRequest, TextDelta, ToolCallCompleted
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
@@ -96,7 +97,7 @@ async def run_naive(data_dir: Path) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    port = bound_port(site, 0)
     print(f"http://127.0.0.1:{port}", flush=True)
     try:
         await asyncio.Event().wait()

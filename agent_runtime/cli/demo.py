@@ -33,6 +33,7 @@ import orjson
 
 from agent_runtime.actor import ActorConfig
 from agent_runtime.cli.client import Client
+from agent_runtime.looplag import sample_loop_lag
 from agent_runtime.manifest import API_VERSION
 from agent_runtime.metrics import percentile, rss_bytes, thread_count
 from agent_runtime.providers.registry import HTTP_PROVIDERS, KEY_VARIABLES, ProviderSettings
@@ -220,10 +221,7 @@ class View:
 
     async def watch_loop_lag(self) -> None:
         """How late a 50 ms timer fires: the event loop's responsiveness under this load."""
-        while True:
-            t0 = time.perf_counter()
-            await asyncio.sleep(0.05)
-            self.lags.append(time.perf_counter() - t0 - 0.05)
+        await sample_loop_lag(0.05, self.lags.append)
 
     async def run(self) -> None:
         drawn = 0

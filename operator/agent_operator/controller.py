@@ -25,7 +25,6 @@ from typing import Any
 from agent_operator import agents as agents_mod
 from agent_operator import placement
 from agent_operator.finalizer import Finalizer
-from agent_operator.models import POOL_LABEL, VERSION
 from agent_operator.paths import path_for
 from agent_operator.planner import Finalize, Pending, Place, Planner, PoolMoves, lease_quiet_wait
 from agent_operator.pools import AdminTokens, Pools
@@ -34,10 +33,11 @@ from agent_operator.view import View, now_iso
 from agent_operator.workqueue import WorkQueue
 from agent_operator.writes import AgentWrites
 from agent_runtime.kube.client import KubeClient
-from agent_runtime.manifest import API_GROUP
+from agent_runtime.kube.names import POOL_LABEL
+from agent_runtime.manifest import API_VERSION
 
 log = logging.getLogger("agent_operator")
-GV = f"{API_GROUP}/{VERSION}"
+GV = API_VERSION
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,14 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_operator import resources
-from agent_operator.models import DRAINING_ANNOTATION, FIELD_MANAGER
+from agent_operator.models import FIELD_MANAGER
 from agent_operator.paths import object_path, path_for
 from agent_operator.shards import ordinal
 from agent_operator.view import PoolView, View, now_iso
 from agent_operator.workqueue import WorkQueue
+from agent_runtime import layout
 from agent_runtime.kube.client import ApiError, KubeClient
+from agent_runtime.kube.names import DRAINING_ANNOTATION
 from agent_runtime.manifest import API_VERSION as GV
 
 log = logging.getLogger("agent_operator")
@@ -59,7 +61,7 @@ class AdminTokens:
             secret = await self.api.get(path_for("v1", "secrets", namespace, f"{pool}-admin-token"))
         except ApiError:
             return cached[0] if cached is not None else None
-        raw = (secret.get("data") or {}).get("admin.token")
+        raw = (secret.get("data") or {}).get(layout.ADMIN_TOKEN_FILE)
         if not raw:
             self._tokens.pop(key, None)
             return None

@@ -23,6 +23,7 @@ from agent_operator import agents as agents_mod
 from agent_operator.paths import path_for
 from agent_operator.workqueue import WorkQueue
 from agent_runtime.kube.client import KubeClient
+from agent_runtime import looplag
 from agent_runtime.manifest import API_VERSION as GV
 
 log = logging.getLogger("agent_operator")
@@ -110,7 +111,4 @@ class AgentWrites:
 
     async def watch_lag(self, period: float = 0.05) -> None:
         """How late the loop wakes a 50 ms sleeper: a write's request time includes any such lag."""
-        while True:
-            t0 = time.monotonic()
-            await asyncio.sleep(period)
-            self.batch.note_lag(time.monotonic() - t0 - period)
+        await looplag.sample_loop_lag(period, self.batch.note_lag)

@@ -16,7 +16,7 @@ from agent_operator.agents import agent_view, placement_patch
 from agent_operator.controller import Controller, Settings
 from agent_runtime.kube.client import KubeClient
 from agent_runtime.kube.config import KubeConfig
-from agent_runtime.kube.shard import RETRY_MAX_S, retry_delay
+from agent_runtime.kube.placement_watch import RETRY, retry_delay
 
 NOW = "2026-11-25T10:00:00Z"
 
@@ -48,7 +48,7 @@ def test_the_operator_keeps_a_shards_failed_while_the_agent_stays_there() -> Non
 
 def test_shard_retry_backoff_doubles_to_a_minute() -> None:
     assert [retry_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
-    assert retry_delay(100) == RETRY_MAX_S
+    assert retry_delay(100) == RETRY.cap_s == 60
 
 
 async def test_a_failing_job_backs_off_with_one_line_and_no_stack_trace(caplog: pytest.LogCaptureFixture) -> None:
