@@ -6,7 +6,7 @@ has hibernated (snapshot written, log closed) and is woken again by the next mes
 or read. At boot the host finds every agent on disk and wakes those whose last turn a crash cut
 short, so they finish by themselves.
 
-Files: `<data_dir>/agents/<namespace>/<name>/{manifest.yaml, events.db, workspace/}`.
+Files: `<data_dir>/agents/<namespace>/<name>/{manifest.yaml, events.db, workspace/}` (`agent_runtime.layout`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from agent_runtime import layout
 from agent_runtime.agent.actor import ActorConfig, AgentActor
 from agent_runtime.agent.mail import AgentStopped, InterruptMail, UserMail
 from agent_runtime.eventlog.base import LogClosed
@@ -146,7 +147,7 @@ class Host:
     # -- agents ---------------------------------------------------------------------------------
 
     def folder_of(self, namespace: str, name: str) -> Path:
-        return self.config.data_dir / "agents" / namespace / name
+        return layout.agent_folder(self.config.data_dir, namespace, name)
 
     def get(self, key: str) -> AgentHandle:
         handle = self.handles.get(key)
@@ -188,20 +189,19 @@ class Host:
 
     async def boot(self) -> int:
         """Register every agent found on disk; wake those a crash left mid-turn. Returns how many woke."""
-        root = self.config.data_dir / "agents"
         woken = 0
-        for manifest_path in sorted(root.glob("*/*/manifest.yaml")):
+        for manifest_path in layout.find_manifests(self.config.data_dir):
             for manifest in load_manifests_text(manifest_path.read_text(encoding="utf-8"), str(manifest_path)):
                 if manifest.key not in self.handles:
                     self.handles[manifest.key] = AgentHandle(manifest=manifest, folder=manifest_path.parent)
         for handle in list(self.handles.values()):
-            if (handle.folder / "events.db").exists() and await self._was_running(handle):
+            if layout.event_log(handle.folder).exists() and await self._was_running(handle):
                 await self.wake(handle.key)
                 woken += 1
         return woken
 
     async def _was_running(self, handle: AgentHandle) -> bool:
-        probe = SqliteEventLog(handle.folder / "events.db", self.executor)
+        probe = SqliteEventLog(layout.event_log(handle.folder), self.executor)
         await probe.open()
         try:
             last = await probe.last_of_kind(EventKind.STATUS)
@@ -230,13 +230,13 @@ class Host:
     async def _start_actor(self, handle: AgentHandle) -> None:
         assert self._tg is not None, "host is not running"
         handle.folder.mkdir(parents=True, exist_ok=True)
-        workspace = handle.folder / "workspace"
+        workspace = layout.workspace(handle.folder)
         workspace.mkdir(exist_ok=True)
         if handle.retry_budget is None:
             handle.retry_budget = RetryBudget(self.config.actor.retry_budget, self.config.actor.retry_budget_refill_per_s)
         actor = AgentActor(
             manifest=handle.manifest,
-            log_=SqliteEventLog(handle.folder / "events.db", self.executor),
+            log_=SqliteEventLog(layout.event_log(handle.folder), self.executor),
             workspace=workspace,
             hub=handle.hub,
             provider=self.provider,
@@ -350,7 +350,7 @@ _YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml whe
 def _write_manifest(folder: Path, text: str) -> None:
     """Write manifest.yaml atomically, unless it already says `text` (an agent moving to another
     shard of its pool finds the file its previous owner wrote)."""
-    path = folder / "manifest.yaml"
+    path = layout.manifest_file(folder)
     with contextlib.suppress(OSError):
         if path.read_text(encoding="utf-8") == text:
             return

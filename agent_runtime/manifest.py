@@ -16,8 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-API_GROUP = "agentruntime.dev"
-API_VERSION = f"{API_GROUP}/v1alpha1"
+# The API group and version of Agents and RuntimePools: written once, here, as the type a manifest's
+# apiVersion must have; the shards, router, operator and CRD generator take these names from here.
+ApiVersion = Literal["agentruntime.dev/v1alpha1"]
+API_VERSION: str = get_args(ApiVersion)[0]  # "<group>/<version>"
+API_GROUP, VERSION = API_VERSION.split("/")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 BUILTIN_TOOLS = ("shell", "read_file", "write_file", "list_dir", "edit_file")
 DEFAULT_TOOLS = ("shell", "read_file", "write_file", "list_dir")
@@ -195,7 +198,7 @@ class Metadata(_Model):
 
 
 class AgentManifest(_Model):
-    api_version: Literal["agentruntime.dev/v1alpha1"] = Field(alias="apiVersion")
+    api_version: ApiVersion = Field(alias="apiVersion")
     kind: Literal["Agent"]
     metadata: Metadata
     spec: AgentSpec = AgentSpec()

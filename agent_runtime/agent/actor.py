@@ -33,7 +33,7 @@ from agent_runtime.agent.model_call import ModelCalls
 from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState
 from agent_runtime.agent.tool_runs import ToolRuns
 from agent_runtime.agent.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
-from agent_runtime.compression import CompressionMeter
+from agent_runtime.metrics import CompressionMeter
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
 from agent_runtime.manifest import AgentManifest

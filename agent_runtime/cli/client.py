@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from agent_runtime import layout
 from agent_runtime.protocol.frames import HTTP_STATUS
 
 DEFAULT_SERVER = "http://127.0.0.1:8470"
@@ -32,7 +33,7 @@ def find_token(explicit: str | None, data_dir: Path | None = None) -> str | None
     env = os.environ.get("AGENTCTL_TOKEN")
     if env:
         return env
-    token_file = (data_dir or default_data_dir()) / "admin.token"
+    token_file = layout.admin_token_file(data_dir or default_data_dir())
     if token_file.exists():
         return token_file.read_text(encoding="utf-8").strip()
     return None
