@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from agent_runtime import errors
 from agent_runtime.actor import ActorConfig, AgentActor, AgentStopped, InterruptMail, UserMail
 from agent_runtime.eventlog.base import LogClosed
 from agent_runtime.eventlog.executor import SqliteExecutor
@@ -42,7 +43,7 @@ from agent_runtime.tools.sandbox import landlock_available
 log = logging.getLogger(__name__)
 
 
-class AgentNotFound(KeyError):
+class AgentNotFound(errors.Error, KeyError, code="agent_not_found"):
     """No agent with this key on this host."""
 
     def __init__(self, key: str) -> None:

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from agent_runtime import errors
+
 API_GROUP = "agentruntime.dev"
 API_VERSION = f"{API_GROUP}/v1alpha1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -23,7 +25,7 @@ BUILTIN_TOOLS = ("shell", "read_file", "write_file", "list_dir", "edit_file")
 DEFAULT_TOOLS = ("shell", "read_file", "write_file", "list_dir")
 
 
-class ManifestError(ValueError):
+class ManifestError(errors.Error, ValueError, code="invalid_manifest"):
     """An invalid manifest. `field` is the dotted path of the first bad field (or "")."""
 
     def __init__(self, message: str, field: str = "", source: str = "") -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from agent_runtime import errors
 from agent_runtime.protocol.frames import HTTP_STATUS
 
 DEFAULT_SERVER = "http://127.0.0.1:8470"
@@ -38,13 +39,14 @@ def find_token(explicit: str | None, data_dir: Path | None = None) -> str | None
     return None
 
 
-class ApiError(Exception):
-    """The server refused a request; `code` is its error code."""
+class ApiError(errors.Error, code="http_error"):
+    """The server refused a request: `code` is its error code, `status` its HTTP status (the
+    retryability and blame of a known code come from `errors.CODES`)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message} (HTTP {status})")
+        super().__init__(f"{code}: {message} (HTTP {status})", code=code)
         self.status = status
-        self.code = code
+        self.http_status = status
 
 
 class Client:

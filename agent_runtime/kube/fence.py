@@ -13,10 +13,12 @@ import fcntl
 import os
 from pathlib import Path
 
+from agent_runtime import errors
+
 LOCK_NAME = "owner.lock"
 
 
-class LockTimeout(Exception):
+class LockTimeout(errors.Error, code="lock_timeout"):
     """Another process still holds the agent's owner lock after every retry."""
 
 

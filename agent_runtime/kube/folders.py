@@ -18,8 +18,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from agent_runtime import errors
 
-class FolderBusy(Exception):
+
+class FolderBusy(errors.Error, code="folder_busy"):
     """owner.lock stayed held (a shard still has the agent open); retry later."""
 
 
