@@ -43,6 +43,7 @@ __all__ = [
     "frame",
     "http_status",
     "public",
+    "read_body",
     "spec",
 ]
 
@@ -227,6 +228,13 @@ class NotSupported(Error, code="not_supported"):
 
 
 # --- the mapping ---------------------------------------------------------------------------------
+
+
+def read_body(data: object) -> tuple[str, str] | None:
+    """(code, message) of an error body (what a client reads back), or None if `data` is not one."""
+    if not isinstance(data, dict):
+        return None
+    return str(data.get("code")), str(data.get("message"))
 
 
 def spec(code: str) -> Spec:

@@ -35,6 +35,9 @@ class ManifestError(errors.Error, ValueError, code="invalid_manifest"):
         self.field = field
         self.source = source
 
+    def extra(self) -> dict[str, Any]:
+        return {"field": self.field}  # always: "" when no one field is at fault
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(

@@ -75,9 +75,8 @@ class Client:
             body = await resp.read()
             data = orjson.loads(body) if body and resp.content_type == "application/json" else body.decode()
             if resp.status >= 400:
-                if isinstance(data, dict):
-                    raise ApiError(resp.status, str(data.get("code")), str(data.get("message")))
-                raise ApiError(resp.status, "http_error", str(data)[:200])
+                code, message = errors.read_body(data) or ("http_error", str(data)[:200])
+                raise ApiError(resp.status, code, message)
             return data
 
     async def apply(self, manifest_text: str) -> Any:
