@@ -243,8 +243,10 @@ def spec(code: str) -> Spec:
 
 
 def public(exc: BaseException) -> Error | None:
-    """`exc` if a client may see it as itself; None for internal errors and bugs (`internal`)."""
-    if isinstance(exc, Error):
+    """`exc` if a client may see it as itself; None for internal errors and bugs (`internal`).
+    Both its class's code and its own must be public ones: a provider's or a tool's own code never
+    passes for one of the API's."""
+    if isinstance(exc, Error) and CODES[type(exc).code].public:
         row = CODES.get(exc.code)
         if row is not None and row.public:
             return exc
