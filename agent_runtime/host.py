@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from agent_runtime import layout
+from agent_runtime import errors, layout
 from agent_runtime.agent.actor import ActorConfig, AgentActor
-from agent_runtime.agent.mail import AgentStopped, InterruptMail, UserMail
+from agent_runtime.agent.mail import AgentStopped, InterruptMail, UnknownToolCall, UserMail
 from agent_runtime.eventlog.base import LogClosed
 from agent_runtime.eventlog.executor import SqliteExecutor
 from agent_runtime.eventlog.sqlite import SqliteEventLog
@@ -44,7 +44,7 @@ from agent_runtime.tools.sandbox import landlock_available
 log = logging.getLogger(__name__)
 
 
-class AgentNotFound(KeyError):
+class AgentNotFound(errors.Error, KeyError, code="agent_not_found"):
     """No agent with this key on this host."""
 
     def __init__(self, key: str) -> None:
@@ -282,6 +282,19 @@ class Host:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         actor.submit(InterruptMail(done))
         return await done
+
+    async def head(self, key: str) -> int:
+        """The seq of the agent's last committed event (waking it if needed)."""
+        return (await self.wake(key)).state.seq
+
+    def approve(self, key: str, tool_call_id: str, decision: str) -> None:
+        """Hand an operator's decision to the agent's waiting call; `UnknownToolCall` if none is
+        waiting. A call can only wait while its agent is awake and in a turn, so a hibernated (or
+        closing) agent has nothing pending."""
+        actor = self.get(key).actor
+        if actor is None or actor.closing:
+            raise UnknownToolCall(f"no approval is pending for tool call {tool_call_id!r}")
+        actor.approve(tool_call_id, decision)
 
     async def read_events(self, key: str, after: int, limit: int | None = None) -> list[Event]:
         for _ in range(3):

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from agent_runtime import errors
+
 # The API group and version of Agents and RuntimePools: written once, here, as the type a manifest's
 # apiVersion must have; the shards, router, operator and CRD generator take these names from here.
 ApiVersion = Literal["agentruntime.dev/v1alpha1"]
@@ -26,7 +28,7 @@ BUILTIN_TOOLS = ("shell", "read_file", "write_file", "list_dir", "edit_file")
 DEFAULT_TOOLS = ("shell", "read_file", "write_file", "list_dir")
 
 
-class ManifestError(ValueError):
+class ManifestError(errors.Error, ValueError, code="invalid_manifest"):
     """An invalid manifest. `field` is the dotted path of the first bad field (or "")."""
 
     def __init__(self, message: str, field: str = "", source: str = "") -> None:
@@ -35,6 +37,9 @@ class ManifestError(ValueError):
         super().__init__(f"{where}{at}{message}")
         self.field = field
         self.source = source
+
+    def extra(self) -> dict[str, Any]:
+        return {"field": self.field}  # always: "" when no one field is at fault
 
 
 class _Model(BaseModel):

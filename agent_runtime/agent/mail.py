@@ -2,7 +2,8 @@
 
 `UserMail` / `InterruptMail` carry the future the sender awaits (`reply_of`). `AgentBusy` (the
 mailbox is full), `AgentStopped` (the actor stopped before handling it) and `UnknownToolCall` (an
-approval for a call that is not waiting) are what the host and the server map to error codes.
+approval for a call that is not waiting) are errors of the one tree (`agent_runtime.errors`):
+their codes and statuses are in its table.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from agent_runtime import errors
 
-class AgentBusy(Exception):
+
+class AgentBusy(errors.Error, code="busy"):
     """The agent's mailbox is full: retry later (backpressure)."""
 
 
-class AgentStopped(Exception):
+class AgentStopped(errors.Error, code="unavailable"):
     """The agent stopped (deleted, or the server is shutting down) before handling the request."""
 
 
-class UnknownToolCall(Exception):
+class UnknownToolCall(errors.Error, code="unknown_tool_call"):
     """An approval for a tool call that is not waiting for one (never asked, or already decided)."""
 
 

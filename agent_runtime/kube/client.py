@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from agent_runtime import errors
 from agent_runtime.backoff import Backoff
 from agent_runtime.kube.config import KubeConfig
 from agent_runtime.manifest import API_VERSION
@@ -47,19 +48,16 @@ def leases_path(namespace: str | None = None, name: str | None = None) -> str:
     return path if name is None else f"{path}/{name}"
 
 
-class ApiError(Exception):
-    """The apiserver refused a request. `status` is the HTTP status, `reason` the Status reason."""
+class ApiError(errors.Error, code="kube_api"):
+    """The apiserver refused a request. `status` is the apiserver's HTTP status, `reason` the Status
+    reason; `retryable`: whether the same request may succeed later (conflict, throttling, server trouble)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
-
-    @property
-    def retryable(self) -> bool:
-        """Whether the same request may succeed later (conflict, throttling, server trouble)."""
-        return self.status in (409, 429) or self.status >= 500
+        self.retryable = status in (409, 429) or status >= 500
 
 
 class NotFound(ApiError):

@@ -13,11 +13,11 @@ import fcntl
 import os
 from pathlib import Path
 
-from agent_runtime import layout
+from agent_runtime import errors, layout
 from agent_runtime.backoff import Backoff
 
 
-class LockTimeout(Exception):
+class LockTimeout(errors.Error, code="lock_timeout"):
     """Another process still holds the agent's owner lock after every retry."""
 
 

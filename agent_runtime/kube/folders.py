@@ -18,13 +18,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agent_runtime import layout
+from agent_runtime import errors, layout
 from agent_runtime.backoff import Backoff
 
 LOCK_POLL = Backoff(first_s=0.02, cap_s=0.5, jitter=False)  # waiting for the owner lock: 20 ms doubling to 0.5 s
 
 
-class FolderBusy(Exception):
+
+class FolderBusy(errors.Error, code="folder_busy"):
     """owner.lock stayed held (a shard still has the agent open); retry later."""
 
 

@@ -32,6 +32,7 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 
+from agent_runtime import errors
 from agent_runtime.kube.client import KubeClient, Reflector, agents_path, leases_path, object_key
 from agent_runtime.kube.names import CLOSE_MOVED, POOL_LABEL
 from agent_runtime.kube.routes import Route, RouteError, RouteTable, agent_shard, shard_from_lease
@@ -45,9 +46,11 @@ FORWARD_HEADERS = ("Authorization", "Content-Type", "Accept")
 ROUTER_KEY: web.AppKey["Router"] = web.AppKey("router")
 
 
-def _error(code: str, message: str, status: int) -> web.Response:
+def _error(code: str, message: str, status: int | None = None) -> web.Response:
+    """An error answer in the API's shape; the status is the code's (`errors.CODES`) unless given."""
+    status = errors.spec(code).status if status is None else status
     headers = {"Retry-After": "1"} if status == 503 else None
-    return web.Response(body=orjson.dumps({"type": "error", "code": code, "message": message}), status=status,
+    return web.Response(body=orjson.dumps(errors.error_body(code, message)), status=status,
                         content_type="application/json", headers=headers)
 
 
@@ -131,10 +134,10 @@ class Router:
         try:
             route = self.table.resolve(ns, name, time.time())
         except RouteError as exc:
-            return _error(exc.code, str(exc), exc.status)
+            return _error(exc.code, str(exc))
         path = upstream_path(request, ns, name)
         if path is None:
-            return _error("bad_path", "dot segments are not allowed in agent paths", 400)
+            return _error("bad_path", "dot segments are not allowed in agent paths")
         return route, path
 
     # -- HTTP -------------------------------------------------------------------------------------
@@ -154,16 +157,16 @@ class Router:
                                                                           sock_connect=5)) as up:
                 data = await up.read()
                 if up.status == 404 and b"agent_not_found" in data and request.method != "DELETE":
-                    return _error("agent_moving", f"agent {route.key} is not on shard {route.shard} any more; retry", 503)
+                    return _error("agent_moving", f"agent {route.key} is not on shard {route.shard} any more; retry")
                 out_headers = {k: v for k, v in up.headers.items() if k in ("Content-Type", "Retry-After")}
                 return web.Response(body=data, status=up.status, headers=out_headers)
         except aiohttp.ConnectionTimeoutError as exc:  # a TimeoutError too: not reachable, not slow
-            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry", 503)
+            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry")
         except TimeoutError:
             return _error("shard_timeout", f"shard {route.shard} did not answer for agent {route.key} within "
-                          f"{self.http_timeout_s:g} s; retry", 504)
+                          f"{self.http_timeout_s:g} s; retry")
         except (aiohttp.ClientError, OSError) as exc:
-            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry", 503)
+            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry")
 
     # -- WebSocket --------------------------------------------------------------------------------
 
@@ -180,12 +183,12 @@ class Router:
                                                      max_msg_size=MAX_FRAME, heartbeat=30.0)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 404:
-                return _error("agent_moving", f"agent {key} is not on shard {route.shard} any more; retry", 503)
+                return _error("agent_moving", f"agent {key} is not on shard {route.shard} any more; retry")
             codes = {401: "unauthenticated", 403: "forbidden", 503: "unavailable", 429: "busy"}
             return _error(codes.get(exc.status, "upstream_refused"), f"shard {route.shard} refused: {exc.message}",
                           exc.status)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return _error("shard_unavailable", f"shard {route.shard} of agent {key} is unreachable: {exc}; retry", 503)
+            return _error("shard_unavailable", f"shard {route.shard} of agent {key} is unreachable: {exc}; retry")
         client = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30.0)
         sock = ProxiedSocket(key, client)
         sock.upstream = upstream
@@ -269,7 +272,7 @@ class Router:
 
     async def not_here(self, request: web.Request) -> web.Response:
         return _error("not_supported", "in Kubernetes mode agents are managed with kubectl (kubectl get/apply agents); "
-                      "the router serves /v1/agents/{namespace}/{name}/...", 501)
+                      "the router serves /v1/agents/{namespace}/{name}/...")
 
     async def _shutdown(self, app: web.Application) -> None:
         for key in list(self.sockets):

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agent_runtime import layout
+from agent_runtime import errors, layout
 from agent_runtime.auth import Role, TokenStore
 from agent_runtime.host import Host
 from agent_runtime.kube.client import KubeClient
@@ -42,6 +42,7 @@ from agent_runtime.kube.tokens import SharedTokenStore, ensure_admin_token
 from agent_runtime.looplag import sample_loop_lag
 from agent_runtime.standalone import Credentials, ServerConfig, serve
 from agent_runtime.taskgroups import run_until
+from agent_runtime.server.shared import error_response
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,7 @@ def _starting_middleware(shard: Shard, tokens: TokenStore) -> Any:
         if request.path.rstrip("/") == "/v1/agents" and request.method == "POST":
             # Agents come through the Agent watch (owner lock first); one created here would write
             # a log on the shared volume without the lock, next to its real owner.
-            body = {"type": "error", "code": "not_supported",
-                    "message": "in Kubernetes mode agents are managed with kubectl (kubectl apply agents)"}
-            return web.Response(body=orjson.dumps(body), status=501, content_type="application/json")
+            return error_response(errors.NotSupported("in Kubernetes mode agents are managed with kubectl (kubectl apply agents)"))
         ns, name = request.match_info.get("namespace"), request.match_info.get("name")
         if ns and name and request.method == "DELETE" and request.path.rstrip("/") == f"/v1/agents/{ns}/{name}":
             # The Agent object owns deletion: the shard that holds the agent archives or removes
@@ -138,16 +137,15 @@ def _starting_middleware(shard: Shard, tokens: TokenStore) -> Any:
             TokenStore.authorize(tokens.authenticate(request.headers.get("Authorization")), ns, name, Role.ADMIN)
             why = shard.refuse_delete(f"{ns}/{name}")
             if why is not None:
-                body = {"type": "error", "code": "conflict", "message": why}
-                return web.Response(body=orjson.dumps(body), status=409, content_type="application/json")
+                return error_response(errors.Error(why, code="conflict"))
             accepted: dict[str, object] = {
                 "accepted": True, "message": "the owning shard disposes of the folder per spec.onDelete"}
             return web.Response(body=orjson.dumps(accepted), status=202, content_type="application/json")
         if ns and name and shard.starting(f"{ns}/{name}"):
-            body = {"type": "error", "code": "agent_starting",
-                    "message": f"agent {ns}/{name} is starting on shard {shard.config.shard}; retry"}
-            return web.Response(body=orjson.dumps(body), status=503, content_type="application/json",
-                                headers={"Retry-After": "1"})
+            starting = error_response(errors.Error(f"agent {ns}/{name} is starting on shard {shard.config.shard}; retry",
+                                                   code="agent_starting"))
+            starting.headers["Retry-After"] = "1"
+            return starting
         response: web.StreamResponse = await handler(request)
         return response
 
