@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import threading
 from pathlib import Path
 
 __all__ = ["VERSIONS", "VERSION_MAX", "VersionStore", "file_version"]
@@ -33,33 +34,38 @@ class VersionStore:
     every agent of the process, but a version is only known in the workspace that read or wrote
     it: another agent naming it gets `stale_version`, never a merge against (or a probe of)
     content it did not see. In memory: after a restart an old version is unknown and the edit
-    asks the model to read the file again."""
+    asks the model to read the file again. Thread-safe: the file tools use it from the host's
+    tool-IO threads (without the lock, concurrent puts let the byte count drift from what is
+    stored, and a get could raise on an entry another thread evicted)."""
 
     def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self._items: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()
 
     def put(self, workspace: Path, version: str, text: str) -> None:
         key = (str(workspace), version)
-        if key in self._items:
-            self._items.move_to_end(key)
-            return
         size = len(text)
-        if size > self.max_bytes:
-            return
-        self._items[key] = text
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= len(old)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return
+            if size > self.max_bytes:
+                return
+            self._items[key] = text
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
 
     def get(self, workspace: Path, version: str) -> str | None:
         key = (str(workspace), version)
-        text = self._items.get(key)
-        if text is not None:
-            self._items.move_to_end(key)
-        return text
+        with self._lock:
+            text = self._items.get(key)
+            if text is not None:
+                self._items.move_to_end(key)
+            return text
 
 
 VERSIONS = VersionStore()
