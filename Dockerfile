@@ -13,6 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY native ./native
 COPY agent_runtime ./agent_runtime
+COPY mock_providers ./mock_providers
 COPY operator ./operator
 RUN pip install --no-cache-dir "maturin>=1.16,<2" \
     && maturin build --release --out /wheels \

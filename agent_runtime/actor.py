@@ -25,8 +25,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent_runtime import errors
 from agent_runtime import pricing
-from agent_runtime.compression import CompressionMeter
+from agent_runtime.metrics import CompressionMeter
 from agent_runtime.autonomy import AutonomyPolicy, Verdict
 from agent_runtime.eventlog.base import DuplicateClientId, EventLog
 from agent_runtime.events import Event, NewEvent
@@ -58,15 +59,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class AgentBusy(Exception):
+class AgentBusy(errors.Error, code="busy"):
     """The agent's mailbox is full: retry later (backpressure)."""
 
 
-class AgentStopped(Exception):
+class AgentStopped(errors.Error, code="unavailable"):
     """The agent stopped (deleted, or the server is shutting down) before handling the request."""
 
 
-class UnknownToolCall(Exception):
+class UnknownToolCall(errors.Error, code="unknown_tool_call"):
     """An approval for a tool call that is not waiting for one (never asked, or already decided)."""
 
 

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent_runtime import compression, pricing
-from agent_runtime.compression import count
+from agent_runtime.metrics import CompressionMeter
+from agent_runtime.tokens import assistant_texts, count
 from agent_runtime.events import EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec
 from agent_runtime.messages import (
@@ -89,10 +90,10 @@ LIMIT_ERRORS = {
 class TurnMachine:
     """Decides the loop of one agent. Holds the state it reads; never mutates it."""
 
-    def __init__(self, state: AgentState, spec: AgentSpec, meter: compression.CompressionMeter | None = None) -> None:
+    def __init__(self, state: AgentState, spec: AgentSpec, meter: CompressionMeter | None = None) -> None:
         self.state = state
         self.spec = spec
-        self.meter = meter or compression.CompressionMeter()
+        self.meter = meter or CompressionMeter()
         # each live message prepared for folding when it arrives (by identity: the message object
         # is held, so an id is not reused while cached); a fold takes these and drops them
         self._prepared: dict[int, tuple[Message, compression.Prepared]] = {}
@@ -126,18 +127,9 @@ class TurnMachine:
         announce, self.announce = self.announce, ()
         ids = {c.id for c in message.tool_calls}
         started = self.state.started_call_ids
-        tokens = self._count(*compression.assistant_texts(message.text, message.tool_calls))
-        data: dict[str, Any] = {
-            "id": message_id,
-            "text": message.text,
-            "tool_calls": [c.to_dict() for c in message.tool_calls],
-            "stop_reason": message.stop_reason,
-            "tokens": tokens,
-        }
-        if message.provider_state is not None:
-            data["provider_state"] = message.provider_state.to_dict()
+        tokens = self._count(*assistant_texts(message.text, message.tool_calls))
         return [
-            NewEvent(EventKind.ASSISTANT_MESSAGE, data),
+            NewEvent(EventKind.ASSISTANT_MESSAGE, {"id": message_id, **message.to_dict(tokens=tokens)}),
             *(
                 NewEvent(EventKind.TOOL_CALL, {**c.to_dict(), **({"early": True} if early else {})})
                 for c, early in announce
@@ -289,13 +281,9 @@ class TurnMachine:
         if not open_calls:
             started = list(early_calls)
             if partial_text or started:
-                tokens = sum(count(t) for t in compression.assistant_texts(partial_text, started))
-                data: dict[str, Any] = {"id": message_id, "text": partial_text,
-                                        "tool_calls": [c.to_dict() for c in started], "stop_reason": "interrupted",
-                                        "tokens": tokens}
-                if provider_state is not None:
-                    data["provider_state"] = provider_state.to_dict()
-                events.append(NewEvent(EventKind.ASSISTANT_MESSAGE, data))
+                tokens = sum(count(t) for t in assistant_texts(partial_text, started))
+                partial = AssistantMessage(partial_text, tuple(started), "interrupted", provider_state=provider_state)
+                events.append(NewEvent(EventKind.ASSISTANT_MESSAGE, {"id": message_id, **partial.to_dict(tokens=tokens)}))
                 if spent is not None:
                     events.extend(self.attempt_usage(spent, "interrupted"))
                     spent = None

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from conftest import TASK, Server, ServerFactory
 
+from agent_runtime import errors
 from agent_runtime.actor import ActorConfig, AgentBusy, AgentStopped
 from agent_runtime.host import AgentNotFound, Host, HostConfig
 from agent_runtime.manifest import make_manifest
@@ -91,6 +92,33 @@ async def test_a_failed_command_is_answered_and_the_connection_goes_on(
         await p.send({"type": "user_message", "id": "after", "text": TASK})
         ack = await p.until(lambda f: f["type"] == "ack")
         assert ack["id"] == "after" and ack["duplicate"] is False
+
+
+@pytest.mark.parametrize("exc", [AgentBusy("agent default/x has 64 messages waiting"), AgentNotFound("default/x"),
+                                 AgentStopped("agent default/x stopped"), RuntimeError("a bug")],
+                         ids=lambda e: type(e).__name__)
+async def test_one_failure_one_answer_over_http_and_ws(
+    server: Server, monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    """The same exception from the host is answered with the same body (errors.body) over HTTP and
+    the same frame (errors.frame) over the WebSocket; the connection goes on."""
+    key = await server.agent()
+
+    async def fail(key: str) -> bool:
+        raise exc
+
+    monkeypatch.setattr(server.host, "interrupt", fail)
+    status, body = await server.request("POST", f"/v1/agents/{key}/interrupt")
+    assert (status, body) == (errors.http_status(exc), errors.body(exc))
+    async with server.peer(key) as p:
+        await p.hello(0)
+        await p.send({"type": "interrupt"})
+        frame = await p.until(lambda f: f["type"] == "error")
+        assert frame == errors.frame(exc)
+        if frame["code"] != "internal":
+            assert frame == body
+        await p.send({"type": "user_message", "id": "after", "text": TASK})
+        assert (await p.until(lambda f: f["type"] == "ack"))["id"] == "after"
 
 
 async def test_oversized_manifest_requests_are_refused_whole(server: Server) -> None:

@@ -33,7 +33,6 @@ from agent_runtime.messages import (  # noqa: E402
     UserMessage,
 )
 from agent_runtime.metrics import Metrics  # noqa: E402
-from agent_runtime.mock_providers.server import Fault, MockConfig, MockServer  # noqa: E402
 from agent_runtime.providers.base import (  # noqa: E402
     MessageCompleted,
     ModelRequest,
@@ -46,6 +45,7 @@ from agent_runtime.providers.simulated import SimulatedProvider  # noqa: E402
 from agent_runtime.providers.wire import HttpRequest  # noqa: E402
 from agent_runtime.tools.base import Tool, ToolContext, ToolOutput, ToolSpec  # noqa: E402
 from agent_runtime.tools.registry import ToolRegistry  # noqa: E402
+from mock_providers.server import Fault, MockConfig, MockServer  # noqa: E402
 
 REASONING_APIS = ["anthropic", "gemini", "openai-responses"]
 BUDGET = 2048
