@@ -45,7 +45,7 @@ from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.messages import ToolCall  # noqa: E402
 from agent_runtime.providers.base import ModelRequest  # noqa: E402
 from agent_runtime.tools.base import Tool, ToolContext, ToolOutput, ToolSpec  # noqa: E402
-from agent_runtime.tools.builtin import ShellTool  # noqa: E402
+from agent_runtime.tools.shell import ShellTool  # noqa: E402
 from agent_runtime.tools.registry import ToolRegistry, default_registry  # noqa: E402
 
 REPEATS = 4

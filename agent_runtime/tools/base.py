@@ -8,7 +8,7 @@ a stable `code` string, never bare exceptions.
 
 Tools never build `ToolResult`s themselves: `agent_runtime.tools.registry` validates arguments,
 runs the tool, turns `ToolOutput` / `ToolError` into the canonical `agent_runtime.messages.ToolResult`
-and measures its duration. The built-in tools live in `agent_runtime.tools.builtin`.
+and measures its duration. The built-in tools are listed in `agent_runtime.tools.registry.BUILTIN_TOOLS`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,11 +25,13 @@ from agent_runtime.providers.simulated import SimulatedModelConfig
 from agent_runtime.standalone import Running, ServerConfig, serve
 from agent_runtime.agent.state import AgentState
 
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers.texts import TASK  # noqa: E402
+
 RECV_TIMEOUT = 15.0
 # A model slow enough to attach or interrupt mid-message: 1 token (4 chars) per 50 ms chunk.
 SLOW_MODEL = SimulatedModelConfig(tokens_per_s=20, ttft_s=0.1)
 # A message text that makes the simulated model do a real coding task (tool subprocesses).
-TASK = "task: write fib"
 
 
 class Closed(Exception):

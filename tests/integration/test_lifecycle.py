@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from conftest import TASK, Server, ServerFactory
 
 from agent_runtime import errors
 from agent_runtime.agent.actor import ActorConfig
@@ -20,6 +21,12 @@ from agent_runtime.manifest import make_manifest
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
 from agent_runtime.standalone import ServerConfig, serve
 from agent_runtime.tools.registry import default_registry
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers.texts import TASK  # noqa: E402
+
+if TYPE_CHECKING:
+    from conftest import Server, ServerFactory
 
 
 class Watcher:
