@@ -425,3 +425,21 @@ def test_any_interleaving_respects_the_ordering_rules(message: tuple[StreamingSt
             assert r.content.startswith("error[denied]")
     assert s.ran() == {cid: ok(cid) for cid in log.started}
     assert triage.jobs == len(early | start_ids | ask_ids)
+
+
+def test_a_repeated_call_id_shares_the_first_calls_run_and_settles() -> None:
+    # A malformed stream repeats an id: the calls are tracked by id, so the repeat is the same
+    # call (one run, its result for both); it must never leave the message unsettled.
+    for facts in ([shell("x"), shell("x")], [read("x"), shell("x")], [shell("x", ASK), shell("x")]):
+        s = ToolSchedule()
+        for f in facts:
+            s.arrive(f)
+        ready = end_message(s, facts)
+        if facts[0].verdict == ASK:
+            assert ready == []
+            s.decided("x", True)
+            ready = ids(s.ready())
+        assert ready == ["x"] or (ready == [] and s.early_calls()), (facts, ready)
+        s.finished("x", ok("x"))
+        assert s.ready() == [] and s.settled
+        assert s.results() == [ok("x"), ok("x")]

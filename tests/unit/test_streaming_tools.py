@@ -525,3 +525,68 @@ async def test_path_rules_see_the_path_the_tool_will_touch(tmp_path: Path) -> No
     denied = {i for i, r in got.items() if r["content"].startswith("error[denied]")}
     assert denied == {f"w{i}" for i in range(len(spellings))}, {i: r["content"] for i, r in got.items()}
     assert {name for kind, name, _ in w.journal if kind == "start"} == {"src/a.py"}
+
+
+class SlowToDie(Probe):
+    """A tool whose cancellation takes time (a process group being killed and reaped): on cancel it
+    says so (`dying`) and finishes dying when the test sets `release`."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.dying = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        try:
+            return await super().run(args, ctx)
+        except asyncio.CancelledError:
+            self.dying.set()
+            await self.release.wait()
+            raise
+
+
+def _turn_task() -> asyncio.Task[Any]:
+    return next(t for t in asyncio.all_tasks() if t.get_name().startswith("turn:"))
+
+
+async def test_an_interrupt_while_a_failed_streams_early_calls_die_stops_the_turn() -> None:
+    # The stream fails (retryable) while an early read runs; the read takes a while to die. An
+    # interrupt arriving then must stop the turn: no retry, no tools of a new attempt, the agent
+    # idle and its mailbox served (the cancel must not be lost while the early calls are awaited).
+    first = [Call(tc("r1", "read_file", path="slow", sleep=30)), Fail(ProviderError("reset", retryable=True), after_s=0.02)]
+    second = [Call(tc("r2", "read_file", path="b")), Stop("tool_use")]
+    w = World([first, second])
+    slow = SlowToDie("read_file", True, True, w.journal, w.durations)
+    w.tools["read_file"] = slow
+    w.actor = w.new_actor()
+    async with w:
+        await w.send()
+        async with asyncio.timeout(5):
+            await slow.dying.wait()
+        turn = _turn_task()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        w.actor.submit(InterruptMail(done))
+        await w.until(lambda: turn.cancelling() > 0, "the interrupt to cancel the turn")
+        slow.release.set()
+        async with asyncio.timeout(5):
+            assert await done
+        events = await w.log.read()
+        assert w.provider.calls == 1 and w.started("b") is None and not w.actor.state.running
+        await w.send("still there?", client_id="m2")  # the mailbox is served
+    interrupted = [e for e in events if e.kind == "status" and e.data.get("state") == "idle"]
+    assert interrupted and interrupted[0].data == {"state": "idle", "reason": "interrupted"}
+    assert not any(e.kind == "status" and e.data.get("state") == "retrying" for e in events)
+
+
+async def test_calls_with_the_same_id_in_one_message_do_not_hang_the_turn() -> None:
+    # A provider that repeats a call id within a message (a malformed stream): the turn must still
+    # end, with one result per call, as before the schedule (the repeated id shares the first's run).
+    script = [Call(tc("x", "shell", command="a")), Call(tc("x", "shell", command="b")), Stop("tool_use")]
+    async with World([script]) as w:
+        await w.send()
+        async with asyncio.timeout(10):
+            events = await w.idle()
+    got = results(events)
+    assert [r["tool_call_id"] for r in got] == ["x", "x"]
+    assert all(not r["is_error"] for r in got)
+    assert events[-1].data == {"state": "idle", "reason": "end_turn"}
