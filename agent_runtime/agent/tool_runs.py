@@ -167,8 +167,17 @@ class ToolRuns:
         return self
 
     async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
-            await self._tg.__aexit__(et, exc, tb)
+            try:
+                await self._tg.__aexit__(et, exc, tb)
+            finally:
+                # A group that is aborting (the body raised: a failed stream) swallows a cancel of
+                # its task arriving while it waits for its tasks to die (3.11's TaskGroup). That
+                # cancel (an interrupt, a stop) must still end the turn, not be lost.
+                if task is not None and task.cancelling() > cancels and et is not asyncio.CancelledError:
+                    raise asyncio.CancelledError
         except BaseExceptionGroup as group:
             # The tasks raise nothing but their cancellation (a tool's failure is its result):
             # give the caller the one exception (the body's own, unchanged), not a group.
