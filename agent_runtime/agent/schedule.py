@@ -166,11 +166,15 @@ class ToolSchedule:
         calls: list[_Call] = []
         start: list[ToolCall] = []
         ask: list[tuple[ToolCall, str]] = []
+        seen: dict[str, _Call] = {}
         for f in facts:
             call = f.call
             known = self._by_id.get(call.id)
             if known is not None and known.early:
                 calls.append(known)
+                continue
+            if call.id in seen:  # the same id again (a malformed stream): the same call, one run, one result
+                calls.append(seen[call.id])
                 continue
             entry = _Call(f, "never")
             if f.started_before:
@@ -196,10 +200,11 @@ class ToolSchedule:
             if entry.fate == "never":
                 entry.ended = True
             calls.append(entry)
+            seen[call.id] = entry
         self._calls = calls
         self._by_id = {c.facts.call.id: c for c in calls}
         self.triaged = True
-        return Triage(tuple(start), tuple(ask), sum(c.fate != "never" for c in calls))
+        return Triage(tuple(start), tuple(ask), sum(c.fate != "never" for c in self._by_id.values()))
 
     # -- what the shell reports ---------------------------------------------------------------
 
