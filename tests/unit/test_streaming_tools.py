@@ -386,28 +386,48 @@ async def test_ask_denied_by_an_operator_or_by_the_timeout_default() -> None:
     assert w.started("deploy") is not None
 
 
+async def _task_named(name: str) -> asyncio.Task[Any]:
+    """The running task called `name`, waiting (bounded) for it to be created."""
+    for _ in range(4000):
+        task = next((t for t in asyncio.all_tasks() if t.get_name() == name), None)
+        if task is not None:
+            return task
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"no task named {name!r}")
+
+
 async def test_an_answer_in_the_same_tick_as_the_deadline_decides_as_the_operator_was_told() -> None:
     # The deadline's timer fires (the waiting task is cancelled), then, before the task resumes,
     # an operator's `allow` arrives: `approve` accepts it, so it must be the durable decision.
+    # The deadline is far off in real time; the test moves the loop's clock past it once the
+    # waiting task has armed its timer and the probe below is in place (no race with real time).
     script = [Call(tc("s1", "shell", command="deploy")), Stop("tool_use")]
-    async with World([script], autonomy={**ASK_SHELL, "approvalTimeoutS": 0.2}) as w:
-        await w.send()
-        await _pending(w, "s1")
-        task = next(t for t in asyncio.all_tasks() if t.get_name() == "approval:s1")
-        loop = asyncio.get_running_loop()
-        accepted: list[bool] = []
+    loop = asyncio.get_running_loop()
+    try:
+        async with World([script], autonomy={**ASK_SHELL, "approvalTimeoutS": 60}) as w:
+            await w.send()
+            await _pending(w, "s1")
+            task = await _task_named("approval:s1")
+            for _ in range(3):
+                await asyncio.sleep(0)  # its first step (queued before ours) armed the deadline's timer
+            assert not task.done() and not task.cancelling() and "s1" in w.actor.pending_approvals()
+            accepted: list[bool] = []
 
-        def poll() -> None:
-            if task.done():
-                return
-            if task.cancelling():  # the timeout fired; the task has not run since
-                w.actor.approve("s1", "allow")  # raises if refused
-                accepted.append(True)
-                return
+            def poll() -> None:
+                if task.done():
+                    return
+                if task.cancelling():  # the timeout fired; the task has not run since
+                    w.actor.approve("s1", "allow")  # raises if refused
+                    accepted.append(True)
+                    return
+                loop.call_soon(poll)
+
             loop.call_soon(poll)
-
-        loop.call_soon(poll)
-        events = await w.idle()
+            real = loop.time
+            loop.time = lambda: real() + 120  # type: ignore[method-assign]  # past the 60 s deadline
+            events = await w.idle()
+    finally:
+        loop.__dict__.pop("time", None)
     assert accepted == [True]
     assert next(e for e in events if e.kind == "approval").data == {"tool_call_id": "s1", "decision": "allow", "by": "operator"}
     assert w.started("deploy") is not None
