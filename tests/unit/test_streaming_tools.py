@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent_runtime.agent.actor import ActorConfig, AgentActor
-from agent_runtime.agent.mail import InterruptMail, UnknownToolCall, UserMail
+from agent_runtime.agent.mail import AgentStopped, InterruptMail, UnknownToolCall, UserMail
 from agent_runtime.eventlog.memory import MemoryEventLog
 from agent_runtime.events import Event
 from agent_runtime.agent.hub import Hub
@@ -610,3 +610,33 @@ async def test_calls_with_the_same_id_in_one_message_do_not_hang_the_turn() -> N
     assert [r["tool_call_id"] for r in got] == ["x", "x"]
     assert all(not r["is_error"] for r in got)
     assert events[-1].data == {"state": "idle", "reason": "end_turn"}
+
+
+async def test_an_actor_stopped_while_an_interrupt_waits_for_its_tools_to_die_stops() -> None:
+    # An interrupt cancels the turn and waits for its tools to die (process groups killed and
+    # reaped); the actor being stopped then (delete, shutdown) must stop, not be swallowed as the
+    # turn's cancellation and go on serving its mailbox.
+    w = World([[Call(tc("s1", "shell", command="slow", sleep=30)), Stop("tool_use")]])
+    slow = SlowToDie("shell", False, False, w.journal, w.durations)
+    w.tools["shell"] = slow
+    w.actor = w.new_actor()
+    await w.actor.start()
+    runner = asyncio.create_task(w.actor.run())
+    await w.send()
+    await w.until(lambda: w.started("slow") is not None, "the call to run")
+    turn = _turn_task()
+    done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    w.actor.submit(InterruptMail(done))
+    async with asyncio.timeout(5):
+        await slow.dying.wait()
+    runner.cancel()
+    await asyncio.sleep(0.01)
+    slow.release.set()
+    try:
+        async with asyncio.timeout(5):
+            await asyncio.gather(runner, return_exceptions=True)
+    finally:
+        runner.cancel()
+    assert turn.done() and w.actor.closed.is_set() and w.actor.closing
+    assert slow.running == 0
+    assert isinstance(done.exception(), AgentStopped)  # its sender is told, not left waiting
