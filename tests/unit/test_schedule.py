@@ -255,8 +255,11 @@ KINDS = {"read": read, "write": write, "shell": shell}
 
 
 @st.composite
-def messages(draw: st.DrawFn) -> tuple[StreamingStart, list[CallFacts], str]:
+def messages(draw: st.DrawFn) -> tuple[StreamingStart, list[CallFacts], str, bool]:
+    """A message: the streaming mode, its calls' facts, its stop reason, and whether it is a turn
+    resumed after a restart (no stream: the log may say a call was asked, or denied, already)."""
     mode = draw(st.sampled_from(["readOnly", "readOnlyOrIdempotent", "off"]))
+    resumed = draw(st.integers(0, 3)) == 0
     n = draw(st.integers(1, 7))
     facts = []
     for i in range(n):
@@ -269,9 +272,11 @@ def messages(draw: st.DrawFn) -> tuple[StreamingStart, list[CallFacts], str]:
         f = KINDS[kind](cid, verdict)
         if draw(st.integers(0, 7)) == 0:
             f = dataclasses.replace(f, started_before=True)
+        elif resumed:
+            f = dataclasses.replace(f, approval=draw(st.sampled_from(["unasked", "unasked", "pending", "deny"])))
         facts.append(f)
     stop = draw(st.sampled_from(["tool_use", "tool_use", "end_turn", "max_tokens", "content_filter", "error"]))
-    return mode, facts, stop
+    return mode, facts, stop, resumed
 
 
 @dataclasses.dataclass
@@ -301,9 +306,9 @@ def may_start_early(mode: str, f: CallFacts, earlier: list[CallFacts], early: se
 
 @settings(max_examples=400, deadline=None)
 @given(messages(), st.data())
-def test_any_interleaving_respects_the_ordering_rules(message: tuple[StreamingStart, list[CallFacts], str],
+def test_any_interleaving_respects_the_ordering_rules(message: tuple[StreamingStart, list[CallFacts], str, bool],
                                                      data: st.DataObject) -> None:
-    mode, facts, stop = message
+    mode, facts, stop, resumed = message
     s = ToolSchedule(mode)
     log = Log()
     running: list[str] = []
@@ -327,8 +332,9 @@ def test_any_interleaving_respects_the_ordering_rules(message: tuple[StreamingSt
             s.finished(cid, ok(cid))
             start_ready()
 
-    # the stream: calls arrive in order, tools finish in any order between arrivals
-    for i, f in enumerate(facts):
+    # the stream: calls arrive in order, tools finish in any order between arrivals (a resumed
+    # turn has no stream: its message is in the log already)
+    for i, f in enumerate(facts if not resumed else []):
         arrival = s.arrive(f)
         expect = may_start_early(mode, f, facts[:i], early)
         assert (arrival != "late") == expect, (f, arrival)
@@ -342,10 +348,11 @@ def test_any_interleaving_respects_the_ordering_rules(message: tuple[StreamingSt
             s.durable([f.call.id])
             start_ready()
         finish_some()
-    announced = s.announce(stop)
     incomplete = is_incomplete(stop)
-    assert announced == [(f.call, f.call.id in early) for f in facts
-                         if f.call.id in early or (not incomplete and f.refusal is None and f.verdict == ALLOW)]
+    if not resumed:
+        announced = s.announce(stop)
+        assert announced == [(f.call, f.call.id in early) for f in facts
+                             if f.call.id in early or (not incomplete and f.refusal is None and f.verdict == ALLOW)]
     stream_over = True
     # the message's end
     triage = s.triage(facts, stop)
@@ -379,9 +386,11 @@ def test_any_interleaving_respects_the_ordering_rules(message: tuple[StreamingSt
     for i, f in enumerate(facts):
         cid = f.call.id
         runs = cid in log.started
+        asked = f.approval == "pending" or (f.approval == "unasked" and f.verdict == ASK)
         should_run = (cid in early or f.started_before
                       or (not incomplete and f.refusal is None and f.approval != "deny"
-                          and (f.verdict == ALLOW or (f.verdict == ASK and log.decided.get(cid) is True))))
+                          and ((f.approval == "unasked" and f.verdict == ALLOW) or (asked and log.decided.get(cid) is True))))
+        assert (cid in ask_ids) == (asked and not incomplete and f.refusal is None and not f.started_before), cid
         assert runs == should_run, (cid, f, stop)
         if not runs:
             continue
@@ -421,6 +430,8 @@ def test_any_interleaving_respects_the_ordering_rules(message: tuple[StreamingSt
             assert r == f.refusal
         elif incomplete:
             assert r.content.startswith("error[cancelled]")
+        elif f.approval == "deny":
+            assert r.content == "error[denied]: tool call refused: an operator denied it"
         else:
             assert r.content.startswith("error[denied]")
     assert s.ran() == {cid: ok(cid) for cid in log.started}
