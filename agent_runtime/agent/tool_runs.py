@@ -173,10 +173,11 @@ class ToolRuns:
             try:
                 await self._tg.__aexit__(et, exc, tb)
             finally:
-                # A group that is aborting (the body raised: a failed stream) swallows a cancel of
-                # its task arriving while it waits for its tasks to die (3.11's TaskGroup). That
-                # cancel (an interrupt, a stop) must still end the turn, not be lost.
-                if task is not None and task.cancelling() > cancels and et is not asyncio.CancelledError:
+                # A group that is aborting because the body raised (a failed stream) swallows a
+                # cancel of its task arriving while it waits for its tasks to die (3.11's
+                # TaskGroup). That cancel (an interrupt, a stop) must still end the turn.
+                aborting = et is not None and not issubclass(et, asyncio.CancelledError)
+                if aborting and task is not None and task.cancelling() > cancels:
                     raise asyncio.CancelledError
         except BaseExceptionGroup as group:
             # The tasks raise nothing but their cancellation (a tool's failure is its result):
