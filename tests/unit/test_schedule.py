@@ -342,6 +342,8 @@ def test_any_interleaving_respects_the_ordering_rules(message: tuple[StreamingSt
             early.add(f.call.id)
             assert arrival == ("early" if f.read_only else "early_durable")
         start_ready()
+        if arrival == "early":
+            assert f.call.id in log.started_mid_stream, f"early read {f.call.id} did not start at once"
         if arrival == "early_durable":
             finish_some()  # other calls may finish while its `tool_call` is committed
             log.durable[f.call.id] = log.step
