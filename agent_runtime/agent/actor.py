@@ -241,8 +241,7 @@ class AgentActor:
         try:
             await turn  # the turn ends once its message's tools have died
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if (task := asyncio.current_task()) is not None and task.cancelling():
                 raise  # this actor is being stopped while it waited: stop, not only the turn
         live = self.hub.live  # the message being streamed: its deltas are superseded by this event
         message_id = live.message_id if live is not None else uuid.uuid4().hex
