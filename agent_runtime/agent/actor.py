@@ -238,11 +238,9 @@ class AgentActor:
         if turn is None or turn.done():
             return False
         turn.cancel()
-        try:
-            await turn  # the turn ends once its message's tools have died
-        except asyncio.CancelledError:
-            if (task := asyncio.current_task()) is not None and task.cancelling():
-                raise  # this actor is being stopped while it waited: stop, not only the turn
+        # Not `await turn` under suppress(CancelledError): that would take a stop of this actor,
+        # arriving while the turn's tools die, for the turn's end. asyncio.wait lets it through.
+        await asyncio.wait([turn])
         live = self.hub.live  # the message being streamed: its deltas are superseded by this event
         message_id = live.message_id if live is not None else uuid.uuid4().hex
         partial = self.hub.end_live()
