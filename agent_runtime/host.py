@@ -26,12 +26,13 @@ from typing import Any
 import yaml
 
 from agent_runtime import errors, layout
-from agent_runtime.actor import ActorConfig, AgentActor, AgentStopped, InterruptMail, UnknownToolCall, UserMail
+from agent_runtime.agent.actor import ActorConfig, AgentActor
+from agent_runtime.agent.mail import AgentStopped, InterruptMail, UnknownToolCall, UserMail
 from agent_runtime.eventlog.base import LogClosed
 from agent_runtime.eventlog.executor import SqliteExecutor
 from agent_runtime.eventlog.sqlite import SqliteEventLog
 from agent_runtime.events import Event, EventKind
-from agent_runtime.hub import Hub, Subscriber
+from agent_runtime.agent.hub import Hub, Subscriber
 from agent_runtime.manifest import AgentManifest, load_manifests_text
 from agent_runtime.metrics import Metrics
 from agent_runtime.providers.base import Provider

@@ -23,7 +23,7 @@ from typing import Protocol
 from aiohttp import web
 
 from agent_runtime import layout
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.auth import TokenStore
 from agent_runtime.host import Host, HostConfig
 from agent_runtime.listen import bound_port

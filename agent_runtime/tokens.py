@@ -1,6 +1,6 @@
 """Token counts of text and messages, the one formula the loop, the planner and the fold share (sans-IO).
 
-A message is counted once, natively, when it is committed (`agent_runtime.turn`); its count is
+A message is counted once, natively, when it is committed (`agent_runtime.agent.turn`); its count is
 stored with its event and reused after that (the state's `message_tokens`, a fold's chunk). What
 an assistant message's count covers is `assistant_texts`: its text and each call's arguments.
 """
@@ -26,7 +26,7 @@ def estimate(text: str) -> int:
 
 def assistant_texts(text: str, calls: Sequence[ToolCall]) -> tuple[str, ...]:
     """What an assistant message's tokens are counted on: its text and each call's arguments (the
-    loop's formula, `agent_runtime.turn`, and the planner's)."""
+    loop's formula, `agent_runtime.agent.turn`, and the planner's)."""
     return (text, *(str(c.arguments) for c in calls))
 
 

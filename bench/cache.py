@@ -59,7 +59,7 @@ from _compaction import NaiveCompaction, summary_rows  # noqa: E402
 from _session import SUMMARY_PROMPT, SYSTEM_PROMPT, SessionModel, seed_workspace  # noqa: E402
 
 from agent_runtime import native  # noqa: E402
-from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
 from agent_runtime.events import Event  # noqa: E402
 from agent_runtime.host import Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402

@@ -38,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scripted import Call, Say, ScriptedProvider, Script, Stop  # noqa: E402
 
-from agent_runtime.actor import ActorConfig  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig  # noqa: E402
 from agent_runtime.events import Event  # noqa: E402
 from agent_runtime.host import Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402

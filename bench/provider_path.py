@@ -101,7 +101,7 @@ def request(api: str, agent: int, history: list[Any] = HISTORY) -> ModelRequest:
 
 
 async def our_turn(provider: HttpProvider, req: ModelRequest) -> int:
-    """What `AgentActor._stream` does with the stream. Returns the number of tool calls."""
+    """What `ModelCalls.stream` (agent_runtime.agent.model_call) does with the stream. Returns the number of tool calls."""
     parts: list[str] = []
     calls: list[ToolCall] = []
     done = False

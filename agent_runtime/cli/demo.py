@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.cli.client import Client
 from agent_runtime.looplag import sample_loop_lag
 from agent_runtime.manifest import API_VERSION

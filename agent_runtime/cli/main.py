@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from agent_runtime import layout
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.cli.client import DEFAULT_SERVER, ApiError, Client, default_data_dir, find_token
 from agent_runtime.cli.render import render_event
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings

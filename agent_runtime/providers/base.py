@@ -1,7 +1,7 @@
 """The provider interface: one canonical request in, one canonical event stream out.
 
 Adapters (Anthropic, OpenAI, Gemini, the in-process simulated model) translate to and from their
-wire formats; the loop (`agent_runtime.actor`) only ever sees these types. Text deltas are live and
+wire formats; the loop (`agent_runtime.agent.actor`) only ever sees these types. Text deltas are live and
 not durable; the loop makes the completed message durable.
 """
 

@@ -17,7 +17,7 @@ import pydantic
 from aiohttp import web
 
 from agent_runtime import errors
-from agent_runtime.actor import AgentBusy
+from agent_runtime.agent.mail import AgentBusy
 from agent_runtime.auth import AuthError, Grant, Role, TokenStore
 from agent_runtime.manifest import AgentManifest, load_manifests_text, parse_manifest
 from agent_runtime.protocol import frames

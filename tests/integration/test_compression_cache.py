@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.events import Event
 from agent_runtime.manifest import make_manifest
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings

@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from agent_runtime import errors
-from agent_runtime.actor import ActorConfig, AgentBusy, AgentStopped
+from agent_runtime.agent.actor import ActorConfig
+from agent_runtime.agent.mail import AgentBusy, AgentStopped
 from agent_runtime.host import AgentNotFound, Host, HostConfig
 from agent_runtime.manifest import make_manifest
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
@@ -145,7 +146,8 @@ async def test_reading_events_of_a_hibernating_agent_wakes_it(start_server: Serv
     key = await server.agent()
     status, _ = await server.request("POST", f"/v1/agents/{key}/messages", json={"id": "m", "text": TASK})
     assert status == 200
-    log = await server.wait_idle(key)
+    log = await server.wait_idle(key, or_asleep=True)  # idle 50 ms: it may be asleep again already
+    assert log[-1]["kind"] == "status" and log[-1]["data"]["state"] == "idle"
     for _ in range(20):  # reads while the agent keeps falling asleep
         await asyncio.sleep(0.03)
         status, body = await server.request("GET", f"/v1/agents/{key}/events")

@@ -18,10 +18,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import collect, mock_and_adapters, request, run_turn  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UserMail  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.mail import InterruptMail, UserMail  # noqa: E402
 from agent_runtime.eventlog.executor import SqliteExecutor  # noqa: E402
 from agent_runtime.eventlog.sqlite import SqliteEventLog  # noqa: E402
-from agent_runtime.hub import Hub  # noqa: E402
+from agent_runtime.agent.hub import Hub  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.messages import (  # noqa: E402
     AssistantMessage,
@@ -260,7 +261,7 @@ async def test_an_interrupt_after_an_early_call_keeps_the_reasoning_so_far(api: 
             actor.submit(UserMail("m1", "task: write fib.py", reply))
             await reply
             for _ in range(2000):
-                if actor._early:  # noqa: SLF001 - a read-only call is announced only with its message
+                if actor._runs is not None and actor._runs.schedule.early_calls():  # noqa: SLF001 - a read-only call is announced only with its message
                     break
                 await asyncio.sleep(0.005)
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

@@ -14,10 +14,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import run_turn  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
 from agent_runtime.eventlog.memory import MemoryEventLog  # noqa: E402
 from agent_runtime.events import Event  # noqa: E402
-from agent_runtime.hub import Hub  # noqa: E402
+from agent_runtime.agent.hub import Hub  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.metrics import Metrics  # noqa: E402
 from agent_runtime.providers.registry import ProviderRouter, ProviderSettings, build_router  # noqa: E402

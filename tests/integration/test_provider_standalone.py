@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.manifest import make_manifest
 from agent_runtime.providers.http import HttpProvider
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderRouter, ProviderSettings

@@ -26,9 +26,9 @@ from agent_runtime.messages import decode_message, encode_message
 from agent_runtime.providers import anthropic
 from agent_runtime.providers.base import ModelRequest
 from agent_runtime.providers.wire import FragmentCache
-from agent_runtime.state import CONVERSATION_KINDS, AgentState
+from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState
 from agent_runtime.tokens import count, message_tokens
-from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine
+from agent_runtime.agent.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine
 
 
 def spec(budget: int = 600, keep: int = 200, folded: int = 40, frozen: int = 1_000_000) -> AgentSpec:

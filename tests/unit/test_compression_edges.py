@@ -17,9 +17,9 @@ from agent_runtime import compression
 from agent_runtime.events import Event, EventKind, NewEvent, decode_data, encode_data
 from agent_runtime.manifest import AgentSpec, make_manifest
 from agent_runtime.messages import AssistantMessage, ProviderState, ToolCall, ToolResult, Usage
-from agent_runtime.state import CONVERSATION_KINDS, AgentState
+from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState
 from agent_runtime.tokens import count, message_tokens
-from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
+from agent_runtime.agent.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
 
 
 def spec(frozen: int = 1024) -> AgentSpec:

@@ -14,7 +14,7 @@ import pytest
 
 import agent_runtime
 from agent_runtime import errors
-from agent_runtime.actor import AgentBusy, AgentStopped, UnknownToolCall
+from agent_runtime.agent.mail import AgentBusy, AgentStopped, UnknownToolCall
 from agent_runtime.auth import AuthError
 from agent_runtime.eventlog.base import LogClosed
 from agent_runtime.host import AgentNotFound

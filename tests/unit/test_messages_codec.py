@@ -24,8 +24,8 @@ from agent_runtime.events import Event, NewEvent, decode_data, encode_data
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import AssistantMessage, Message, ProviderState, ToolCall, ToolResult, ToolResultMessage, Usage
 from agent_runtime.messages import UserMessage, decode_message, encode_message
-from agent_runtime.state import CONVERSATION_KINDS, AgentState
-from agent_runtime.turn import TurnMachine
+from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState
+from agent_runtime.agent.turn import TurnMachine
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "codec" / "session_v1.json"
 SPEC = make_manifest("p", model={"provider": "anthropic", "name": "c"},
@@ -54,8 +54,8 @@ def session() -> tuple[list[Event], list[str], int, bytes]:
             log.append(ev)
 
     commit(machine.user_message("u1", "fix the bug"))
-    machine.announce = ((C1, True),)
-    commit(machine.model_message(AssistantMessage("reading", (C1, C2), "tool_use", provider_state=PS), Usage(10, 5, 2, 1), "m1"))
+    commit(machine.model_message(AssistantMessage("reading", (C1, C2), "tool_use", provider_state=PS), Usage(10, 5, 2, 1), "m1",
+                                 announce=((C1, True),)))
     commit(machine.tool_calls_started([C2]))
     commit(machine.tool_results([ToolResult("c1", "read_file", "print(1)\n" * 60, duration_ms=1.23456),
                                  ToolResult("c2", "shell", "FAILED test_x", is_error=True, duration_ms=7.0)]))

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from agent_runtime.actor import AgentActor, UserMail
+from agent_runtime.agent.actor import AgentActor
+from agent_runtime.agent.mail import UserMail
 from agent_runtime.messages import (
     AssistantMessage,
     Message,

@@ -2,7 +2,7 @@
 
 `TurnMachine` never does IO. Each input (a user message, the model's completed message, tool
 results, an interrupt, a model error) becomes a list of `NewEvent`s; the shell
-(`agent_runtime.actor`) appends them to the log, applies them to `AgentState`, and then asks
+(`agent_runtime.agent.actor`) appends them to the log, applies them to `AgentState`, and then asks
 `next_effect()` what to do: call the model, run tools, finish the turn, or wait. Because the effect
 is a function of the state alone, a restarted agent resumes an interrupted turn by asking the
 same question of its replayed state.
@@ -30,7 +30,7 @@ from agent_runtime.messages import (
     Usage,
     UserMessage,
 )
-from agent_runtime.state import AgentState
+from agent_runtime.agent.state import AgentState
 
 INCOMPLETE_STOPS = frozenset({"max_tokens", "content_filter", "error", "interrupted"})
 """Stop reasons of a message the model did not finish: its calls not yet started never run, the
@@ -98,11 +98,6 @@ class TurnMachine:
         # is held, so an id is not reused while cached); a fold takes these and drops them
         self._prepared: dict[int, tuple[Message, compression.Prepared]] = {}
         self.prefix_tokens = count(spec.system_prompt) + 32 * len(spec.tools)
-        self.announce: tuple[tuple[ToolCall, bool], ...] = ()
-        """Calls to announce (`tool_call` event) in the same commit as the next model message:
-        (call, early). Set by the shell at the end of the stream: read-only calls already running
-        (early) and allowed calls that start as soon as the message is committed. Consumed by
-        `model_message`."""
 
     # -- inputs -> events -------------------------------------------------------------------
 
@@ -120,11 +115,14 @@ class TurnMachine:
             events.append(NewEvent(EventKind.STATUS, {"state": "running", "turn": self.state.turns + 1}))
         return events
 
-    def model_message(self, message: AssistantMessage, usage: Usage, message_id: str) -> list[NewEvent]:
+    def model_message(
+        self, message: AssistantMessage, usage: Usage, message_id: str, announce: Sequence[tuple[ToolCall, bool]] = ()
+    ) -> list[NewEvent]:
         """The model's completed message, a `tool_call` event for each call in `announce` (one
-        commit instead of two), and the usage of the call. Other calls get their `tool_call`
-        when they start (`tool_calls_started`, `approval`); a call that never starts has none."""
-        announce, self.announce = self.announce, ()
+        commit instead of two), and the usage of the call. `announce`: (call, early) pairs, from
+        the message's `ToolSchedule.announce` — calls already running (early) and allowed calls that
+        start as soon as the message is committed. Other calls get their `tool_call` when they start
+        (`tool_calls_started`, `approval`); a call that never starts has none."""
         ids = {c.id for c in message.tool_calls}
         started = self.state.started_call_ids
         tokens = self._count(*assistant_texts(message.text, message.tool_calls))

@@ -18,6 +18,9 @@ the conversation at the next point where the provider formats allow a user messa
 complete set of tool results, or after the model's final answer), which the loop then answers.
 A turn that ends early (a model error, an interrupt, a limit) releases them into the conversation
 at its closing `status idle`; the next turn answers them.
+
+(Over 400 lines on purpose: `apply`, `snapshot` and `restore` are one contract — replaying the
+log, or a snapshot plus its tail, must give the same state — and are kept side by side.)
 """
 
 from __future__ import annotations
