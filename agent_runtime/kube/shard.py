@@ -191,13 +191,17 @@ class ShardPlacement:
         shard = self.shard
         shard.lease.address = self.config.advertise or url
         stop = asyncio.Event()
+        failed: BaseException | None = None
         async with shard.lease.kube, asyncio.TaskGroup() as tg:
             tg.create_task(shard.run(stop), name="shard")
             tg.create_task(run_until(stop, self._tokens.watch()), name="tokens")  # other shards' new tokens
             try:
                 yield
-            finally:
-                stop.set()
+            except BaseException as exc:  # noqa: BLE001 - the caller's error or cancellation: still stop
+                failed = exc  # gracefully (the group would cancel Shard.run: no release, no Lease give-up)
+            stop.set()
+        if failed is not None:
+            raise failed
 
 
 @contextlib.asynccontextmanager

@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import logging
 import os
 import time
 from pathlib import Path
 
 from agent_runtime.auth import Grant, Role, TokenStore, read_grants, write_grants
+
+log = logging.getLogger(__name__)
 
 RECHECK_S = 1.0
 
@@ -95,10 +98,20 @@ class SharedTokenStore(TokenStore):
             return True
 
     async def watch(self) -> None:
-        """Re-read the shared file whenever it changes (checked every RECHECK_S) until cancelled."""
+        """Re-read the shared file whenever it changes (checked every RECHECK_S) until cancelled. A
+        read that fails (the shared volume, a file that is not JSON) keeps the tokens known so far and
+        is tried again at the next check: one bad read must not end the shard this runs next to."""
+        failing = ""
         while True:
             await asyncio.sleep(RECHECK_S)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                if str(exc) != failing:  # one line per distinct failure, not one a second
+                    log.warning("could not re-read %s (keeping the tokens known so far): %s", self.shared_path, exc)
+                failing = str(exc)
+            else:
+                failing = ""
 
 
 def read_admin_token(path: Path) -> str | None:

@@ -70,7 +70,10 @@ def backoff_delay(
     otherwise `base_s * 2**attempt`, capped, times a jitter factor in [0.5, 1.5)."""
     if hint_s is not None:
         return min(max(0.0, hint_s), cap_s)
-    return Backoff(first_s=base_s, cap_s=cap_s).delay(attempt, rng)
+    if base_s <= 0 or cap_s <= 0:  # configured not to wait (the formula gives 0 or less)
+        return 0.0
+    # a cap under the base makes every wait the cap (jittered), as the formula says
+    return Backoff(first_s=min(base_s, cap_s), cap_s=cap_s).delay(attempt, rng)
 
 
 class RetryBudget:

@@ -36,6 +36,37 @@ async def test_shard_refuses_creating_agents_over_http(tmp_path: Path) -> None:
     assert not (tmp_path / "agents" / "default" / "intruder").exists()
 
 
+async def test_an_unreadable_shared_token_file_does_not_take_the_shard_down(tmp_path: Path) -> None:
+    """The pool's shared token file (tokens.json on the shared volume) re-read every second: a read
+    that fails (here a file that is not JSON) is one bad read, not the end of the shard — it keeps
+    serving (a failing watch must not cancel the shard and the server next to it) and the watch
+    takes in the file again once it is readable."""
+    import asyncio
+    import time
+
+    from agent_runtime.auth import Grant, Role, _digest, write_grants
+    from agent_runtime.kube.tokens import RECHECK_S
+
+    config = ShardConfig(namespace="default", pool="p", shard="p-0", server=ServerConfig(data_dir=tmp_path, port=0))
+    shared = tmp_path / "tokens.json"
+    async with KubeClient(KubeConfig("http://127.0.0.1:9")) as kube, run_shard(config, kube) as running:
+        admin = {"Authorization": f"Bearer {running.admin_token}"}
+        async with aiohttp.ClientSession() as http:
+            shared.write_text("{not json", encoding="utf-8")
+            await asyncio.sleep(RECHECK_S * 2.5)
+            async with http.get(f"{running.url}/v1/agents", headers=admin) as resp:
+                assert resp.status == 200
+            write_grants(shared, {_digest("art_other_shards_token"): Grant(Role.ADMIN)})  # readable again
+            deadline = time.monotonic() + RECHECK_S * 5
+            while True:
+                async with http.get(f"{running.url}/v1/agents",
+                                    headers={"Authorization": "Bearer art_other_shards_token"}) as resp:
+                    if resp.status == 200:
+                        break
+                assert time.monotonic() < deadline, "the token watch stopped taking in the shared file"
+                await asyncio.sleep(0.1)
+
+
 async def test_shard_guard_answers_starting_deleting_and_creating_in_the_api_shape(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -208,3 +208,31 @@ async def test_a_failed_attempt_records_the_usage_its_stream_reported(provider: 
     assert failed[0].data["cost_units"] > 0
     assert actor.state.input_tokens == sum(int(e.data["input_tokens"]) for e in usage)
     assert metrics.tokens_by[(provider, "input")] == actor.state.input_tokens
+
+
+@pytest.mark.parametrize("base_s, max_s", [(0.0, 30.0), (0.5, 0.01)], ids=["no-wait", "cap-below-base"])
+async def test_a_retry_wait_of_zero_or_capped_below_the_base_still_retries(base_s: float, max_s: float) -> None:
+    """`retry_base_s=0` (retry at once) and a `retry_max_s` under `retry_base_s` (every wait is the
+    cap) are configurations the actor takes: the fault is retried, never turned into a failed turn."""
+    async with MockServer() as mock:
+        router = router_for(mock)
+        log = MemoryEventLog()
+        actor = AgentActor(
+            manifest=make_manifest("a1", model={"provider": "anthropic", "name": MODELS["anthropic"]}),
+            log_=log, workspace=Path("/nonexistent"), hub=Hub(), provider=router,
+            tools=ToolRegistry([EchoTool(n) for n in ("shell", "read_file", "write_file", "list_dir")]),
+            tool_slots=asyncio.Semaphore(4), metrics=Metrics(),
+            config=ActorConfig(retry_base_s=base_s, retry_max_s=max_s, model_retries=3),
+        )
+        await actor.start()
+        runner = asyncio.create_task(actor.run())
+        mock.state.faults.extend(Fault.parse(f) for f in ["overloaded", "server_error"])
+        await run_turn(actor, "task: write fib", "m1", 1)
+        events = await log.read()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await router.aclose()
+    statuses = retries(events)
+    assert len(statuses) == 2 and all(s["delay_s"] < 1.5 * max_s + 0.001 for s in statuses)  # jitter: up to 1.5x
+    assert not [e for e in events if e.kind == "error"]
+    assert events[-1].data == {"state": "idle", "reason": "end_turn"}
