@@ -83,7 +83,7 @@ class AgentHandle:
     wakes: int = 0
     task: asyncio.Task[None] | None = None  # runs the awake actor
     retry_budget: RetryBudget | None = None  # the agent's model retries: outlives its actors (hibernation)
-    failure: LogCorrupt | None = None  # quarantined: its log is damaged (until `Host.recover`)
+    failure: LogCorrupt | None = None  # quarantined: its log is damaged (until `recovery.recover`)
 
     @property
     def key(self) -> str:
@@ -314,7 +314,9 @@ class Host:
         try:
             return await reply
         except AgentStopped:
-            self.get(key).refuse_if_failed()  # stopped by a quarantine: say why
+            handle = self.handles.get(key)
+            if handle is not None:
+                handle.refuse_if_failed()  # stopped by a quarantine: say why
             raise
 
     async def interrupt(self, key: str) -> bool:
