@@ -4,6 +4,7 @@ written), and what `eventlog.salvage.recover_log` keeps of it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -141,3 +142,62 @@ async def test_salvage_of_a_file_that_is_no_database_gives_an_empty_log(
     await log.open()
     assert await log.head() == 0
     await log.close()
+
+
+class Watcher:
+    """A hub subscriber that records `agent_failed` (what a WebSocket connection does with it)."""
+
+    def __init__(self) -> None:
+        self.failed: list[LogCorrupt] = []
+
+    def offer_event(self, event: object) -> bool:
+        return True
+
+    def offer_delta(self, message_id: str, text: str, offset: int) -> bool:
+        return True
+
+    def overflowed(self) -> None:
+        pass
+
+    def agent_failed(self, exc: LogCorrupt) -> None:
+        self.failed.append(exc)
+
+
+async def test_the_host_quarantines_the_damaged_agent_only_and_tells_its_subscribers(tmp_path: Path) -> None:
+    from agent_runtime.agent.actor import ActorConfig
+    from agent_runtime.host import Host, HostConfig
+    from agent_runtime.manifest import make_manifest
+    from agent_runtime.providers.simulated import SimulatedProvider
+    from agent_runtime.tools.registry import default_registry
+
+    config = HostConfig(data_dir=tmp_path, actor=ActorConfig(idle_timeout_s=0.2))
+    async with Host(config, SimulatedProvider(), default_registry()) as host:
+        for name in ("victim", "bystander"):
+            await host.apply(make_manifest(name))
+            await host.user_message(f"default/{name}", f"{name}-1", "hello " + "z" * 3000)
+        handle = host.get("default/victim")
+        for _ in range(300):
+            if all(h.actor is None for h in host.handles.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert handle.phase() == "hibernated"
+        watcher = Watcher()
+        host.subscribe("default/victim", watcher)
+        db = handle.folder / "events.db"
+        with open(db, "r+b") as f:  # page 1 (the header and schema) stays; page 3 (events' root) goes
+            f.seek(2 * 4096)
+            f.write(os.urandom(4096))
+        with pytest.raises(LogCorrupt):
+            await host.read_events("default/victim", 0)
+        assert handle.phase() == "failed" and host.describe(handle)["reason"] == "corrupt"
+        assert len(watcher.failed) == 1 and watcher.failed[0].code == "log_corrupt"
+        for request in (host.user_message("default/victim", "v-2", "again"), host.head("default/victim"),
+                        host.interrupt("default/victim")):
+            with pytest.raises(LogCorrupt):
+                await request
+        with pytest.raises(LogCorrupt):
+            handle.refuse_if_failed()
+        seq, duplicate = await host.user_message("default/bystander", "b-2", "still here?")
+        assert seq > 1 and not duplicate
+        assert host.counts_by_phase()["failed"] == 1
+        assert host.gauges()['agent_runtime_agents{phase="failed"}'] == 1
