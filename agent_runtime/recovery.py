@@ -44,6 +44,8 @@ async def recover(host: Host, key: str) -> dict[str, Any]:
     async with handle.lock:
         if host.handles.get(key) is not handle:
             raise AgentNotFound(key)
+        if handle.failure is None:  # a concurrent recover did it
+            raise NotCorrupt(f"agent {key} was recovered meanwhile: nothing to recover")
         actor = handle.actor
         if actor is not None:  # stopped by the quarantine: wait until its log is closed
             await actor.closed.wait()
