@@ -98,6 +98,12 @@ CODES: Final[Mapping[str, Spec]] = {
     "unavailable": Spec(503, True, _S, hint="retry"),
     "not_supported": Spec(501, False, _C),
     "conflict": Spec(409, False, _C),
+    # -- the client API: an agent's storage (docs/durability.md) -----------------------------------
+    # 500, not 503: nothing heals by itself (503 says "retry later"), a person must act; the agent is
+    # quarantined, the rest of the shard serves. Not retryable, the server's (its disk's) fault.
+    "log_corrupt": Spec(500, False, _S, hint="the agent is quarantined; an admin can salvage its log with "
+                                             "`agentctl recover NAMESPACE/NAME`"),
+    "not_corrupt": Spec(409, False, _C),
     # -- Kubernetes mode: the shard and the router (kube/shard.py, kube/router.py) ----------------
     "agent_starting": Spec(503, True, _S),
     "agent_not_placed": Spec(503, True, _S),
@@ -160,6 +166,8 @@ class ErrorCode(enum.StrEnum):
     """The agent's mailbox is full (backpressure); resend the same `user_message` `id` later."""
     UNKNOWN_TOOL_CALL = "unknown_tool_call"
     """An `approval` for a tool call that is not waiting for one."""
+    LOG_CORRUPT = "log_corrupt"
+    """The agent's event log is damaged: the agent is quarantined until an admin recovers it."""
     INTERNAL = "internal"
     """The server failed; the connection may be closed. Not the client's fault; retrying may help."""
 

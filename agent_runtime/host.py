@@ -6,6 +6,12 @@ has hibernated (snapshot written, log closed) and is woken again by the next mes
 or read. At boot the host finds every agent on disk and wakes those whose last turn a crash cut
 short, so they finish by themselves.
 
+A damaged event log (`LogCorrupt`, at boot, on a wake, a read or a commit) quarantines its agent
+only: phase `failed` (reason `corrupt`), its actor stopped, its clients told, every request for it
+answered `log_corrupt`, its files left as they are until `agent_runtime.recovery` salvages them
+(docs/durability.md). This module is a little over 400 lines: the quarantine guards wake and boot,
+and belongs beside them.
+
 Files: `<data_dir>/agents/<namespace>/<name>/{manifest.yaml, events.db, workspace/}` (`agent_runtime.layout`).
 """
 
@@ -28,7 +34,7 @@ import yaml
 from agent_runtime import errors, layout
 from agent_runtime.agent.actor import ActorConfig, AgentActor
 from agent_runtime.agent.mail import AgentStopped, InterruptMail, UnknownToolCall, UserMail
-from agent_runtime.eventlog.base import LogClosed
+from agent_runtime.eventlog.base import LogClosed, LogCorrupt
 from agent_runtime.eventlog.executor import SqliteExecutor
 from agent_runtime.eventlog.sqlite import SqliteEventLog
 from agent_runtime.events import Event, EventKind
@@ -77,12 +83,20 @@ class AgentHandle:
     wakes: int = 0
     task: asyncio.Task[None] | None = None  # runs the awake actor
     retry_budget: RetryBudget | None = None  # the agent's model retries: outlives its actors (hibernation)
+    failure: LogCorrupt | None = None  # quarantined: its log is damaged (until `recovery.recover`)
 
     @property
     def key(self) -> str:
         return self.manifest.key
 
+    def refuse_if_failed(self) -> None:
+        """Raise (a copy of) the error that quarantined this agent, if any."""
+        if self.failure is not None:
+            raise self.failure.again()
+
     def phase(self) -> str:
+        if self.failure is not None:
+            return "failed"
         actor = self.actor
         if actor is None or actor.closing:
             return "hibernated"
@@ -155,6 +169,23 @@ class Host:
             raise AgentNotFound(key)
         return handle
 
+    def _log(self, handle: AgentHandle) -> SqliteEventLog:
+        return SqliteEventLog(layout.event_log(handle.folder), self.executor,
+                              on_corrupt=lambda exc: self._quarantine(handle, exc))
+
+    def _quarantine(self, handle: AgentHandle, exc: LogCorrupt) -> None:
+        """Stop the actor of a damaged log and tell its clients (its files are left as they are)."""
+        if handle.failure is not None:
+            return
+        handle.failure = exc
+        log.error("agent %s quarantined: %s (recover with `agentctl recover %s`)", handle.key, exc, handle.key)
+        if handle.task is not None and not handle.task.done():
+            handle.task.cancel()
+        for sub in tuple(handle.hub.subscribers):
+            failed = getattr(sub, "agent_failed", None)  # a WebSocket client: error frame, then close
+            if failed is not None:
+                failed(exc)
+
     async def apply(self, manifest: AgentManifest) -> tuple[AgentHandle, bool]:
         """Create or update an agent from its manifest. Returns (handle, created)."""
         folder = self.folder_of(manifest.metadata.namespace, manifest.metadata.name)
@@ -195,13 +226,16 @@ class Host:
                 if manifest.key not in self.handles:
                     self.handles[manifest.key] = AgentHandle(manifest=manifest, folder=manifest_path.parent)
         for handle in list(self.handles.values()):
-            if layout.event_log(handle.folder).exists() and await self._was_running(handle):
-                await self.wake(handle.key)
-                woken += 1
+            try:
+                if layout.event_log(handle.folder).exists() and await self._was_running(handle):
+                    await self.wake(handle.key)
+                    woken += 1
+            except LogCorrupt:
+                continue  # quarantined (`_quarantine` logged it): the other agents serve
         return woken
 
     async def _was_running(self, handle: AgentHandle) -> bool:
-        probe = SqliteEventLog(layout.event_log(handle.folder), self.executor)
+        probe = self._log(handle)
         await probe.open()
         try:
             last = await probe.last_of_kind(EventKind.STATUS)
@@ -216,6 +250,7 @@ class Host:
         while True:
             if self.handles.get(key) is not handle:
                 raise AgentNotFound(key)  # deleted while we waited
+            handle.refuse_if_failed()
             actor = handle.actor
             if actor is not None and actor.closing:
                 await actor.closed.wait()
@@ -236,7 +271,7 @@ class Host:
             handle.retry_budget = RetryBudget(self.config.actor.retry_budget, self.config.actor.retry_budget_refill_per_s)
         actor = AgentActor(
             manifest=handle.manifest,
-            log_=SqliteEventLog(layout.event_log(handle.folder), self.executor),
+            log_=self._log(handle),
             workspace=workspace,
             hub=handle.hub,
             provider=self.provider,
@@ -261,7 +296,8 @@ class Host:
         except asyncio.CancelledError:
             pass
         except Exception:
-            log.exception("agent %s crashed; it will be woken again by its next message", handle.key)
+            if handle.failure is None:  # a quarantine was logged by `_quarantine`
+                log.exception("agent %s crashed; it will be woken again by its next message", handle.key)
         finally:
             handle.summary = summarize(actor)
             if handle.actor is actor:
@@ -275,7 +311,13 @@ class Host:
         actor = await self.wake(key)
         reply: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
         actor.submit(UserMail(client_id, text, reply))
-        return await reply
+        try:
+            return await reply
+        except AgentStopped:
+            handle = self.handles.get(key)
+            if handle is not None:
+                handle.refuse_if_failed()  # stopped by a quarantine: say why
+            raise
 
     async def interrupt(self, key: str) -> bool:
         actor = await self.wake(key)
@@ -319,17 +361,21 @@ class Host:
 
     def describe(self, handle: AgentHandle) -> dict[str, Any]:
         summary = summarize(handle.actor) if handle.actor is not None else dict(handle.summary)
+        failed = {"reason": "corrupt", "error": str(handle.failure)} if handle.failure is not None else {}
         return {"namespace": handle.manifest.metadata.namespace, "name": handle.manifest.metadata.name,
-                "phase": handle.phase(), "model": handle.manifest.spec.model.name, **summary}
+                "phase": handle.phase(), "model": handle.manifest.spec.model.name, **summary, **failed}
 
     def counts_by_phase(self) -> dict[str, int]:
+        """Agents by phase (`failed` only when some are)."""
         counts = {"running": 0, "idle": 0, "hibernated": 0}
         for handle in self.handles.values():
-            counts[handle.phase()] += 1
+            phase = handle.phase()
+            counts[phase] = counts.get(phase, 0) + 1
         return counts
 
     def gauges(self) -> dict[str, float]:
-        out: dict[str, float] = {f'agent_runtime_agents{{phase="{p}"}}': n for p, n in self.counts_by_phase().items()}
+        phases = {"failed": 0, **self.counts_by_phase()}
+        out: dict[str, float] = {f'agent_runtime_agents{{phase="{p}"}}': n for p, n in phases.items()}
         # 0: tool processes run unconfined here (no Landlock); else the kernel's Landlock ABI.
         out["agent_runtime_tool_confinement_abi"] = abi_version() if landlock_available() else 0
         return out

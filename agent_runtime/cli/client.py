@@ -94,6 +94,9 @@ class Client:
     async def interrupt(self, key: str) -> Any:
         return await self.request("POST", f"/v1/agents/{key}/interrupt")
 
+    async def recover(self, key: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/v1/agents/{key}/recover"))
+
     async def create_token(self, role: str, namespace: str | None, agent: str | None) -> dict[str, Any]:
         return dict(await self.request("POST", "/v1/tokens", json={"role": role, "namespace": namespace, "agent": agent}))
 

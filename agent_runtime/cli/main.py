@@ -1,6 +1,8 @@
-"""`agentctl`: serve, apply, get, attach, send, logs, token, demo.
+"""`agentctl`: serve, apply, get, attach, send, logs, recover, token, demo.
 
 Client commands talk to a running server over its HTTP/WebSocket API; `serve` and `demo` run one.
+Just over 400 lines: one short function per subcommand plus the parser, which is the CLI's table
+of contents (splitting it would scatter that table).
 """
 
 from __future__ import annotations
@@ -123,8 +125,17 @@ async def cmd_get(args: argparse.Namespace) -> int:
     print(f"{'NAMESPACE':<12} {'NAME':<24} {'PHASE':<11} {'TURNS':>6} {'EVENTS':>7} {'TOKENS IN':>10} {'TOKENS OUT':>10}")
     for a in agents:
         tokens = a.get("tokens") or {}
+        reason = f"  ({a['reason']}: agentctl recover {a['namespace']}/{a['name']})" if a.get("reason") else ""
         print(f"{a['namespace']:<12} {a['name']:<24} {a['phase']:<11} {a.get('turns', '-'):>6} {a.get('seq', '-'):>7} "
-              f"{tokens.get('input', '-'):>10} {tokens.get('output', '-'):>10}")
+              f"{tokens.get('input', '-'):>10} {tokens.get('output', '-'):>10}{reason}")
+    return 0
+
+
+async def cmd_recover(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        r = await client.recover(args.agent)
+    print(f"agent/{r['agent']} recovered: salvaged events 1..{r['salvaged']}, lost {'unknown' if r['lost'] is None else r['lost']}"
+          f" (stopped at: {r['stopped']}); the damaged log is kept as {r['kept_as']}; phase {r['phase']}")
     return 0
 
 
@@ -324,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
     s.add_argument("--no-color", action="store_true")
     s.set_defaults(fn=cmd_logs)
+
+    s = sub.add_parser("recover", help="salvage a quarantined agent's damaged event log into a new one (admin)")
+    s.add_argument("agent", type=_key, help="NAMESPACE/NAME")
+    s.set_defaults(fn=cmd_recover)
 
     s = sub.add_parser("token", help="create a token (admin)")
     s.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)

@@ -35,6 +35,21 @@ class LogClosed(EventLogError, code="log_closed"):
     """The log was used after `close()` (or before `open()`)."""
 
 
+class LogCorrupt(EventLogError, code="log_corrupt"):
+    """The log's file is damaged: SQLite answered SQLITE_CORRUPT or SQLITE_NOTADB ("database disk
+    image is malformed", "file is not a database"), or `PRAGMA quick_check` found a fault. Not a
+    full disk, not a bug: the agent is quarantined and its files are kept for `agentctl recover`."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"event log {path} is corrupt: {detail}")
+        self.path = path
+        self.detail = detail
+
+    def again(self) -> LogCorrupt:
+        """A fresh copy to raise for a later request (re-raising one instance grows its traceback)."""
+        return LogCorrupt(self.path, self.detail)
+
+
 class EventLog(abc.ABC):
     """One agent's durable, append-only event log."""
 

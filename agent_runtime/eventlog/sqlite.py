@@ -9,19 +9,24 @@ cancelled), so a connection is never used by two threads at once.
 `append` is one `BEGIN IMMEDIATE ... COMMIT` transaction that assigns `seq = head + 1, ...`
 explicitly inside it; a failed transaction rolls back and consumes no seq. It returns only after
 the commit. See `docs/durability.md` for what the commit guarantees.
+
+A damaged file (`eventlog.damage`; `quick_check` at open up to `quick_check_max_bytes`) raises
+`LogCorrupt` on the call that found it; then every call but `close()` does, and `on_corrupt` is told.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent_runtime.eventlog.base import DuplicateClientId, EventLog, EventLogError, LogClosed
+from agent_runtime.eventlog.base import DuplicateClientId, EventLog, EventLogError, LogClosed, LogCorrupt
+from agent_runtime.eventlog.damage import is_corruption, quick_check
 from agent_runtime.eventlog.executor import ExecutorClosed, SqliteExecutor
 from agent_runtime.eventlog.memory import (
     DEFAULT_SNAPSHOTS_KEPT,
@@ -46,6 +51,8 @@ DEFAULT_CACHE_KIB = 256
 JOURNAL_SIZE_LIMIT = 1 << 20
 # Prepared-statement cache per connection (the log uses ~10 distinct statements).
 CACHED_STATEMENTS = 32
+# `PRAGMA quick_check` at open() up to this size (~1 ms/MB cached, ~20 ms/MB cold: docs/durability.md).
+QUICK_CHECK_MAX_BYTES = 2 << 20
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
@@ -74,6 +81,13 @@ _SQL_FIND_CLIENT_ID = "SELECT seq FROM events WHERE client_id = ?"
 _SQL_SAVE_SNAPSHOT = "INSERT OR REPLACE INTO snapshots (seq, state) VALUES (?, ?)"
 _SQL_PRUNE_SNAPSHOTS = "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)"
 _SQL_LATEST_SNAPSHOT = "SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1"
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """The tables of a new log file and its layout version (inside the caller's transaction)."""
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (LOG_SCHEMA_VERSION,))
 
 
 def _placeholders(n: int) -> str:
@@ -110,6 +124,9 @@ class SqliteEventLog(EventLog):
         "_synchronous",
         "_conn",
         "_lock",
+        "_on_corrupt",
+        "_quick_check_max_bytes",
+        "corrupt",
         "bytes_appended",
     )
 
@@ -123,6 +140,8 @@ class SqliteEventLog(EventLog):
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         cache_kib: int = DEFAULT_CACHE_KIB,
         synchronous: str = "NORMAL",
+        on_corrupt: Callable[[LogCorrupt], None] | None = None,
+        quick_check_max_bytes: int = QUICK_CHECK_MAX_BYTES,
     ) -> None:
         if snapshots_kept < 1:
             raise ValueError("snapshots_kept must be >= 1")
@@ -137,6 +156,10 @@ class SqliteEventLog(EventLog):
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._on_corrupt = on_corrupt
+        self._quick_check_max_bytes = quick_check_max_bytes
+        #: The first `LogCorrupt` this log met; from then on every call but `close()` raises it.
+        self.corrupt: LogCorrupt | None = None
         #: Sum of the encoded `data` bytes committed through this object (metrics).
         self.bytes_appended = 0
 
@@ -155,9 +178,17 @@ class SqliteEventLog(EventLog):
         The lock is released by the worker future's completion, not by this coroutine, so a
         cancelled caller never lets a second call reach the connection while `fn` still runs.
         """
+        def guarded() -> T:
+            try:
+                return fn()
+            except sqlite3.DatabaseError as exc:
+                if is_corruption(exc):
+                    raise LogCorrupt(str(self.path), str(exc)) from exc
+                raise
+
         await self._lock.acquire()
         try:
-            fut = self._executor.submit(fn)
+            fut = self._executor.submit(guarded)
         except BaseException:
             self._lock.release()
             raise
@@ -165,12 +196,20 @@ class SqliteEventLog(EventLog):
         return await asyncio.shield(fut)
 
     def _release(self, fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled():
-            fut.exception()  # retrieved: the caller may have been cancelled
+        exc = None if fut.cancelled() else fut.exception()  # retrieved: the caller may have been cancelled
         self._lock.release()
+        if isinstance(exc, LogCorrupt) and self.corrupt is None:
+            self.corrupt = exc
+            if self._on_corrupt is not None:  # on the loop (a future's callback), even if the caller was cancelled
+                self._on_corrupt(exc)
+
+    def _refuse_if_corrupt(self) -> None:
+        if self.corrupt is not None:
+            raise self.corrupt.again()
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` on the executor; `LogClosed` if the log is not open."""
+        self._refuse_if_corrupt()
         if self._conn is None:
             raise LogClosed(f"event log {self.path} is not open")
 
@@ -185,7 +224,12 @@ class SqliteEventLog(EventLog):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
+        self._refuse_if_corrupt()
         await self._locked(self._connect)
+
+    async def check(self) -> None:
+        """A full `PRAGMA quick_check` now, whatever the file's size; `LogCorrupt` if it fails."""
+        await self._call(lambda conn: quick_check(conn, self.path))
 
     def _connect(self) -> None:
         if self._conn is not None:
@@ -206,6 +250,8 @@ class SqliteEventLog(EventLog):
             conn.execute(f"PRAGMA cache_size = -{int(self._cache_kib)}")
             conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             self._ensure_schema(conn)
+            if os.path.getsize(self.path) <= self._quick_check_max_bytes:
+                quick_check(conn, self.path)
         except BaseException:
             conn.close()
             raise
@@ -215,11 +261,7 @@ class SqliteEventLog(EventLog):
         version = self._schema_version(conn)
         if version is None:
             with _write_transaction(conn):
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (LOG_SCHEMA_VERSION,)
-                )
+                create_schema(conn)
             version = self._schema_version(conn)
         if version != LOG_SCHEMA_VERSION:
             raise EventLogError(
@@ -250,6 +292,7 @@ class SqliteEventLog(EventLog):
     # -- writes --------------------------------------------------------------------------------
 
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+        self._refuse_if_corrupt()
         if self._conn is None:
             raise LogClosed(f"event log {self.path} is not open")
         prepared = prepare_batch(events)
@@ -283,6 +326,7 @@ class SqliteEventLog(EventLog):
         ]
 
     async def save_snapshot(self, seq: int, state: dict[str, Any]) -> None:
+        self._refuse_if_corrupt()
         if self._conn is None:
             raise LogClosed(f"event log {self.path} is not open")
         raw = encode_state(state)
@@ -350,5 +394,5 @@ class SqliteEventLog(EventLog):
         return await self._call(latest)
 
 
-__all__ = ["LOG_SCHEMA_VERSION", "SqliteEventLog", "SqliteExecutor"]
+__all__ = ["LOG_SCHEMA_VERSION", "QUICK_CHECK_MAX_BYTES", "SqliteEventLog", "SqliteExecutor", "create_schema"]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from agent_runtime.backoff import Backoff
+from agent_runtime.eventlog.base import LogCorrupt
 from agent_runtime.host import Host
 from agent_runtime.kube import fence, folders
 from agent_runtime.kube.client import KubeClient, Reflector, agents_path, object_key
@@ -242,7 +243,8 @@ class PlacementWatch:
                 await fence.release(fd)
                 return
             await self.host.apply(manifest)
-            await self.host.wake(key)  # open the log now: Running
+            with contextlib.suppress(LogCorrupt):  # quarantined: kept here, reported Failed until `agentctl recover`
+                await self.host.wake(key)  # open the log now: Running
         except BaseException:
             self.host.handles.pop(key, None)
             await fence.release(fd)

@@ -42,6 +42,10 @@ def usage_totals(handle: AgentHandle) -> Tokens:
 
 def agent_status(handle: AgentHandle) -> AgentStatus:
     actor = handle.actor
+    if handle.failure is not None:  # quarantined: its event log is damaged (Ready False, reason LogCorrupt)
+        summary = handle.summary
+        return AgentStatus("Failed", int(summary.get("turns", 0)), usage_totals(handle),
+                           float(summary.get("last_activity", 0.0)), ready=False)
     if actor is not None and not actor.closing:
         s = actor.state
         waiting = any(decision is None for decision in s.approvals.values())
@@ -158,7 +162,8 @@ class StatusReporter:
             ns, name = key.split("/", 1)
             fields = status.fields()
             observed = [c for c in ((obj.get("status") or {}).get("conditions") or []) if isinstance(c, dict)]
-            conditions = ready_conditions(obj, status.ready, "Active", self.ready_message, time.time())
+            reason = "Active" if status.ready else "LogCorrupt"  # not ready: quarantined (agent_status)
+            conditions = ready_conditions(obj, status.ready, reason, self.ready_message, time.time())
             if conditions != observed:  # Ready as we want it is already there: leave the list alone
                 fields["conditions"] = conditions
             kind = "transition" if self.batcher.is_transition(key, status) else "activity"

@@ -52,6 +52,7 @@ def make_app(host: Host, tokens: TokenStore) -> web.Application:
     app.router.add_post("/v1/agents/{namespace}/{name}/messages", http.post_message)
     app.router.add_post("/v1/agents/{namespace}/{name}/interrupt", http.post_interrupt)
     app.router.add_post("/v1/agents/{namespace}/{name}/approvals", http.post_approval)
+    app.router.add_post("/v1/agents/{namespace}/{name}/recover", http.post_recover)
     app.router.add_get("/v1/agents/{namespace}/{name}/ws", ws_handler)
     app.router.add_post("/v1/tokens", http.create_token)
     return app

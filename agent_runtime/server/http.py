@@ -1,7 +1,7 @@
 """The REST handlers: `GET /healthz`, `GET /metrics`, `GET|POST /v1/agents`,
 `GET|DELETE /v1/agents/{ns}/{name}`, `GET /v1/agents/{ns}/{name}/events?after=N&limit=M`,
 `POST /v1/agents/{ns}/{name}/messages`, `POST /v1/agents/{ns}/{name}/interrupt`,
-`POST /v1/agents/{ns}/{name}/approvals`, `POST /v1/tokens`.
+`POST /v1/agents/{ns}/{name}/approvals`, `POST /v1/agents/{ns}/{name}/recover`, `POST /v1/tokens`.
 
 A handler answers success itself and raises for everything else; the errors middleware
 (`agent_runtime.server.app`) answers what it raised in the one error shape (`agent_runtime.errors`).
@@ -21,6 +21,7 @@ from agent_runtime.agent.mail import AgentBusy
 from agent_runtime.auth import AuthError, Grant, Role, TokenStore
 from agent_runtime.manifest import AgentManifest, load_manifests_text, parse_manifest
 from agent_runtime.protocol import frames
+from agent_runtime.recovery import recover
 from agent_runtime.server.shared import HOST_KEY, TOKENS_KEY, error_response, grant, json_response, target
 from agent_runtime.server.ws import Connection
 
@@ -166,6 +167,13 @@ async def post_approval(request: web.Request) -> web.Response:
                                     '{"tool_call_id": str, "decision": "allow"|"deny"}')
     request.app[HOST_KEY].approve(key, approval.tool_call_id, approval.decision)  # UnknownToolCall: 409
     return json_response({"tool_call_id": approval.tool_call_id, "decision": approval.decision, "accepted": True})
+
+
+async def post_recover(request: web.Request) -> web.Response:
+    """Salvage a quarantined agent's damaged log and bring it back (admin; `agent_runtime.recovery`)."""
+    ns, name, key = target(request)
+    TokenStore.authorize(grant(request), ns, name, Role.ADMIN)
+    return json_response(await recover(request.app[HOST_KEY], key))
 
 
 async def create_token(request: web.Request) -> web.Response:

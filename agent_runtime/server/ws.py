@@ -19,9 +19,11 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from agent_runtime import errors
 from agent_runtime.auth import Role, TokenStore
+from agent_runtime.eventlog.base import LogCorrupt
 from agent_runtime.events import Event
-from agent_runtime.host import Host
+from agent_runtime.host import AgentHandle, Host
 from agent_runtime.protocol import frames
 from agent_runtime.protocol.session import (
     ClientSession,
@@ -91,6 +93,13 @@ class Connection:
         if not self._offer(("close", (1001, b"agent deleted"))) and not self.slow:
             self.overflowed()
 
+    def agent_failed(self, exc: LogCorrupt) -> None:
+        """The agent was quarantined (its log is damaged): tell the client, then close (1011; a
+        reconnect is refused with the same code until an admin recovers the agent)."""
+        self.send_frame(errors.frame(exc))
+        if not self._offer(("close", (WSCloseCode.INTERNAL_ERROR, b"agent quarantined"))) and not self.slow:
+            self.overflowed()
+
     def send_frame(self, frame: frames.ServerFrame) -> None:
         if not self._offer(("frame", frame)) and not self.slow:
             self.overflowed()
@@ -101,31 +110,38 @@ class Connection:
         handle = self.host.get(self.key)
         self.host.subscribe(self.key, self)  # before reading, so nothing falls between
         try:
-            head = await self.host.head(self.key)
-            try:
-                await self.ws.send_str(frames.encode_frame(self.session.welcome(head, self.key)))
-            except CursorAheadError as exc:
-                await self.ws.send_str(frames.encode_frame(exc.frame))
-                await self.ws.close()
-                return
-            await self._catch_up()
-            live = handle.hub.live_so_far()
-            if live is not None:
-                await self._send_delta(*live, 0)
-            while True:
-                kind, payload = await self.queue.get()
-                if kind == "close":
-                    if payload is not None:  # (code, reason): the server ends this connection
-                        await self.ws.close(code=payload[0], message=payload[1])
-                    return
-                if kind == "event":
-                    await self._send_event(payload)
-                elif kind == "delta":
-                    await self._send_delta(*payload)
-                else:
-                    await self.ws.send_str(frames.encode_frame(payload))
+            await self._forward(handle)
+        except LogCorrupt as exc:  # found while catching up: the host quarantined the agent
+            await self.ws.send_str(frames.encode_frame(errors.frame(exc)))
+            await self.ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"agent quarantined")
         finally:
             self.host.unsubscribe(self.key, self)
+
+    async def _forward(self, handle: AgentHandle) -> None:
+        """Welcome, catch up from the log, then forward the live stream until a close."""
+        head = await self.host.head(self.key)
+        try:
+            await self.ws.send_str(frames.encode_frame(self.session.welcome(head, self.key)))
+        except CursorAheadError as exc:
+            await self.ws.send_str(frames.encode_frame(exc.frame))
+            await self.ws.close()
+            return
+        await self._catch_up()
+        live = handle.hub.live_so_far()
+        if live is not None:
+            await self._send_delta(*live, 0)
+        while True:
+            kind, payload = await self.queue.get()
+            if kind == "close":
+                if payload is not None:  # (code, reason): the server ends this connection
+                    await self.ws.close(code=payload[0], message=payload[1])
+                return
+            if kind == "event":
+                await self._send_event(payload)
+            elif kind == "delta":
+                await self._send_delta(*payload)
+            else:
+                await self.ws.send_str(frames.encode_frame(payload))
 
     async def _catch_up(self) -> None:
         while True:
@@ -167,7 +183,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     host = request.app[HOST_KEY]
     who = grant(request)
     TokenStore.authorize(who, ns, name, Role.VIEWER)
-    host.get(key)
+    host.get(key).refuse_if_failed()  # a quarantined agent: refused with `log_corrupt`
     role: frames.Role = "operator" if who.at_least(Role.OPERATOR) else "viewer"
     ws = web.WebSocketResponse(max_msg_size=frames.MAX_FRAME_BYTES * 2, heartbeat=30.0)
     await ws.prepare(request)
