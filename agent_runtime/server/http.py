@@ -19,7 +19,7 @@ from aiohttp import web
 from agent_runtime import errors
 from agent_runtime.agent.mail import AgentBusy
 from agent_runtime.auth import AuthError, Grant, Role, TokenStore
-from agent_runtime.manifest import AgentManifest, load_manifests_text, parse_manifest
+from agent_runtime.manifest import AgentManifest, load_manifests_json, load_manifests_text
 from agent_runtime.protocol import frames
 from agent_runtime.server.shared import HOST_KEY, TOKENS_KEY, error_response, grant, json_response, target
 from agent_runtime.server.ws import Connection
@@ -48,8 +48,7 @@ async def list_agents(request: web.Request) -> web.Response:
 
 def _parse_manifests(body: bytes, is_json: bool) -> list[AgentManifest]:
     if is_json:
-        docs = orjson.loads(body)  # orjson.JSONDecodeError: answered as bad_json
-        return [parse_manifest(d) for d in (docs if isinstance(docs, list) else [docs])]
+        return load_manifests_json(body)  # orjson.JSONDecodeError: answered as bad_json
     return load_manifests_text(body.decode("utf-8", errors="replace"))
 
 

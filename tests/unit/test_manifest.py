@@ -111,7 +111,13 @@ def test_nesting_up_to_the_bound_is_parsed_as_usual() -> None:
     # depth counts the document's own mapping: spec's value may nest MAX_MANIFEST_DEPTH - 1 deep
     inner = MAX_MANIFEST_DEPTH - 1
     with pytest.raises(ManifestError, match="apiVersion"):  # parsed, then refused for its fields
-        load_manifests_text("metadata: {name: a}\nspec: " + "[" * (inner - 1) + "]" * (inner - 1) + "\n")
+        load_manifests_text("metadata: {name: a}\nspec: " + "[" * inner + "]" * inner + "\n")
+    with pytest.raises(ManifestError, match="apiVersion"):
+        load_manifests_json(b'{"metadata": {"name": "a"}, "spec": ' + b"[" * inner + b"]" * inner + b"}")
+    with pytest.raises(ManifestError, match="apiVersion"):  # a list of documents is not a level (as YAML's ---)
+        load_manifests_json(b'[{"metadata": {"name": "a"}, "spec": ' + b"[" * inner + b"]" * inner + b"}]")
+    with pytest.raises(ManifestError, match="nested deeper"):
+        load_manifests_json(b'[{"metadata": {"name": "a"}, "spec": ' + b"[" * (inner + 1) + b"]" * (inner + 1) + b"}]")
 
 
 @pytest.mark.parametrize("depth", [MAX_MANIFEST_DEPTH + 1, 1000, 1100, 20_000])
