@@ -98,6 +98,7 @@ CODES: Final[Mapping[str, Spec]] = {
     "unavailable": Spec(503, True, _S, hint="retry"),
     "not_supported": Spec(501, False, _C),
     "conflict": Spec(409, False, _C),
+    "invalid_token_name": Spec(422, False, _C),
     # -- Kubernetes mode: the shard and the router (kube/shard.py, kube/router.py) ----------------
     "agent_starting": Spec(503, True, _S),
     "agent_not_placed": Spec(503, True, _S),

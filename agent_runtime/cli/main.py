@@ -18,6 +18,7 @@ import orjson
 
 from agent_runtime import layout
 from agent_runtime.agent.actor import ActorConfig
+from agent_runtime.auth import TOKEN_NAME_RULE, InvalidTokenName, check_token_name
 from agent_runtime.cli.client import DEFAULT_SERVER, ApiError, Client, default_data_dir, find_token
 from agent_runtime.cli.render import render_event
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings
@@ -36,6 +37,13 @@ def _key(value: str) -> str:
     if value.count("/") != 1:
         raise argparse.ArgumentTypeError("expected NAMESPACE/NAME (or NAME for namespace 'default')")
     return value
+
+
+def _token_name(value: str) -> str:
+    try:
+        return check_token_name(value)
+    except InvalidTokenName as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _provider_settings(args: argparse.Namespace) -> ProviderSettings:
@@ -206,7 +214,7 @@ async def cmd_attach(args: argparse.Namespace) -> int:
 
 async def cmd_token(args: argparse.Namespace) -> int:
     async with _client(args) as client:
-        result = await client.create_token(args.role, args.namespace, args.agent)
+        result = await client.create_token(args.role, args.namespace, args.agent, args.name)
     print(result["token"])
     return 0
 
@@ -329,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
     s.add_argument("--namespace")
     s.add_argument("--agent", help="agent name (needs --namespace)")
+    s.add_argument("--name", type=_token_name, help=f"a label for the token: {TOKEN_NAME_RULE}")
     s.set_defaults(fn=cmd_token)
 
     s = sub.add_parser("demo", help="run many agents on the simulated model with a live view")

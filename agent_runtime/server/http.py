@@ -10,6 +10,7 @@ A handler answers success itself and raises for everything else; the errors midd
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TypeVar
 
 import orjson
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from agent_runtime import errors
 from agent_runtime.agent.mail import AgentBusy
-from agent_runtime.auth import AuthError, Grant, Role, TokenStore
+from agent_runtime.auth import AuthError, Grant, Role, TokenStore, check_token_name
 from agent_runtime.manifest import AgentManifest, load_manifests_json, load_manifests_text
 from agent_runtime.protocol import frames
 from agent_runtime.server.shared import HOST_KEY, TOKENS_KEY, error_response, grant, json_response, target
@@ -173,9 +174,12 @@ async def create_token(request: web.Request) -> web.Response:
         raise AuthError("permission_denied", "only an admin token may create tokens")
     try:
         body = orjson.loads(await request.read())
+        name = body.get("name")
         new = Grant(Role(body["role"]), body.get("namespace"), body.get("agent"))
-    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-        raise errors.BadRequest(f"body must be {{role, namespace?, agent?}}: {exc}") from None
+    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise errors.BadRequest(f"body must be {{role, namespace?, agent?, name?}}: {exc}") from None
+    if name is not None:
+        new = dataclasses.replace(new, name=check_token_name(name))  # InvalidTokenName: 422
     if not who.contains(new):
         raise AuthError("forbidden", "a token can only grant what its creator's token covers")
     try:
