@@ -90,6 +90,7 @@ CODES: Final[Mapping[str, Spec]] = {
     "agent_not_found": Spec(404, False, _C),
     "busy": Spec(429, True, _S),
     "unknown_tool_call": Spec(409, False, _C),
+    "rate_limited": Spec(429, True, _C),
     "internal": Spec(500, True, _S, hint="reconnect with your cursor and resend"),
     # -- the client API: HTTP only ----------------------------------------------------------------
     "bad_request": Spec(400, False, _C),
@@ -161,6 +162,9 @@ class ErrorCode(enum.StrEnum):
     """The agent's mailbox is full (backpressure); resend the same `user_message` `id` later."""
     UNKNOWN_TOOL_CALL = "unknown_tool_call"
     """An `approval` for a tool call that is not waiting for one."""
+    RATE_LIMITED = "rate_limited"
+    """Over the connection's frame or message rate: the frame was not acted on (nothing committed);
+    send it again after `retry_after` seconds. The connection goes on."""
     INTERNAL = "internal"
     """The server failed; the connection may be closed. Not the client's fault; retrying may help."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import TypeVar
 
 import orjson
@@ -22,7 +23,18 @@ from agent_runtime.agent.mail import AgentBusy
 from agent_runtime.auth import AuthError, Grant, Role, TokenStore, check_token_name
 from agent_runtime.manifest import AgentManifest, load_manifests_json, load_manifests_text
 from agent_runtime.protocol import frames
-from agent_runtime.server.shared import HOST_KEY, TOKENS_KEY, error_response, grant, json_response, target
+from agent_runtime.ratelimit import RateLimited
+from agent_runtime.server.shared import (
+    HOST_KEY,
+    LIMITS_KEY,
+    MESSAGE_BUCKETS_KEY,
+    TOKENS_KEY,
+    client_key,
+    error_response,
+    grant,
+    json_response,
+    target,
+)
 from agent_runtime.server.ws import Connection
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -144,6 +156,9 @@ async def post_message(request: web.Request) -> web.Response:
     ns, name, key = target(request)
     TokenStore.authorize(grant(request), ns, name, Role.OPERATOR)
     message = await _body_as_frame(request, frames.UserMessageFrame, "user_message", '{"id": str, "text": str}')
+    wait = request.app[MESSAGE_BUCKETS_KEY].take(client_key(request), time.monotonic())
+    if wait:  # over this token's message rate: nothing is committed (429, Retry-After)
+        return error_response(RateLimited("messages", request.app[LIMITS_KEY].messages, wait), id=message.id)
     try:
         seq, duplicate = await request.app[HOST_KEY].user_message(key, message.id, message.text)
     except AgentBusy as exc:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from agent_runtime.cli.main import _rate_limits, build_parser
+from agent_runtime.cli.main import build_parser
 from agent_runtime.ratelimit import Rate, RateLimits
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ async def test_messages_over_the_limit_are_refused_and_the_connection_goes_on(li
     assert committed_ids(log) == ["m0", "m1", "m2", "m3"]
 
 
-async def test_a_frame_flood_is_refused_frame_by_frame_and_the_connection_survives(limited: Server) -> None:
-    server = limited
+async def test_a_frame_flood_is_refused_frame_by_frame_and_the_connection_survives(start_server: ServerFactory) -> None:
+    server = await start_server(rate_limits=RateLimits(frames=Rate(per_s=5.0, burst=12), messages=Rate(0.0, 0)))
     key = await server.agent()
     async with server.peer(key) as p:
         await p.hello(0)  # 1 frame of 12
@@ -113,12 +113,14 @@ async def test_the_default_limits_let_a_busy_normal_client_through(server: Serve
     assert not [f for f in got if f.get("code") == "rate_limited"]
 
 
-def test_agentctl_serve_takes_the_limits() -> None:
-    args = build_parser().parse_args(["serve", "--frame-rate", "7", "--frame-burst", "70",
-                                      "--message-rate", "0.5", "--message-burst", "4"])
-    assert _rate_limits(args) == RateLimits(frames=Rate(7.0, 70), messages=Rate(0.5, 4))
-    assert _rate_limits(build_parser().parse_args(["serve"])) == RateLimits()
-    off = _rate_limits(build_parser().parse_args(["serve", "--frame-rate", "0", "--message-rate", "0"]))
-    assert off.frames.unlimited and off.messages.unlimited
-    with pytest.raises(SystemExit):
-        _rate_limits(build_parser().parse_args(["serve", "--message-rate", "-1"]))
+def test_agentctl_serve_takes_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["serve", "--frame-rate", "7/70", "--message-rate", "0.5/4"])
+    assert RateLimits(args.frame_rate, args.message_rate) == RateLimits(frames=Rate(7.0, 70), messages=Rate(0.5, 4))
+    args = build_parser().parse_args(["serve"])
+    assert RateLimits(args.frame_rate, args.message_rate) == RateLimits()
+    args = build_parser().parse_args(["serve", "--frame-rate", "0", "--message-rate", "3"])
+    assert args.frame_rate.unlimited and args.message_rate == Rate(3.0, 30)  # burst: ten seconds' worth
+    for bad in ["-1", "x", "5/0.5", "inf", "5/x"]:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "--message-rate", bad])
+        assert "PER_S[/BURST]" in capsys.readouterr().err, bad
