@@ -7,6 +7,10 @@ so an admin token scoped to a namespace administers that namespace only. Only SH
 (`<data_dir>/tokens.json`); the plaintext is shown once, at creation. The standalone server
 creates an admin token on first start in `<data_dir>/admin.token` (mode 0600).
 
+A token may carry a `name` (a label for people: `agentctl token --name ci-bot`): 1–64 characters
+of `A-Z a-z 0-9 . _ -`, starting with a letter or a digit; anything else is refused with
+`invalid_token_name` (HTTP 422) before a token is made.
+
 Refusals have distinct codes: `unauthenticated` (no or unknown token, HTTP 401), `forbidden`
 (a valid token for another agent or namespace, HTTP 403), `permission_denied` (the role may not do
 this: a viewer that sends).
@@ -24,8 +28,10 @@ import enum
 import hashlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 from agent_runtime import errors
 
@@ -51,13 +57,34 @@ class AuthError(errors.Error, code="unauthenticated"):
         return self.http_status
 
 
+TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TOKEN_NAME_RULE = "1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or a digit"
+
+
+class InvalidTokenName(errors.Error, code="invalid_token_name"):
+    """A token name that breaks `TOKEN_NAME_RULE` (HTTP 422; `field` is `name`)."""
+
+    def extra(self) -> dict[str, Any]:
+        return {"field": "name"}
+
+
+def check_token_name(name: object) -> str:
+    """`name` if it is a valid token name, else `InvalidTokenName` saying the rule."""
+    if not isinstance(name, str) or TOKEN_NAME.fullmatch(name) is None:
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+        raise InvalidTokenName(f"token name {shown} is invalid: {TOKEN_NAME_RULE}")
+    return name
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Grant:
-    """What a token allows: `role` on `namespace` (None: all) / `agent` (None: all in namespace)."""
+    """What a token allows: `role` on `namespace` (None: all) / `agent` (None: all in namespace).
+    `name` labels the token for people (`check_token_name`); it grants nothing."""
 
     role: Role
     namespace: str | None = None
     agent: str | None = None
+    name: str | None = None
 
     def covers(self, namespace: str, name: str | None = None) -> bool:
         if self.namespace is not None and self.namespace != namespace:
@@ -76,7 +103,8 @@ class Grant:
         return RANK[self.role] >= RANK[role]
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"role": self.role.value, "namespace": self.namespace, "agent": self.agent}
+        out = {"role": self.role.value, "namespace": self.namespace, "agent": self.agent}
+        return out if self.name is None else {**out, "name": self.name}
 
 
 OPEN_GRANT = Grant(Role.ADMIN)
@@ -100,7 +128,7 @@ def read_grants(path: Path) -> dict[str, Grant]:
     if not path.exists():
         return {}
     raw = json.loads(path.read_text(encoding="utf-8"))
-    return {digest: Grant(Role(g["role"]), g.get("namespace"), g.get("agent")) for digest, g in raw.items()}
+    return {digest: Grant(Role(g["role"]), g.get("namespace"), g.get("agent"), g.get("name")) for digest, g in raw.items()}
 
 
 class TokenStore:
@@ -121,6 +149,8 @@ class TokenStore:
     def _add(self, grant: Grant) -> str:
         if grant.agent is not None and grant.namespace is None:
             raise ValueError("an agent-scoped token needs its namespace")
+        if grant.name is not None:
+            check_token_name(grant.name)
         token = "art_" + secrets.token_urlsafe(32)
         self._grants[_digest(token)] = grant
         return token

@@ -90,6 +90,7 @@ CODES: Final[Mapping[str, Spec]] = {
     "agent_not_found": Spec(404, False, _C),
     "busy": Spec(429, True, _S),
     "unknown_tool_call": Spec(409, False, _C),
+    "rate_limited": Spec(429, True, _C),
     "internal": Spec(500, True, _S, hint="reconnect with your cursor and resend"),
     # -- the client API: HTTP only ----------------------------------------------------------------
     "bad_request": Spec(400, False, _C),
@@ -98,6 +99,7 @@ CODES: Final[Mapping[str, Spec]] = {
     "unavailable": Spec(503, True, _S, hint="retry"),
     "not_supported": Spec(501, False, _C),
     "conflict": Spec(409, False, _C),
+    "invalid_token_name": Spec(422, False, _C),
     # -- the client API: an agent's storage (docs/durability.md) -----------------------------------
     # 500, not 503: nothing heals by itself (503 says "retry later"), a person must act; the agent is
     # quarantined, the rest of the shard serves. Not retryable, the server's (its disk's) fault.
@@ -168,6 +170,9 @@ class ErrorCode(enum.StrEnum):
     """An `approval` for a tool call that is not waiting for one."""
     LOG_CORRUPT = "log_corrupt"
     """The agent's event log is damaged: the agent is quarantined until an admin recovers it."""
+    RATE_LIMITED = "rate_limited"
+    """Over the connection's frame or message rate: the frame was not acted on (nothing committed);
+    send it again after `retry_after` seconds. The connection goes on."""
     INTERNAL = "internal"
     """The server failed; the connection may be closed. Not the client's fault; retrying may help."""
 

@@ -408,14 +408,20 @@ _YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml whe
 
 def _write_manifest(folder: Path, text: str) -> None:
     """Write manifest.yaml atomically, unless it already says `text` (an agent moving to another
-    shard of its pool finds the file its previous owner wrote)."""
+    shard of its pool finds the file its previous owner wrote). A failed write (a full disk) leaves
+    the old file whole and no temporary file."""
     path = layout.manifest_file(folder)
     with contextlib.suppress(OSError):
         if path.read_text(encoding="utf-8") == text:
             return
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (ENOSPC) or any other failure: no temp file left behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 

@@ -3,6 +3,10 @@
 The standalone server loads them from a folder or the HTTP API; the operator (later) generates the
 CRD schema from these models. Field names are camelCase on the wire, snake_case in Python. A bad
 manifest raises `ManifestError` whose message names the offending field.
+
+A document may nest at most `MAX_MANIFEST_DEPTH` collections deep (the document's own mapping is
+level 1; a real manifest needs about 6): deeper YAML is refused while it is composed and deeper
+JSON after decoding, both as `ManifestError`, so no input reaches Python's recursion limit.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -26,6 +31,8 @@ API_GROUP, VERSION = API_VERSION.split("/")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 BUILTIN_TOOLS = ("shell", "read_file", "write_file", "list_dir", "edit_file")
 DEFAULT_TOOLS = ("shell", "read_file", "write_file", "list_dir")
+MAX_MANIFEST_DEPTH = 64
+"""Most nested collections (mappings, sequences) in one manifest document, the document included."""
 
 
 class ManifestError(errors.Error, ValueError, code="invalid_manifest"):
@@ -246,13 +253,74 @@ def manifest_from_object(obj: Mapping[str, Any]) -> AgentManifest:
                            "spec": spec}, source=f"{meta.get('namespace')}/{meta.get('name')}")
 
 
+def _too_deep(source: str) -> ManifestError:
+    return ManifestError(f"the document is nested deeper than {MAX_MANIFEST_DEPTH} levels", source=source)
+
+
+class _DepthError(Exception):
+    """Raised by the YAML composer past `MAX_MANIFEST_DEPTH` (outside yaml.YAMLError on purpose)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing collections nested deeper than `MAX_MANIFEST_DEPTH` while composing
+    (PyYAML's composer recurses once per level: without a bound a deep flow sequence is a RecursionError)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_MANIFEST_DEPTH and (
+                self.check_event(yaml.SequenceStartEvent) or self.check_event(yaml.MappingStartEvent)
+            ):
+                raise _DepthError
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _depth_of(data: Any) -> int:
+    """How many collections deep `data` nests (iteratively; a JSON value shares no nodes)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_MANIFEST_DEPTH:
+            return deepest
+        stack.extend((c, level + 1) for c in children)
+    return deepest
+
+
 def load_manifests_text(text: str, source: str = "") -> list[AgentManifest]:
     """All `Agent` documents of a YAML stream."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_BoundedLoader) if d is not None]
+    except _DepthError:
+        raise _too_deep(source) from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"invalid YAML: {exc}", source=source) from None
     return [parse_manifest(d, source=source) for d in docs]
+
+
+def load_manifests_json(body: bytes, source: str = "") -> list[AgentManifest]:
+    """The `Agent` documents of a JSON body: one object or a list of them. `orjson.JSONDecodeError`
+    for what is not JSON; `ManifestError` for a bad document or one nested too deep."""
+    try:
+        docs = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson's own bound (1024) is past ours: the same refusal
+            raise _too_deep(source) from None
+        raise
+    if isinstance(docs, list):
+        if any(_depth_of(d) > MAX_MANIFEST_DEPTH for d in docs):
+            raise _too_deep(source)
+        return [parse_manifest(d, source=source) for d in docs]
+    if _depth_of(docs) > MAX_MANIFEST_DEPTH:
+        raise _too_deep(source)
+    return [parse_manifest(docs, source=source)]
 
 
 def load_manifest_dir(folder: Path) -> list[AgentManifest]:

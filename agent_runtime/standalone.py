@@ -31,6 +31,7 @@ from agent_runtime.manifest import load_manifest_dir
 from agent_runtime.providers.base import Provider
 from agent_runtime.providers.registry import ProviderSettings, build_router
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
+from agent_runtime.ratelimit import RateLimits
 from agent_runtime.server import make_app
 from agent_runtime.tools.registry import ToolRegistry, default_registry
 from agent_runtime.tools.sandbox import confinement
@@ -51,6 +52,7 @@ class ServerConfig:
     max_running_tools: int = 32
     sqlite_threads: int = 2
     providers: ProviderSettings | None = None  # endpoints of the HTTP providers (None: from the environment)
+    rate_limits: RateLimits = RateLimits()  # per client: frames and messages (agentctl serve --frame-rate ...)
 
     @property
     def token_file(self) -> Path:
@@ -136,7 +138,7 @@ async def serve(
     if provider is None:
         provider = build_router(SimulatedProvider(config.model), config.providers)
     async with Host(host_config, provider, tools or default_registry()) as host:
-        app = make_app(host, credentials.tokens)
+        app = make_app(host, credentials.tokens, config.rate_limits)
         await placement.attach(host, app, credentials)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()

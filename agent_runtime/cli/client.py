@@ -97,8 +97,10 @@ class Client:
     async def recover(self, key: str) -> dict[str, Any]:
         return dict(await self.request("POST", f"/v1/agents/{key}/recover"))
 
-    async def create_token(self, role: str, namespace: str | None, agent: str | None) -> dict[str, Any]:
-        return dict(await self.request("POST", "/v1/tokens", json={"role": role, "namespace": namespace, "agent": agent}))
+    async def create_token(self, role: str, namespace: str | None, agent: str | None,
+                           name: str | None = None) -> dict[str, Any]:
+        body = {"role": role, "namespace": namespace, "agent": agent}
+        return dict(await self.request("POST", "/v1/tokens", json=body if name is None else {**body, "name": name}))
 
     def ws_url(self, key: str) -> str:
         return self.server.replace("http://", "ws://").replace("https://", "wss://") + f"/v1/agents/{key}/ws"

@@ -20,9 +20,12 @@ import orjson
 
 from agent_runtime import layout
 from agent_runtime.agent.actor import ActorConfig
+from agent_runtime.auth import TOKEN_NAME_RULE, check_token_name
 from agent_runtime.cli.client import DEFAULT_SERVER, ApiError, Client, default_data_dir, find_token
+from agent_runtime.cli.flags import checked
 from agent_runtime.cli.render import render_event
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings
+from agent_runtime.ratelimit import Rate, RateLimits
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -101,7 +104,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir), host=args.host, port=args.port,
         manifests=Path(args.manifests) if args.manifests else None, auth=not args.insecure_no_auth,
         actor=_actor_config(args),
-        providers=_provider_settings(args),
+        providers=_provider_settings(args), rate_limits=RateLimits(args.frame_rate, args.message_rate),
     )
     await serve_forever(config)
     return 0
@@ -217,7 +220,7 @@ async def cmd_attach(args: argparse.Namespace) -> int:
 
 async def cmd_token(args: argparse.Namespace) -> int:
     async with _client(args) as client:
-        result = await client.create_token(args.role, args.namespace, args.agent)
+        result = await client.create_token(args.role, args.namespace, args.agent, args.name)
     print(result["token"])
     return 0
 
@@ -303,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base-url", action="append", metavar="PROVIDER[@REGION]=URL",
                    help="endpoint of a provider API (repeatable); API keys come from the environment or "
                         "AGENT_RUNTIME_SECRETS_DIR, never from flags")
+    s.add_argument("--frame-rate", type=checked(Rate.parse), default=RateLimits().frames, metavar="PER_S[/BURST]",
+                   help="WebSocket frames per connection, over it rate_limited (0: no limit; default %(default)s)")
+    s.add_argument("--message-rate", type=checked(Rate.parse), default=RateLimits().messages, metavar="PER_S[/BURST]",
+                   help="user messages per WebSocket connection and per token over HTTP (default %(default)s)")
     _tool_flags(s)
     s.set_defaults(fn=cmd_serve)
 
@@ -344,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
     s.add_argument("--namespace")
     s.add_argument("--agent", help="agent name (needs --namespace)")
+    s.add_argument("--name", type=checked(check_token_name), help=f"a label for the token: {TOKEN_NAME_RULE}")
     s.set_defaults(fn=cmd_token)
 
     s = sub.add_parser("demo", help="run many agents on the simulated model with a live view")

@@ -133,6 +133,8 @@ class ErrorFrame(_Frame):
     """The `id` of the `user_message` the error refers to, when there is one."""
     max_bytes: int | None = None
     """`frame_too_large`: the limit."""
+    retry_after: float | None = None
+    """`rate_limited`: seconds until the frame would be accepted."""
 
 
 AnyServerFrame: TypeAlias = Annotated[

@@ -17,7 +17,15 @@ from agent_runtime import errors
 from agent_runtime.auth import TokenStore
 from agent_runtime.host import Host
 from agent_runtime.server import http
-from agent_runtime.server.shared import CONNECTIONS_KEY, HOST_KEY, TOKENS_KEY, error_response
+from agent_runtime.ratelimit import Buckets, RateLimits
+from agent_runtime.server.shared import (
+    CONNECTIONS_KEY,
+    HOST_KEY,
+    LIMITS_KEY,
+    MESSAGE_BUCKETS_KEY,
+    TOKENS_KEY,
+    error_response,
+)
 from agent_runtime.server.ws import close_connections, ws_handler
 
 log = logging.getLogger(__name__)
@@ -36,10 +44,12 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return error_response(exc)
 
 
-def make_app(host: Host, tokens: TokenStore) -> web.Application:
+def make_app(host: Host, tokens: TokenStore, limits: RateLimits | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=8 * 1024 * 1024)
     app[HOST_KEY] = host
     app[TOKENS_KEY] = tokens
+    app[LIMITS_KEY] = limits = limits or RateLimits()
+    app[MESSAGE_BUCKETS_KEY] = Buckets(limits.messages)
     app[CONNECTIONS_KEY] = weakref.WeakSet()
     app.on_shutdown.append(close_connections)
     app.router.add_get("/healthz", http.healthz)

@@ -10,6 +10,8 @@ A handler answers success itself and raises for everything else; the errors midd
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from typing import TypeVar
 
 import orjson
@@ -18,11 +20,22 @@ from aiohttp import web
 
 from agent_runtime import errors
 from agent_runtime.agent.mail import AgentBusy
-from agent_runtime.auth import AuthError, Grant, Role, TokenStore
-from agent_runtime.manifest import AgentManifest, load_manifests_text, parse_manifest
+from agent_runtime.auth import AuthError, Grant, Role, TokenStore, check_token_name
+from agent_runtime.manifest import AgentManifest, load_manifests_json, load_manifests_text
 from agent_runtime.protocol import frames
+from agent_runtime.ratelimit import RateLimited
 from agent_runtime.recovery import recover
-from agent_runtime.server.shared import HOST_KEY, TOKENS_KEY, error_response, grant, json_response, target
+from agent_runtime.server.shared import (
+    HOST_KEY,
+    LIMITS_KEY,
+    MESSAGE_BUCKETS_KEY,
+    TOKENS_KEY,
+    client_key,
+    error_response,
+    grant,
+    json_response,
+    target,
+)
 from agent_runtime.server.ws import Connection
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -49,8 +62,7 @@ async def list_agents(request: web.Request) -> web.Response:
 
 def _parse_manifests(body: bytes, is_json: bool) -> list[AgentManifest]:
     if is_json:
-        docs = orjson.loads(body)  # orjson.JSONDecodeError: answered as bad_json
-        return [parse_manifest(d) for d in (docs if isinstance(docs, list) else [docs])]
+        return load_manifests_json(body)  # orjson.JSONDecodeError: answered as bad_json
     return load_manifests_text(body.decode("utf-8", errors="replace"))
 
 
@@ -145,6 +157,9 @@ async def post_message(request: web.Request) -> web.Response:
     ns, name, key = target(request)
     TokenStore.authorize(grant(request), ns, name, Role.OPERATOR)
     message = await _body_as_frame(request, frames.UserMessageFrame, "user_message", '{"id": str, "text": str}')
+    wait = request.app[MESSAGE_BUCKETS_KEY].take(client_key(request), time.monotonic())
+    if wait:  # over this token's message rate: nothing is committed (429, Retry-After)
+        return error_response(RateLimited("messages", request.app[LIMITS_KEY].messages, wait), id=message.id)
     try:
         seq, duplicate = await request.app[HOST_KEY].user_message(key, message.id, message.text)
     except AgentBusy as exc:
@@ -182,9 +197,12 @@ async def create_token(request: web.Request) -> web.Response:
         raise AuthError("permission_denied", "only an admin token may create tokens")
     try:
         body = orjson.loads(await request.read())
+        name = body.get("name")
         new = Grant(Role(body["role"]), body.get("namespace"), body.get("agent"))
-    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-        raise errors.BadRequest(f"body must be {{role, namespace?, agent?}}: {exc}") from None
+    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise errors.BadRequest(f"body must be {{role, namespace?, agent?, name?}}: {exc}") from None
+    if name is not None:
+        new = dataclasses.replace(new, name=check_token_name(name))  # InvalidTokenName: 422
     if not who.contains(new):
         raise AuthError("forbidden", "a token can only grant what its creator's token covers")
     try:

@@ -7,12 +7,18 @@ queue is full is closed with code 1013 and catches up by cursor when it reconnec
 task per connection is the only sender, so catch-up, live events, deltas, acks and errors go out
 in one order. Every task of a connection (the writer, a close) belongs to the connection's
 TaskGroup, which the handler leaves only when all of them are done.
+
+Each connection has its rate limits (`agent_runtime.ratelimit.ClientLimits`): a frame over the
+frame rate is answered `rate_limited` before it is parsed, a `user_message` over the message rate
+before it reaches the agent (with its `id`); nothing of a refused frame is acted on and the
+connection goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import Coroutine
 from typing import Any
@@ -34,7 +40,8 @@ from agent_runtime.protocol.session import (
     SendInterrupt,
     SendUserMessage,
 )
-from agent_runtime.server.shared import CONNECTIONS_KEY, HOST_KEY, error_frame, grant, target
+from agent_runtime.ratelimit import ClientLimits
+from agent_runtime.server.shared import CONNECTIONS_KEY, HOST_KEY, LIMITS_KEY, error_frame, grant, target
 
 SEND_QUEUE = 1024
 CATCH_UP_PAGE = 500
@@ -45,11 +52,12 @@ class Connection:
     """One attached client: the hub's `Subscriber` and the single writer of its socket."""
 
     def __init__(self, ws: web.WebSocketResponse, session: ClientSession, host: Host, key: str,
-                 tasks: asyncio.TaskGroup) -> None:
+                 tasks: asyncio.TaskGroup, limits: ClientLimits) -> None:
         self.ws = ws
         self.session = session
         self.host = host
         self.key = key
+        self.limits = limits
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(SEND_QUEUE)
         self.slow = False
         self._tasks = tasks
@@ -192,7 +200,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     host.metrics.clients_connected += 1
     try:
         async with asyncio.TaskGroup() as tg:
-            conn = Connection(ws, session, host, key, tg)
+            conn = Connection(ws, session, host, key, tg, ClientLimits(request.app[LIMITS_KEY], time.monotonic()))
             request.app[CONNECTIONS_KEY].add(conn)
             writer = tg.create_task(conn.writer(hello))
             try:
@@ -213,18 +221,33 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _reply(conn: Connection, frame: frames.ServerFrame, hello: asyncio.Future[int]) -> None:
+    if not hello.done():
+        await conn.ws.send_str(frames.encode_frame(frame))  # before hello: no writer yet
+    else:
+        conn.send_frame(frame)
+
+
 async def _on_frame(conn: Connection, data: str | bytes, hello: asyncio.Future[int]) -> None:
     host = conn.host
+    now = time.monotonic()
+    refused = conn.limits.frame(now)
+    if refused is not None:  # not even parsed
+        host.metrics.frames_rejected += 1
+        await _reply(conn, error_frame(refused), hello)
+        return
     for out in conn.session.receive(data):
         if isinstance(out, dict):
             host.metrics.frames_rejected += out.get("type") == "error"
-            if not hello.done():
-                await conn.ws.send_str(frames.encode_frame(out))  # before hello: no writer yet
-            else:
-                conn.send_frame(out)
+            await _reply(conn, out, hello)
         elif isinstance(out, Hello):
             hello.set_result(out.cursor)
         elif isinstance(out, SendUserMessage):
+            refused = conn.limits.message(now)
+            if refused is not None:
+                host.metrics.frames_rejected += 1
+                conn.send_frame(error_frame(refused, id=out.client_id))
+                continue
             try:
                 seq, duplicate = await host.user_message(conn.key, out.client_id, out.text)
             except Exception as exc:  # a failed command is answered; the connection goes on

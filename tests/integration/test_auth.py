@@ -6,6 +6,7 @@ explicit `auth=False` switch.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from typing import TYPE_CHECKING, Any
@@ -187,6 +188,35 @@ async def test_only_admin_creates_tokens(server: Server) -> None:
     for bad in ({"role": "superuser"}, {"namespace": "x"}, {"role": "viewer", "agent": "a1"}):
         status, body = await server.request("POST", "/v1/tokens", json=bad)
         assert status == 400 and body["code"] == "bad_request", (bad, body)
+
+
+@pytest.mark.parametrize("name", ["", "x" * 65, "has space", "-dash", "new\nline", "ünïcode", "a/b", 7, ["a"]])
+async def test_bad_token_names_are_422_invalid_token_name(server: Server, name: object) -> None:
+    tokens_json = server.running.admin_token_file.parent / "tokens.json"
+    before = tokens_json.read_text()
+    status, body = await server.request("POST", "/v1/tokens", json={"role": "viewer", "namespace": "default", "name": name})
+    assert status == 422 and body["code"] == "invalid_token_name" and body["field"] == "name", body
+    assert "1-64" in body["message"], body
+    assert tokens_json.read_text() == before  # nothing created
+
+
+async def test_a_named_token_is_created_and_says_its_name(server: Server) -> None:
+    status, body = await server.request("POST", "/v1/tokens", json={"role": "viewer", "namespace": "default", "name": "ci-bot.2"})
+    assert status == 201 and body["name"] == "ci-bot.2", body
+    assert server.running.tokens.authenticate(f"Bearer {body['token']}").name == "ci-bot.2"
+
+
+async def test_agentctl_token_name_is_checked(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent_runtime.cli.main import main
+
+    base = ["--server", server.url, "--token", server.admin, "token", "--role", "viewer", "--namespace", "default"]
+    with pytest.raises(SystemExit) as exit_:
+        await asyncio.to_thread(main, [*base, "--name", "bad name"])
+    assert exit_.value.code == 2
+    assert "1-64" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, [*base, "--name", "ci-bot"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert server.running.tokens.authenticate(f"Bearer {token}").name == "ci-bot"
 
 
 async def test_refusals_have_distinct_codes(server: Server) -> None:

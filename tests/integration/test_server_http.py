@@ -5,8 +5,10 @@ idempotent messages, and 404 `agent_not_found`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -190,6 +192,36 @@ async def test_unparseable_bodies_are_refused(server: Server) -> None:
     ]:
         status, body = await apply(server, text, ctype)
         assert (status, body["code"]) == (status_code, code), (text, body)
+    assert server.host.handles == {}
+
+
+@pytest.mark.parametrize("ctype", ["application/yaml", "application/json"])
+@pytest.mark.parametrize("depth", [100, 5000])
+async def test_deeply_nested_manifest_is_422_not_500(server: Server, ctype: str, depth: int) -> None:
+    """A document nested deeper than the bound (docs/protocol.md) is refused as invalid_manifest
+    (not `internal` with a RecursionError), and the server goes on serving."""
+    if ctype == "application/json":
+        text = '{"metadata": {"name": "a"}, "spec": ' + "[" * depth + "]" * depth + "}"
+    else:
+        text = yaml_doc("fine") + "---\n" + "metadata: {name: a}\nspec: " + "[" * depth + "]" * depth + "\n"
+    status, body = await apply(server, text, ctype)
+    assert (status, body["code"]) == (422, "invalid_manifest"), body
+    assert "nested deeper than" in body["message"], body
+    assert server.host.handles == {}
+    status, body = await apply(server, yaml_doc("after"))
+    assert status == 201, body
+
+
+async def test_agentctl_apply_of_a_deeply_nested_file_says_why(server: Server, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from agent_runtime.cli.main import main
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("apiVersion: agentruntime.dev/v1alpha1\nkind: Agent\nmetadata: {name: a}\nspec: "
+                    + "[" * 5000 + "]" * 5000 + "\n")
+    code = await asyncio.to_thread(main, ["--server", server.url, "--token", server.admin, "apply", "-f", str(path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "invalid_manifest" in err and "nested deeper than" in err, err
     assert server.host.handles == {}
 
 

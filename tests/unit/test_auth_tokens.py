@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.auth import AuthError, Grant, Role, TokenStore
+from agent_runtime.auth import AuthError, Grant, InvalidTokenName, Role, TokenStore, check_token_name
 
 
 def test_tokens_are_stored_as_digests_and_survive_a_restart(tmp_path: Path) -> None:
@@ -55,3 +55,40 @@ def test_auth_off_only_when_explicit() -> None:
 def test_agent_scope_needs_a_namespace() -> None:
     with pytest.raises(ValueError, match="namespace"):
         TokenStore(None).create(Grant(Role.VIEWER, None, "a"))
+
+
+# -- token names (issue 17, item 7): 1-64 of [A-Za-z0-9._-], starting with a letter or digit ----------
+
+BAD_NAMES = ["", "x" * 65, "has space", "tab\tname", "new\nline", "-leading-dash", ".hidden", "_under",
+             "semi;colon", "slash/name", "quote'", "ünïcode", "emoji🙂", "nul\0byte", "\u202eRTL"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_token_names_are_refused_with_a_typed_422(name: str) -> None:
+    store = TokenStore(None)
+    with pytest.raises(InvalidTokenName) as err:
+        store.create(Grant(Role.VIEWER, "ns", "a", name=name))
+    assert (err.value.code, err.value.http_status) == ("invalid_token_name", 422)
+    assert err.value.extra() == {"field": "name"}
+    assert "1-64" in str(err.value)
+    assert store._grants == {}  # nothing created
+
+
+@pytest.mark.parametrize("name", [123, 1.5, True, ["a"], {"a": 1}])
+def test_a_token_name_must_be_a_string(name: object) -> None:
+    with pytest.raises(InvalidTokenName):
+        check_token_name(name)
+
+
+@pytest.mark.parametrize("name", ["a", "ci-bot", "Deploy_2026.12", "x" * 64, "9lives"])
+def test_good_token_names_are_kept_with_the_grant(tmp_path: Path, name: str) -> None:
+    assert check_token_name(name) == name
+    store = TokenStore(tmp_path / "tokens.json")
+    token = store.create(Grant(Role.VIEWER, "ns", "a", name=name))
+    assert TokenStore(tmp_path / "tokens.json").authenticate(f"Bearer {token}").name == name
+
+
+def test_a_token_without_a_name_is_still_fine(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    token = store.create(Grant(Role.VIEWER, "ns", "a"))
+    assert TokenStore(tmp_path / "tokens.json").authenticate(f"Bearer {token}").name is None
