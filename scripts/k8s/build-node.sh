@@ -17,8 +17,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-${AGENT_RUNTIME_NODE_BIN:-$HOME/.cache/agent-runtime/k8s/node-$K8S_VERSION}}
 OUT=$(realpath -m "$OUT"); mkdir -p "$OUT"
 command -v go >/dev/null || { echo "build-node.sh: Go toolchain not found (need go >= 1.26)" >&2; exit 1; }
-exec 9>"$OUT/.build.lock"
-flock 9
+PARTS=${BUILD_NODE_PARTS:-pause coredns traefik k8s}   # a subset may run in parallel with another
+want() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
+lock() { exec 9>"$OUT/.build-$1.lock"; flock 9; }  # one builder per part (two checkouts, two runs)
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false  # CGO as build.sh (shares its Go build cache)
 export GOMODCACHE=${GOMODCACHE:-$HOME/go/pkg/mod} GOCACHE=${GOCACHE:-$HOME/.cache/go-build}
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
@@ -26,7 +27,7 @@ T0=$(date +%s)
 say() { echo "build-node: $* (+$(( $(date +%s) - T0 ))s)" >&2; }
 
 # ---- pause: blocks until SIGTERM/SIGINT, reaps children (it is PID 1 of the pod sandbox)
-if [ ! -f "$OUT/.built-pause" ]; then
+if want pause && lock pause && [ ! -f "$OUT/.built-pause" ]; then
   mkdir -p "$WORK/pause"; cd "$WORK/pause"
   printf 'module pause\n\ngo 1.26.0\n' > go.mod
   cat > main.go <<'GO'
@@ -61,7 +62,7 @@ GO
 fi
 
 # ---- coredns: its module has no replace directives
-if [ ! -f "$OUT/.built-coredns-$COREDNS_VERSION" ]; then
+if want coredns && lock coredns && [ ! -f "$OUT/.built-coredns-$COREDNS_VERSION" ]; then
   GOBIN="$OUT" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
   touch "$OUT/.built-coredns-$COREDNS_VERSION"; say "coredns $COREDNS_VERSION built"
 fi
@@ -70,7 +71,7 @@ fi
 # (pkg/config/dynamic/ext, not in the module zip) and embeds webui/static (built by npm upstream).
 # Build it as the main module from a copy of the module zip: the nested module is two empty
 # extension structs (written below), the web UI gets a placeholder page (the dashboard is off).
-if [ ! -f "$OUT/.built-traefik-$TRAEFIK_VERSION" ]; then
+if want traefik && lock traefik && [ ! -f "$OUT/.built-traefik-$TRAEFIK_VERSION" ]; then
   DIR=$(go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" \
         | python3 -c 'import sys,json;print(json.load(sys.stdin)["Dir"])')
   cp -r "$DIR" "$WORK/traefik"; chmod -R u+w "$WORK/traefik"; cd "$WORK/traefik"
@@ -88,7 +89,7 @@ fi
 # ---- kubelet, kube-controller-manager, kube-scheduler, kube-proxy: the wrapper-module method of
 # build.sh (every staging module required at v0.0.0 replaced by its published v0.X.Y).
 STAMP="$OUT/.built-k8s-$K8S_VERSION"
-if [ ! -f "$STAMP" ]; then
+if want k8s && lock k8s && [ ! -f "$STAMP" ]; then
   mkdir -p "$WORK/k8s"; cd "$WORK/k8s"
   PKGS="k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-controller-manager"
   {
