@@ -11,9 +11,10 @@ ROOT=$(cd "$HERE/../.." && pwd)
 OUT=$(realpath -m "$1"); mkdir -p "$OUT"
 CACHE=${AGENT_RUNTIME_CACHE:-$HOME/.cache/agent-runtime}
 TOOLS=$CACHE/tools/venv
-if [ ! -x "$TOOLS/bin/maturin" ]; then
-  python3 -m venv "$TOOLS"
+if [ ! -f "$TOOLS/.ready-1" ]; then
+  [ -x "$TOOLS/bin/pip" ] || python3 -m venv "$TOOLS"
   "$TOOLS/bin/pip" install -q 'maturin>=1.16,<2' 'setuptools>=68' wheel >&2
+  touch "$TOOLS/.ready-1"
 fi
 # ---- dependencies: pinned, downloaded/built once per requirements.txt
 DEPS=$CACHE/wheels/deps-$(sha256sum "$HERE/requirements.txt" | cut -c1-16)
@@ -26,7 +27,7 @@ cp "$DEPS"/*.whl "$OUT/"
 # ---- the project: release build of the Rust core, the Python sources beside it
 export CARGO_TARGET_DIR=$CACHE/cargo-target
 T0=$(date +%s)
-( cd "$ROOT" && nice -n 19 "$TOOLS/bin/maturin" build --release --quiet --interpreter python3 --out "$OUT" ) >&2
+( cd "$ROOT" && nice -n 19 "$TOOLS/bin/maturin" build --release --strip --quiet --interpreter python3 --out "$OUT" ) >&2
 "$TOOLS/bin/pip" wheel -q --no-deps --no-build-isolation -w "$OUT" "$ROOT/operator" >&2
 rm -rf "$ROOT/operator/build" "$ROOT"/operator/*.egg-info
 echo "project wheels built in $(( $(date +%s) - T0 ))s" >&2
