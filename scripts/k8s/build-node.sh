@@ -71,15 +71,54 @@ fi
 # (pkg/config/dynamic/ext, not in the module zip) and embeds webui/static (built by npm upstream).
 # Build it as the main module from a copy of the module zip: the nested module is two empty
 # extension structs (written below), the web UI gets a placeholder page (the dashboard is off).
+# The module proxy reachable here serves neither the containous fork of go-http-auth nor the SDKs of
+# six ACME DNS providers of lego (edgedns, huaweicloud, oraclecloud, sakuracloud, ucloud,
+# yandexcloud): upstream go-http-auth v0.4.0 is used with a small shim for the two fork-only calls
+# (basic-auth secret check through upstream's CheckAuth; digest "stale" answered as a plain
+# challenge), and lego is a copy without those six providers. Neither matters for an Ingress
+# controller of HTTP/WebSocket routes; both are said in docs/cluster.md.
 if want traefik && lock traefik && [ ! -f "$OUT/.built-traefik-$TRAEFIK_VERSION" ]; then
-  DIR=$(go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" \
-        | python3 -c 'import sys,json;print(json.load(sys.stdin)["Dir"])')
-  cp -r "$DIR" "$WORK/traefik"; chmod -R u+w "$WORK/traefik"; cd "$WORK/traefik"
+  moddir() { go mod download -json "$1" | python3 -c 'import sys,json;print(json.load(sys.stdin)["Dir"])'; }
+  cp -r "$(moddir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")" "$WORK/traefik"; chmod -R u+w "$WORK/traefik"
+  cd "$WORK/traefik"
   mkdir -p webui/static pkg/config/dynamic/ext
   echo '<!doctype html><title>traefik</title><p>dashboard not built</p>' > webui/static/index.html
   printf 'module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24.0\n' > pkg/config/dynamic/ext/go.mod
   printf '// Package ext: the extension points of dynamic.HTTP and dynamic.Router (empty upstream).\npackage ext\n\ntype HTTP struct{}\n\ntype Router struct{}\n' \
     > pkg/config/dynamic/ext/ext.go
+  # go-http-auth: upstream instead of the fork
+  go mod edit -dropreplace github.com/abbot/go-http-auth -require github.com/abbot/go-http-auth@v0.4.0
+  go mod download github.com/abbot/go-http-auth
+  cat > pkg/middlewares/auth/zz_goauth_compat.go <<'GO'
+package auth
+
+import (
+	"net/http"
+
+	goauth "github.com/abbot/go-http-auth"
+)
+
+// checkSecretCompat is the fork's goauth.CheckSecret, through upstream's BasicAuth.CheckAuth.
+func checkSecretCompat(password, secret string) bool {
+	a := &goauth.BasicAuth{Secrets: func(string, string) string { return secret }}
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth("u", password)
+	return a.CheckAuth(r) == "u"
+}
+GO
+  sed -i 's/goauth\.CheckSecret/checkSecretCompat/' pkg/middlewares/auth/basic_auth.go
+  sed -i 's/d\.auth\.RequireAuthStale(rw, req)/d.auth.RequireAuth(rw, req)/' pkg/middlewares/auth/digest_auth.go
+  # lego without the six providers whose SDKs are not served
+  LEGO=$(go list -m -f '{{.Version}}' github.com/go-acme/lego/v5)
+  cp -r "$(moddir "github.com/go-acme/lego/v5@$LEGO")" "$WORK/lego"; chmod -R u+w "$WORK/lego"
+  ( cd "$WORK/lego/providers/dns" && rm -f dns_providers_test.go
+    for p in edgedns huaweicloud oraclecloud sakuracloud ucloud yandexcloud; do
+      rm -rf "$p"; sed -i "\|\"github.com/go-acme/lego/v5/providers/dns/$p\"|d; /return $p\.NewDNSProvider()/d" zz_gen_dns_providers.go
+    done
+    # a `case` whose return was removed would fall into the next case: drop it
+    awk '{l[NR]=$0} END {for (i=1; i<=NR; i++) { if (l[i] ~ /^[ \t]*case / && l[i+1] ~ /^[ \t]*(case |default)/) continue; print l[i] }}' \
+      zz_gen_dns_providers.go > z.tmp && mv z.tmp zz_gen_dns_providers.go )
+  go mod edit -replace "github.com/go-acme/lego/v5=$WORK/lego"
   V=github.com/traefik/traefik/v3/pkg/version
   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $V.Version=$TRAEFIK_VERSION -X $V.Codename=agent-runtime" \
     -o "$OUT/traefik" ./cmd/traefik
