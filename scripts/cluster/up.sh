@@ -320,13 +320,14 @@ kubectl -n "$NAMESPACE" apply -f "$HERE/hello-agent.yaml" >/dev/null
 wait_for "Agent hello Running" 120 sh -c "kubectl -n $NAMESPACE get agent hello -o jsonpath='{.status.phase}' | grep -qE 'Running|Idle'"
 say "Agent hello $(kubectl -n "$NAMESPACE" get agent hello -o jsonpath='{.status.phase}') on $(kubectl -n "$NAMESPACE" get agent hello -o jsonpath='{.status.shard}')"
 echo "bring-up (binaries and images cached): $(el "$T1")" > "$STATE/bringup.txt"
+AGENTCTL=agentctl; [ -x "$ROOT/.venv/bin/agentctl" ] && AGENTCTL=$ROOT/.venv/bin/agentctl   # make setup
 cat <<EOF
 
 The cluster is up ($(el "$T1") after the cached builds). Attach through the Ingress (Traefik):
 
   export KUBECONFIG=$KUBECONFIG_ADMIN PATH=$K8S_BIN:\$PATH
   TOKEN=\$(kubectl -n $NAMESPACE get secret local-admin-token -o jsonpath='{.data.admin\.token}' | base64 -d)
-  agentctl --server http://$NODE_IP:$INGRESS_NODEPORT --token "\$TOKEN" attach $NAMESPACE/hello
+  $AGENTCTL --server http://$NODE_IP:$INGRESS_NODEPORT --token "\$TOKEN" attach $NAMESPACE/hello
 
   kubectl get agents,runtimepools,pods -A
   make cluster-down        # stops everything and restores sysctls, iptables, links, mounts

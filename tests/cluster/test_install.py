@@ -130,9 +130,36 @@ def test_helm_install_restricted_pods_ready_agent_chats_through_the_ingress(clus
             return {"first_ack_s": round(first_ack_s, 3), "events": len(client.events)}
 
     chat_stats = asyncio.run(chat())
+
+    # the agent moves (its shard drained): the router's 1012 "agent moved" reaches the client through
+    # Traefik, and the client resumes by cursor on the new owner
+    async def moved() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            client = RoutedAgent(http, cluster.ingress_url, f"{ns}/coder", admin)
+            client.headers["Host"] = host
+            await client.connect()
+            owner = cluster.get("agent", "coder", "-n", ns)["status"]["shard"]
+            t = time.monotonic()
+            cluster.kubectl("annotate", "lease", owner, "-n", ns, "agentruntime.dev/draining=true", "--overwrite")
+            while not client.closes and time.monotonic() - t < 60:
+                try:
+                    await client._recv(1.0)
+                except TimeoutError:
+                    pass
+            assert client.closes[:1] == [1012], client.closes
+            closed_s = time.monotonic() - t
+            seq = await client.send("after the move")
+            await client.until_idle_after(seq, timeout=90)
+            assert sorted(client.events) == list(range(1, max(client.events) + 1))  # every event, no gap
+            new_owner = cluster.get("agent", "coder", "-n", ns)["status"]["shard"]
+            assert new_owner != owner
+            await client.close()
+            return {"drain_to_1012_s": round(closed_s, 2)}
+
+    chat_stats |= asyncio.run(moved())
     status = wait_for("turns in the Agent status", lambda: (s := cluster.get("agent", "coder", "-n", ns)
-                                                            .get("status", {})).get("turns", 0) >= 1 and s, 30)
-    assert status["shard"] in ("local-0", "local-1")
+                                                            .get("status", {})).get("turns", 0) >= 2 and s, 30)
+    assert status["shard"] in ("local-0", "local-1") and status["turns"] >= 2
 
     # nobody was refused a request, no restarts
     pods = cluster.get("pods", "-n", ns)["items"]
