@@ -4,7 +4,7 @@
 # config and state; the package's service is never started (no systemd here; policy-rc.d refuses it
 # elsewhere).
 set -euo pipefail
-PKGS="podman buildah debootstrap containerd runc containernetworking-plugins iptables openssl curl"
+PKGS="podman buildah debootstrap containerd runc containernetworking-plugins iptables nftables openssl curl"
 missing=$(for p in $PKGS; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
 [ -z "$missing" ] && exit 0
 [ "$(id -u)" = 0 ] || { echo "deps.sh: missing Debian packages ($missing); run as root" >&2; exit 1; }

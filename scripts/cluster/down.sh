@@ -76,6 +76,15 @@ restore_tables() {  # save-cmd restore-cmd before-file
 }
 restore_tables iptables-save iptables-restore "$BEFORE/iptables.v4"
 restore_tables ip6tables-save ip6tables-restore "$BEFORE/iptables.v6"
+# iptables-nft leaves an emptied table behind: drop the tables that did not exist before (nft)
+if command -v nft >/dev/null; then
+  for fam in ip ip6; do
+    f=$BEFORE/iptables.v4; [ $fam = ip6 ] && f=$BEFORE/iptables.v6
+    for t in filter nat mangle raw security; do
+      grep -qx "\*$t" "$f" || nft delete table "$fam" "$t" 2>/dev/null || true
+    done
+  done
+fi
 
 # 5. sysctls changed by kubelet, kube-proxy, the bridge plugin and up.sh: restore recorded values
 #    (counters and per-device keys of devices that are gone are skipped)
