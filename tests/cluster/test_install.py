@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,10 @@ import pytest
 from cluster_harness import ROOT, Cluster, wait_for
 from stack import RoutedAgent
 
-FORBIDDEN = re.compile(r"\b403\b|forbidden", re.IGNORECASE)
+IDLE_S = 65  # > Traefik's default entry-point read timeout (60 s)
+# an apiserver refusal as our clients and Traefik's log it ("... is forbidden: User ... cannot list
+# resource ..."), or a 403 status in an access log line; not any "403" (a response size can be 403)
+FORBIDDEN = re.compile(r'forbidden|cannot \w+ resource|" 403 |\b403 Forbidden', re.IGNORECASE)
 
 
 def ready(pod: dict[str, Any]) -> bool:
@@ -162,6 +166,26 @@ def test_helm_install_restricted_pods_ready_agent_chats_through_the_ingress(clus
             return {"drain_to_1012_s": round(closed_s, 2)}
 
     chat_stats |= asyncio.run(moved())
+
+    # a long-lived socket: idle (only the router's pings) for longer than Traefik's default 60 s read
+    # timeout, then it still carries a message (scripts/cluster/traefik.yaml sets that timeout to 0)
+    async def long_lived() -> None:
+        async with aiohttp.ClientSession() as http:
+            client = RoutedAgent(http, cluster.ingress_url, f"{ns}/coder", admin)
+            client.headers["Host"] = host
+            client.ws = await http.ws_connect(client.url, headers=client.headers, heartbeat=None)  # no client pings
+            await client.ws.send_str(json.dumps({"type": "hello", "cursor": 0}))
+            t = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                while time.monotonic() - t < IDLE_S:  # the replay, then nothing but the router's pings
+                    if await asyncio.wait_for(client._recv(IDLE_S), IDLE_S - (time.monotonic() - t)) is None:
+                        break
+            assert not client.ws.closed and not client.closes, client.closes
+            acked = await client.send("still there after a long silence?", timeout=30)
+            assert acked > 0
+            await client.close()
+
+    asyncio.run(long_lived())
     status = wait_for("turns in the Agent status", lambda: (s := cluster.get("agent", "coder", "-n", ns)
                                                             .get("status", {})).get("turns", 0) >= 2 and s, 30)
     assert status["shard"] in ("local-0", "local-1") and status["turns"] >= 2
