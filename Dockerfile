@@ -17,6 +17,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY native ./native
 COPY agent_runtime ./agent_runtime
+COPY mock_providers ./mock_providers
 COPY operator ./operator
 COPY scripts/image/requirements.txt ./requirements.txt
 RUN pip install --no-cache-dir "maturin>=1.16,<2" \

@@ -27,6 +27,8 @@ import os
 import secrets
 from pathlib import Path
 
+from agent_runtime import errors
+
 
 class Role(enum.StrEnum):
     VIEWER = "viewer"
@@ -37,13 +39,16 @@ class Role(enum.StrEnum):
 RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
-class AuthError(Exception):
-    """A refused request; `code` is the protocol error code, `status` the HTTP status."""
+class AuthError(errors.Error, code="unauthenticated"):
+    """A refused request: `code` is `unauthenticated`, `forbidden` or `permission_denied`."""
 
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+
+    @property
+    def status(self) -> int:
+        """The HTTP status (`http_status`)."""
+        return self.http_status
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,13 +161,13 @@ class TokenStore:
         if not self.enabled:
             return OPEN_GRANT
         if not authorization:
-            raise AuthError("unauthenticated", "missing 'Authorization: Bearer <token>' header", 401)
+            raise AuthError("unauthenticated", "missing 'Authorization: Bearer <token>' header")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError("unauthenticated", "the Authorization header must be 'Bearer <token>'", 401)
+            raise AuthError("unauthenticated", "the Authorization header must be 'Bearer <token>'")
         grant = self._grants.get(_digest(token.strip()))
         if grant is None:
-            raise AuthError("unauthenticated", "unknown token", 401)
+            raise AuthError("unauthenticated", "unknown token")
         return grant
 
     @staticmethod
@@ -170,6 +175,6 @@ class TokenStore:
         """Raise `forbidden` if the grant does not cover the target, `permission_denied` if its role is too low."""
         if not grant.covers(namespace, name):
             target = f"{namespace}/{name}" if name else f"namespace {namespace}"
-            raise AuthError("forbidden", f"this token does not grant access to {target}", 403)
+            raise AuthError("forbidden", f"this token does not grant access to {target}")
         if not grant.at_least(role):
-            raise AuthError("permission_denied", f"role {grant.role.value!r} may not do this (needs {role.value!r})", 403)
+            raise AuthError("permission_denied", f"role {grant.role.value!r} may not do this (needs {role.value!r})")

@@ -31,88 +31,14 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from agent_runtime import native
-from agent_runtime.messages import AssistantMessage, Message, ProviderState, ToolCall, ToolResult, ToolResultMessage, UserMessage
+from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, UserMessage, encode_message
+from agent_runtime.tokens import count, estimate, message_tokens
 
 READ_TOOLS = frozenset({"read_file"})
 """Tools whose result is the content of the file at their `path`: superseded by a later read or write."""
 PATH_TOOLS = frozenset({"read_file", "write_file", "edit_file"})
 """Tools whose `path` argument names the one file they read or change."""
 CHARS_PER_TOKEN = 4  # picking the head and tail of a long text; the result is counted exactly
-
-
-def count(text: str) -> int:
-    return native.count_tokens(text) if text else 0
-
-
-def estimate(text: str) -> int:
-    """A quick upper-leaning estimate of a short text's tokens (about 3 characters a token) where an
-    exact count is not needed: the archive lines, whose sum only decides when an archive is cut."""
-    return len(text) // 3 + 1
-
-
-def assistant_texts(text: str, calls: Sequence[ToolCall]) -> tuple[str, ...]:
-    """What an assistant message's tokens are counted on: its text and each call's arguments (the
-    loop's formula, `agent_runtime.turn`, and the planner's)."""
-    return (text, *(str(c.arguments) for c in calls))
-
-
-def message_tokens(m: Message) -> int:
-    """Tokens of a message as the loop counts them."""
-    if isinstance(m, UserMessage):
-        return count(m.text)
-    if isinstance(m, ToolResultMessage):
-        return count(m.result.content)
-    return sum(count(t) for t in assistant_texts(m.text, m.tool_calls))
-
-
-@dataclasses.dataclass(slots=True)
-class CompressionMeter:
-    """Thread CPU of an agent's compression work, for /metrics and the cache benchmark: counting the
-    new messages' tokens (the tail budget's input, done once per message when it is committed),
-    preparing each new message for folding (`prepare`), planning (the over-budget check and the
-    cut), folding and consolidating; and the messages each fold analysed."""
-
-    counting_s: float = 0.0
-    preparing_s: float = 0.0
-    planning_s: float = 0.0
-    folding_s: float = 0.0
-    analysed: int = 0
-    folds: int = 0
-    counted_tokens: int = 0  # tokens of the new messages counted (the work `counting_s` is for)
-
-    @property
-    def cpu_s(self) -> float:
-        return self.counting_s + self.preparing_s + self.planning_s + self.folding_s
-
-
-# -- messages as JSON (the chunk stored in the `compression` event) ------------------------------------
-
-
-def encode_message(m: Message) -> dict[str, Any]:
-    if isinstance(m, UserMessage):
-        return {"role": "user", "text": m.text}
-    if isinstance(m, ToolResultMessage):
-        r = m.result
-        return {"role": "tool", "tool_call_id": r.tool_call_id, "name": r.name, "content": r.content, "is_error": r.is_error}
-    out: dict[str, Any] = {"role": "assistant", "text": m.text, "tool_calls": [c.to_dict() for c in m.tool_calls],
-                           "stop_reason": m.stop_reason}
-    if m.provider_state is not None:
-        out["provider_state"] = m.provider_state.to_dict()
-    return out
-
-
-def decode_message(d: dict[str, Any]) -> Message:
-    role = d.get("role")
-    if role == "user":
-        return UserMessage(str(d["text"]))
-    if role == "tool":
-        return ToolResultMessage(ToolResult(str(d["tool_call_id"]), str(d.get("name", "")), str(d.get("content", "")),
-                                            is_error=bool(d.get("is_error", False))))
-    if role == "assistant":
-        ps = d.get("provider_state")
-        return AssistantMessage(str(d.get("text", "")), tuple(ToolCall.from_dict(c) for c in d.get("tool_calls", ())),
-                                d.get("stop_reason", "end_turn"), provider_state=ProviderState.from_dict(ps) if ps else None)
-    raise ValueError(f"unknown message role {role!r} in a compression chunk")
 
 
 # -- planning --------------------------------------------------------------------------------------

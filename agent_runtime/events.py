@@ -2,7 +2,7 @@
 
 Every fact about an agent (a user message, the model's answer, a tool call and its result, usage,
 status changes, errors) is an `Event` with a per-agent, gap-free, strictly increasing `seq`. The
-event log (`agent_runtime.eventlog`) stores them; the agent state (`agent_runtime.state`) is derived
+event log (`agent_runtime.eventlog`) stores them; the agent state (`agent_runtime.agent.state`) is derived
 from them; clients receive them as `event` frames (`agent_runtime.protocol`).
 
 Kinds are stable names (never import paths); `data` is plain JSON. `SCHEMA_VERSION` is stored with

@@ -6,7 +6,7 @@ has hibernated (snapshot written, log closed) and is woken again by the next mes
 or read. At boot the host finds every agent on disk and wakes those whose last turn a crash cut
 short, so they finish by themselves.
 
-Files: `<data_dir>/agents/<namespace>/<name>/{manifest.yaml, events.db, workspace/}`.
+Files: `<data_dir>/agents/<namespace>/<name>/{manifest.yaml, events.db, workspace/}` (`agent_runtime.layout`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from typing import Any
 
 import yaml
 
-from agent_runtime.actor import ActorConfig, AgentActor, AgentStopped, InterruptMail, UserMail
+from agent_runtime import errors, layout
+from agent_runtime.agent.actor import ActorConfig, AgentActor
+from agent_runtime.agent.mail import AgentStopped, InterruptMail, UnknownToolCall, UserMail
 from agent_runtime.eventlog.base import LogClosed
 from agent_runtime.eventlog.executor import SqliteExecutor
 from agent_runtime.eventlog.sqlite import SqliteEventLog
 from agent_runtime.events import Event, EventKind
-from agent_runtime.hub import Hub, Subscriber
+from agent_runtime.agent.hub import Hub, Subscriber
 from agent_runtime.manifest import AgentManifest, load_manifests_text
 from agent_runtime.metrics import Metrics
 from agent_runtime.providers.base import Provider
@@ -42,7 +44,7 @@ from agent_runtime.tools.sandbox import landlock_available
 log = logging.getLogger(__name__)
 
 
-class AgentNotFound(KeyError):
+class AgentNotFound(errors.Error, KeyError, code="agent_not_found"):
     """No agent with this key on this host."""
 
     def __init__(self, key: str) -> None:
@@ -145,7 +147,7 @@ class Host:
     # -- agents ---------------------------------------------------------------------------------
 
     def folder_of(self, namespace: str, name: str) -> Path:
-        return self.config.data_dir / "agents" / namespace / name
+        return layout.agent_folder(self.config.data_dir, namespace, name)
 
     def get(self, key: str) -> AgentHandle:
         handle = self.handles.get(key)
@@ -187,20 +189,19 @@ class Host:
 
     async def boot(self) -> int:
         """Register every agent found on disk; wake those a crash left mid-turn. Returns how many woke."""
-        root = self.config.data_dir / "agents"
         woken = 0
-        for manifest_path in sorted(root.glob("*/*/manifest.yaml")):
+        for manifest_path in layout.find_manifests(self.config.data_dir):
             for manifest in load_manifests_text(manifest_path.read_text(encoding="utf-8"), str(manifest_path)):
                 if manifest.key not in self.handles:
                     self.handles[manifest.key] = AgentHandle(manifest=manifest, folder=manifest_path.parent)
         for handle in list(self.handles.values()):
-            if (handle.folder / "events.db").exists() and await self._was_running(handle):
+            if layout.event_log(handle.folder).exists() and await self._was_running(handle):
                 await self.wake(handle.key)
                 woken += 1
         return woken
 
     async def _was_running(self, handle: AgentHandle) -> bool:
-        probe = SqliteEventLog(handle.folder / "events.db", self.executor)
+        probe = SqliteEventLog(layout.event_log(handle.folder), self.executor)
         await probe.open()
         try:
             last = await probe.last_of_kind(EventKind.STATUS)
@@ -229,13 +230,13 @@ class Host:
     async def _start_actor(self, handle: AgentHandle) -> None:
         assert self._tg is not None, "host is not running"
         handle.folder.mkdir(parents=True, exist_ok=True)
-        workspace = handle.folder / "workspace"
+        workspace = layout.workspace(handle.folder)
         workspace.mkdir(exist_ok=True)
         if handle.retry_budget is None:
             handle.retry_budget = RetryBudget(self.config.actor.retry_budget, self.config.actor.retry_budget_refill_per_s)
         actor = AgentActor(
             manifest=handle.manifest,
-            log_=SqliteEventLog(handle.folder / "events.db", self.executor),
+            log_=SqliteEventLog(layout.event_log(handle.folder), self.executor),
             workspace=workspace,
             hub=handle.hub,
             provider=self.provider,
@@ -281,6 +282,19 @@ class Host:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         actor.submit(InterruptMail(done))
         return await done
+
+    async def head(self, key: str) -> int:
+        """The seq of the agent's last committed event (waking it if needed)."""
+        return (await self.wake(key)).state.seq
+
+    def approve(self, key: str, tool_call_id: str, decision: str) -> None:
+        """Hand an operator's decision to the agent's waiting call; `UnknownToolCall` if none is
+        waiting. A call can only wait while its agent is awake and in a turn, so a hibernated (or
+        closing) agent has nothing pending."""
+        actor = self.get(key).actor
+        if actor is None or actor.closing:
+            raise UnknownToolCall(f"no approval is pending for tool call {tool_call_id!r}")
+        actor.approve(tool_call_id, decision)
 
     async def read_events(self, key: str, after: int, limit: int | None = None) -> list[Event]:
         for _ in range(3):
@@ -349,7 +363,7 @@ _YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml whe
 def _write_manifest(folder: Path, text: str) -> None:
     """Write manifest.yaml atomically, unless it already says `text` (an agent moving to another
     shard of its pool finds the file its previous owner wrote)."""
-    path = folder / "manifest.yaml"
+    path = layout.manifest_file(folder)
     with contextlib.suppress(OSError):
         if path.read_text(encoding="utf-8") == text:
             return

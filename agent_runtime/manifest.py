@@ -16,14 +16,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-API_GROUP = "agentruntime.dev"
-API_VERSION = f"{API_GROUP}/v1alpha1"
+from agent_runtime import errors
+
+# The API group and version of Agents and RuntimePools: written once, here, as the type a manifest's
+# apiVersion must have; the shards, router, operator and CRD generator take these names from here.
+ApiVersion = Literal["agentruntime.dev/v1alpha1"]
+API_VERSION: str = get_args(ApiVersion)[0]  # "<group>/<version>"
+API_GROUP, VERSION = API_VERSION.split("/")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 BUILTIN_TOOLS = ("shell", "read_file", "write_file", "list_dir", "edit_file")
 DEFAULT_TOOLS = ("shell", "read_file", "write_file", "list_dir")
 
 
-class ManifestError(ValueError):
+class ManifestError(errors.Error, ValueError, code="invalid_manifest"):
     """An invalid manifest. `field` is the dotted path of the first bad field (or "")."""
 
     def __init__(self, message: str, field: str = "", source: str = "") -> None:
@@ -32,6 +37,9 @@ class ManifestError(ValueError):
         super().__init__(f"{where}{at}{message}")
         self.field = field
         self.source = source
+
+    def extra(self) -> dict[str, Any]:
+        return {"field": self.field}  # always: "" when no one field is at fault
 
 
 class _Model(BaseModel):
@@ -195,7 +203,7 @@ class Metadata(_Model):
 
 
 class AgentManifest(_Model):
-    api_version: Literal["agentruntime.dev/v1alpha1"] = Field(alias="apiVersion")
+    api_version: ApiVersion = Field(alias="apiVersion")
     kind: Literal["Agent"]
     metadata: Metadata
     spec: AgentSpec = AgentSpec()

@@ -1,12 +1,15 @@
-"""Shard-wide counters and the Prometheus text rendering of `/metrics`.
+"""Shard-wide counters and the Prometheus text rendering of `/metrics`; each agent's compression CPU meter.
 
 Plain attributes incremented on the hot path (no locks: one event loop), plus a bounded window of
 recent turn overheads for p50/p99. `render()` produces the Prometheus text exposition format.
+`CompressionMeter` is per agent (`actor.meter`): the thread CPU of its compression work, which the
+cache benchmark reads; the shard's `compression_cpu_s` sums the folding part.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 from typing import Protocol
 import threading
@@ -51,6 +54,26 @@ def percentile(values: Iterable[float], q: float) -> float:
         return 0.0
     k = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
     return data[k]
+
+
+@dataclasses.dataclass(slots=True)
+class CompressionMeter:
+    """Thread CPU of an agent's compression work, for /metrics and the cache benchmark: counting the
+    new messages' tokens (the tail budget's input, done once per message when it is committed),
+    preparing each new message for folding (`compression.prepare`), planning (the over-budget check
+    and the cut), folding and consolidating; and the messages each fold analysed."""
+
+    counting_s: float = 0.0
+    preparing_s: float = 0.0
+    planning_s: float = 0.0
+    folding_s: float = 0.0
+    analysed: int = 0
+    folds: int = 0
+    counted_tokens: int = 0  # tokens of the new messages counted (the work `counting_s` is for)
+
+    @property
+    def cpu_s(self) -> float:
+        return self.counting_s + self.preparing_s + self.planning_s + self.folding_s
 
 
 class Metrics:

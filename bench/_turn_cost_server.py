@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from agent_runtime.messages import AssistantMessage, ToolResult, ToolResultMessage, UserMessage
+from agent_runtime.listen import bound_port
+from agent_runtime.messages import AssistantMessage, ToolResult, ToolResultMessage, UserMessage, encode_message
 from agent_runtime.providers.base import MessageCompleted, ModelRequest, TextDelta, ToolCallCompleted
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
 from agent_runtime.standalone import ServerConfig, serve
@@ -48,14 +49,6 @@ async def run_ours(data_dir: Path) -> None:
     async with serve(config, provider=SimulatedProvider(MODEL), tools=tools()) as running:
         print(running.url, flush=True)
         await asyncio.Event().wait()
-
-
-def _message_json(m: Any) -> dict[str, Any]:
-    if isinstance(m, UserMessage):
-        return {"role": "user", "text": m.text}
-    if isinstance(m, AssistantMessage):
-        return {"role": "assistant", "text": m.text, "tool_calls": [c.to_dict() for c in m.tool_calls]}
-    return {"role": "tool", **m.result.to_dict()}
 
 
 async def run_naive(data_dir: Path) -> None:
@@ -93,7 +86,7 @@ async def run_naive(data_dir: Path) -> None:
                     break
                 for call in calls:
                     history.append(ToolResultMessage(ToolResult(call.id, call.name, OUTPUT)))
-            body = json.dumps([_message_json(m) for m in history])
+            body = json.dumps([encode_message(m) for m in history])
             db.execute("INSERT OR REPLACE INTO conversations VALUES (?, ?)", (agent, body))
             await sock.send_str(json.dumps({"type": "transcript", "messages": json.loads(body)}))
         return sock
@@ -104,7 +97,7 @@ async def run_naive(data_dir: Path) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    port = bound_port(site, 0)
     print(f"http://127.0.0.1:{port}", flush=True)
     try:
         await asyncio.Event().wait()

@@ -59,17 +59,17 @@ from _compaction import NaiveCompaction, summary_rows  # noqa: E402
 from _session import SUMMARY_PROMPT, SYSTEM_PROMPT, SessionModel, seed_workspace  # noqa: E402
 
 from agent_runtime import native  # noqa: E402
-from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
 from agent_runtime.events import Event  # noqa: E402
 from agent_runtime.host import Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.messages import Usage  # noqa: E402
-from agent_runtime.mock_providers.server import MockConfig, MockServer  # noqa: E402
 from agent_runtime.pricing import cost, input_cost  # noqa: E402
 from agent_runtime.providers.base import Provider  # noqa: E402
 from agent_runtime.providers.registry import ProviderSettings, build_router  # noqa: E402
 from agent_runtime.providers.simulated import SimulatedProvider  # noqa: E402
 from agent_runtime.tools.registry import default_registry  # noqa: E402
+from mock_providers.server import MockConfig, MockServer  # noqa: E402
 
 VARIANTS = ("ours", "none", "naive", "naive-160k", "naive-fresh")
 NAIVE_160K = 160_000  # where harnesses auto-compact: 80% of a 200k context window

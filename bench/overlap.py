@@ -38,14 +38,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scripted import Call, Say, ScriptedProvider, Script, Stop  # noqa: E402
 
-from agent_runtime.actor import ActorConfig  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig  # noqa: E402
 from agent_runtime.events import Event  # noqa: E402
 from agent_runtime.host import Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.messages import ToolCall  # noqa: E402
 from agent_runtime.providers.base import ModelRequest  # noqa: E402
 from agent_runtime.tools.base import Tool, ToolContext, ToolOutput, ToolSpec  # noqa: E402
-from agent_runtime.tools.builtin import ShellTool  # noqa: E402
+from agent_runtime.tools.shell import ShellTool  # noqa: E402
 from agent_runtime.tools.registry import ToolRegistry, default_registry  # noqa: E402
 
 REPEATS = 4

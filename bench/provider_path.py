@@ -5,7 +5,7 @@ POST it over the shard's pooled aiohttp session, parse the SSE bytes (native par
 into canonical events and assemble the message (text + 2 parallel tool calls with fragmented
 arguments). The request carries a mid-conversation history (a user task, two tool rounds).
 
-The mock provider servers run in a separate process (`python -m agent_runtime.mock_providers`) with
+The mock provider servers run in a separate process (`python -m mock_providers`) with
 zero model latency, so their CPU is not ours. "Our CPU" per turn = the CPU of the turn's own coroutine
 steps (`time.thread_time()` around every resumption of the coroutine: request building, parsing,
 decoding) + an equal share of the process CPU no coroutine step accounts for (the event loop's socket
@@ -101,7 +101,7 @@ def request(api: str, agent: int, history: list[Any] = HISTORY) -> ModelRequest:
 
 
 async def our_turn(provider: HttpProvider, req: ModelRequest) -> int:
-    """What `AgentActor._stream` does with the stream. Returns the number of tool calls."""
+    """What `ModelCalls.stream` (agent_runtime.agent.model_call) does with the stream. Returns the number of tool calls."""
     parts: list[str] = []
     calls: list[ToolCall] = []
     done = False
@@ -163,7 +163,7 @@ async def measure(agents: int, turn_for: Callable[[int], Callable[[], Awaitable[
 
 
 async def start_mock() -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agent_runtime.mock_providers", "--port", "0",
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "mock_providers", "--port", "0",
                                                 stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from agent_runtime import errors, layout
 from agent_runtime.protocol.frames import HTTP_STATUS
 
 DEFAULT_SERVER = "http://127.0.0.1:8470"
@@ -32,19 +33,20 @@ def find_token(explicit: str | None, data_dir: Path | None = None) -> str | None
     env = os.environ.get("AGENTCTL_TOKEN")
     if env:
         return env
-    token_file = (data_dir or default_data_dir()) / "admin.token"
+    token_file = layout.admin_token_file(data_dir or default_data_dir())
     if token_file.exists():
         return token_file.read_text(encoding="utf-8").strip()
     return None
 
 
-class ApiError(Exception):
-    """The server refused a request; `code` is its error code."""
+class ApiError(errors.Error, code="http_error"):
+    """The server refused a request: `code` is its error code, `status` its HTTP status (the
+    retryability and blame of a known code come from `errors.CODES`)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message} (HTTP {status})")
+        super().__init__(f"{code}: {message} (HTTP {status})", code=code)
         self.status = status
-        self.code = code
+        self.http_status = status
 
 
 class Client:
@@ -73,9 +75,8 @@ class Client:
             body = await resp.read()
             data = orjson.loads(body) if body and resp.content_type == "application/json" else body.decode()
             if resp.status >= 400:
-                if isinstance(data, dict):
-                    raise ApiError(resp.status, str(data.get("code")), str(data.get("message")))
-                raise ApiError(resp.status, "http_error", str(data)[:200])
+                code, message = errors.read_body(data) or ("http_error", str(data)[:200])
+                raise ApiError(resp.status, code, message)
             return data
 
     async def apply(self, manifest_text: str) -> Any:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import orjson
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime import layout
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.cli.client import DEFAULT_SERVER, ApiError, Client, default_data_dir, find_token
 from agent_runtime.cli.render import render_event
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings
@@ -93,7 +94,7 @@ def _tool_flags(s: argparse.ArgumentParser) -> None:
 async def cmd_serve(args: argparse.Namespace) -> int:
     from agent_runtime.standalone import ServerConfig, serve_forever
 
-    _refuse_readable_secrets("serve", args, Path(args.data_dir), [Path(args.data_dir) / "admin.token"])
+    _refuse_readable_secrets("serve", args, Path(args.data_dir), [layout.admin_token_file(Path(args.data_dir))])
     config = ServerConfig(
         data_dir=Path(args.data_dir), host=args.host, port=args.port,
         manifests=Path(args.manifests) if args.manifests else None, auth=not args.insecure_no_auth,
@@ -211,7 +212,7 @@ async def cmd_token(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    from agent_runtime.demo import DemoConfig, run_demo
+    from agent_runtime.cli.demo import DemoConfig, run_demo
 
     return await run_demo(DemoConfig(agents=args.agents, duration_s=args.duration,
                                      data_dir=Path(args.data_dir) if args.data_dir else None))
@@ -232,18 +233,21 @@ def _host_port(value: str) -> tuple[str, int]:
 
 async def cmd_shard(args: argparse.Namespace) -> int:
     from agent_runtime.kube.shard import ShardConfig, serve_shard
+    from agent_runtime.standalone import ServerConfig
 
     missing = [n for n in ("namespace", "pool", "shard", "data") if not getattr(args, n)]
     if missing:
         print(f"agentctl shard: missing --{' --'.join(missing)} (or AGENT_RUNTIME_* env vars)", file=sys.stderr)
         return 2
     host, port = _host_port(args.listen)
-    _refuse_readable_secrets("shard", args, Path(args.data), [Path(args.admin_token_file or Path(args.data) / "admin.token")])
+    _refuse_readable_secrets("shard", args, Path(args.data), [Path(args.admin_token_file or layout.admin_token_file(Path(args.data)))])
+    server = ServerConfig(
+        data_dir=Path(args.data), host=host, port=port,
+        admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None, actor=_actor_config(args),
+    )
     config = ShardConfig(
-        namespace=args.namespace, pool=args.pool, shard=args.shard, data_dir=Path(args.data),
-        listen_host=host, listen_port=port, advertise=args.advertise, lease_duration_s=args.lease_duration,
-        status_rate=args.status_rate, arrival_rate=args.arrival_rate, admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
-        actor=_actor_config(args),
+        namespace=args.namespace, pool=args.pool, shard=args.shard, server=server, advertise=args.advertise,
+        lease_duration_s=args.lease_duration, status_rate=args.status_rate, arrival_rate=args.arrival_rate,
     )
     await serve_shard(config, args.kubeconfig)
     return 0

@@ -14,14 +14,15 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
+from agent_runtime import errors
 from agent_runtime.events import Event, NewEvent
 
 
-class EventLogError(Exception):
+class EventLogError(errors.Error, code="event_log"):
     """Base of the event-log errors."""
 
 
-class DuplicateClientId(EventLogError):
+class DuplicateClientId(EventLogError, code="duplicate_client_id"):
     """An event with this `client_id` is already in the log; `seq` is the original one."""
 
     def __init__(self, client_id: str, seq: int) -> None:
@@ -30,7 +31,7 @@ class DuplicateClientId(EventLogError):
         self.seq = seq
 
 
-class LogClosed(EventLogError):
+class LogClosed(EventLogError, code="log_closed"):
     """The log was used after `close()` (or before `open()`)."""
 
 

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
 
+from agent_runtime import errors
+
 T = TypeVar("T")
 
 DEFAULT_MAX_WORKERS = 2
 
 
-class ExecutorClosed(RuntimeError):
+class ExecutorClosed(errors.Error, RuntimeError, code="executor_closed"):
     """A SQLite call was submitted after `SqliteExecutor.close()`."""
 
 

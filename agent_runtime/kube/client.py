@@ -13,25 +13,27 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import orjson
 
+from agent_runtime import errors
+from agent_runtime.backoff import Backoff
 from agent_runtime.kube.config import KubeConfig
-from agent_runtime.kube.names import GROUP, VERSION
+from agent_runtime.manifest import API_VERSION
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 30.0
 JsonPatch = list[dict[str, Any]]  # RFC 6902 operations
 WATCH_TIMEOUT_S = 290  # the server ends a watch after this; we re-watch from the last resourceVersion
+WATCH_RETRY = Backoff(first_s=0.2, cap_s=5.0)  # a failed list/watch: 0.2 s doubling to 5 s, jittered
 
 
 def agents_path(namespace: str | None = None, name: str | None = None, status: bool = False) -> str:
-    base = f"/apis/{GROUP}/{VERSION}"
+    base = f"/apis/{API_VERSION}"
     path = f"{base}/namespaces/{namespace}/agents" if namespace else f"{base}/agents"
     if name is not None:
         path += f"/{name}"
@@ -46,19 +48,16 @@ def leases_path(namespace: str | None = None, name: str | None = None) -> str:
     return path if name is None else f"{path}/{name}"
 
 
-class ApiError(Exception):
-    """The apiserver refused a request. `status` is the HTTP status, `reason` the Status reason."""
+class ApiError(errors.Error, code="kube_api"):
+    """The apiserver refused a request. `status` is the apiserver's HTTP status, `reason` the Status
+    reason; `retryable`: whether the same request may succeed later (conflict, throttling, server trouble)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
-
-    @property
-    def retryable(self) -> bool:
-        """Whether the same request may succeed later (conflict, throttling, server trouble)."""
-        return self.status in (409, 429) or self.status >= 500
+        self.retryable = status in (409, 429) or status >= 500
 
 
 class NotFound(ApiError):
@@ -273,7 +272,7 @@ class Reflector:
 
     async def run(self) -> None:
         """Forever (until cancelled)."""
-        backoff = 0.2
+        failures = 0  # since the last watch the server closed normally
         rv: str | None = None
         while True:
             try:
@@ -295,7 +294,7 @@ class Reflector:
                     else:
                         self.store[key] = self._kept(ev.object)
                     self.handler(ev.type, ev.object)
-                backoff = 0.2  # the server closed the watch normally: continue from rv
+                failures = 0  # the server closed the watch normally: continue from rv
             except Gone:
                 rv = None  # too old: list again
             except asyncio.CancelledError:
@@ -304,9 +303,9 @@ class Reflector:
                 if (self.fatal_before_sync and not self.synced.is_set() and isinstance(exc, ApiError)
                         and not exc.retryable):
                     raise
-                log.warning("watch %s: %s; retrying in %.1fs", self.path, exc, backoff)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, 5.0)
+                log.warning("watch %s: %s; retrying in %.1fs", self.path, exc, WATCH_RETRY.base(failures))
+                await asyncio.sleep(WATCH_RETRY.delay(failures))
+                failures += 1
 
 
 @contextlib.asynccontextmanager

@@ -25,11 +25,13 @@ from typing import Any
 
 import yaml
 
+from agent_runtime import errors
+
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_RECHECK_S = 1.0  # how stale a cached token-file token may be (rotation is minutes ahead of expiry)
 
 
-class KubeConfigError(Exception):
+class KubeConfigError(errors.Error, code="kube_config"):
     """No usable apiserver configuration."""
 
 

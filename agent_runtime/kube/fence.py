@@ -13,10 +13,11 @@ import fcntl
 import os
 from pathlib import Path
 
-LOCK_NAME = "owner.lock"
+from agent_runtime import errors, layout
+from agent_runtime.backoff import Backoff
 
 
-class LockTimeout(Exception):
+class LockTimeout(errors.Error, code="lock_timeout"):
     """Another process still holds the agent's owner lock after every retry."""
 
 
@@ -53,11 +54,13 @@ def _unlock_result(attempt: asyncio.Future[int | None]) -> None:
 
 async def acquire(folder: Path, owner: str, timeout_s: float = 30.0, first_backoff_s: float = 0.02,
                   max_backoff_s: float = 0.1) -> int:
-    """Take the owner lock of `folder`, retrying for up to `timeout_s`; `LockTimeout` after that."""
+    """Take the owner lock of `folder`, retrying for up to `timeout_s` (`first_backoff_s` apart,
+    doubling to `max_backoff_s`); `LockTimeout` after that."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    backoff = first_backoff_s
-    path = folder / LOCK_NAME
+    backoff = Backoff(first_backoff_s, max_backoff_s, jitter=False)
+    tries = 0
+    path = layout.owner_lock(folder)
     while True:
         attempt = asyncio.ensure_future(asyncio.to_thread(try_lock, path, owner))
         try:
@@ -68,10 +71,11 @@ async def acquire(folder: Path, owner: str, timeout_s: float = 30.0, first_backo
             raise
         if fd is not None:
             return fd
-        if loop.time() + backoff > deadline:
+        delay = backoff.delay(tries)
+        if loop.time() + delay > deadline:
             raise LockTimeout(f"{path} is still locked by another process after {timeout_s:.0f}s")
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, max_backoff_s)
+        await asyncio.sleep(delay)
+        tries += 1
 
 
 async def release(fd: int) -> None:

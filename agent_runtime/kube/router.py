@@ -25,28 +25,32 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 
+from agent_runtime import errors
 from agent_runtime.kube.client import KubeClient, Reflector, agents_path, leases_path, object_key
-from agent_runtime.kube.names import POOL_LABEL
-from agent_runtime.kube.routes import RouteError, RouteTable, agent_shard, shard_from_lease
+from agent_runtime.kube.names import CLOSE_MOVED, POOL_LABEL
+from agent_runtime.kube.routes import Route, RouteError, RouteTable, agent_shard, shard_from_lease
+from agent_runtime.listen import bound_port
+from agent_runtime.taskgroups import run_until
 
 log = logging.getLogger(__name__)
 
-CLOSE_MOVED = 1012
 MAX_FRAME = 8 * 1024 * 1024
 FORWARD_HEADERS = ("Authorization", "Content-Type", "Accept")
 ROUTER_KEY: web.AppKey["Router"] = web.AppKey("router")
 
 
-def _error(code: str, message: str, status: int) -> web.Response:
+def _error(code: str, message: str, status: int | None = None) -> web.Response:
+    """An error answer in the API's shape; the status is the code's (`errors.CODES`) unless given."""
+    status = errors.spec(code).status if status is None else status
     headers = {"Retry-After": "1"} if status == 503 else None
-    return web.Response(body=orjson.dumps({"type": "error", "code": code, "message": message}), status=status,
+    return web.Response(body=orjson.dumps(errors.error_body(code, message)), status=status,
                         content_type="application/json", headers=headers)
 
 
@@ -95,7 +99,8 @@ class Router:
         self.sockets: dict[str, set[ProxiedSocket]] = {}
         self.session: aiohttp.ClientSession | None = None
         self.moves = 0
-        self._closing: set[asyncio.Task[None]] = set()
+        # Owns the socket closes a watch event starts (set by `run_router` while it serves).
+        self.tasks: asyncio.TaskGroup | None = None
 
     # -- the table, fed by watches --------------------------------------------------------------
 
@@ -119,22 +124,30 @@ class Router:
 
     def _close_all(self, key: str, code: int, reason: bytes) -> None:
         for sock in list(self.sockets.get(key, ())):
-            task = asyncio.get_running_loop().create_task(sock.close(code, reason))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            assert self.tasks is not None, "sockets exist only while run_router serves"
+            self.tasks.create_task(sock.close(code, reason), name=f"close:{key}")
 
-    # -- HTTP -------------------------------------------------------------------------------------
-
-    async def http_proxy(self, request: web.Request) -> web.StreamResponse:
+    def _target(self, request: web.Request) -> tuple[Route, str] | web.Response:
+        """Where to forward `request`: its agent's route and the upstream path, or the error
+        response (no route, or a path that would leave the agent)."""
         ns, name = request.match_info["namespace"], request.match_info["name"]
         try:
             route = self.table.resolve(ns, name, time.time())
         except RouteError as exc:
-            return _error(exc.code, str(exc), exc.status)
-        assert self.session is not None
+            return _error(exc.code, str(exc))
         path = upstream_path(request, ns, name)
         if path is None:
-            return _error("bad_path", "dot segments are not allowed in agent paths", 400)
+            return _error("bad_path", "dot segments are not allowed in agent paths")
+        return route, path
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    async def http_proxy(self, request: web.Request) -> web.StreamResponse:
+        target = self._target(request)
+        if isinstance(target, web.Response):
+            return target
+        route, path = target
+        assert self.session is not None
         headers = {h: request.headers[h] for h in FORWARD_HEADERS if h in request.headers}
         body = await request.read()
         try:
@@ -144,42 +157,38 @@ class Router:
                                                                           sock_connect=5)) as up:
                 data = await up.read()
                 if up.status == 404 and b"agent_not_found" in data and request.method != "DELETE":
-                    return _error("agent_moving", f"agent {route.key} is not on shard {route.shard} any more; retry", 503)
+                    return _error("agent_moving", f"agent {route.key} is not on shard {route.shard} any more; retry")
                 out_headers = {k: v for k, v in up.headers.items() if k in ("Content-Type", "Retry-After")}
                 return web.Response(body=data, status=up.status, headers=out_headers)
         except aiohttp.ConnectionTimeoutError as exc:  # a TimeoutError too: not reachable, not slow
-            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry", 503)
+            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry")
         except TimeoutError:
             return _error("shard_timeout", f"shard {route.shard} did not answer for agent {route.key} within "
-                          f"{self.http_timeout_s:g} s; retry", 504)
+                          f"{self.http_timeout_s:g} s; retry")
         except (aiohttp.ClientError, OSError) as exc:
-            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry", 503)
+            return _error("shard_unavailable", f"shard {route.shard} of agent {route.key} is unreachable: {exc}; retry")
 
     # -- WebSocket --------------------------------------------------------------------------------
 
     async def ws_proxy(self, request: web.Request) -> web.StreamResponse:
-        ns, name = request.match_info["namespace"], request.match_info["name"]
-        key = f"{ns}/{name}"
-        try:
-            route = self.table.resolve(ns, name, time.time())
-        except RouteError as exc:
-            return _error(exc.code, str(exc), exc.status)
+        target = self._target(request)
+        if isinstance(target, web.Response):
+            return target
+        route, path = target
+        key = route.key
         assert self.session is not None
-        path = upstream_path(request, ns, name)
-        if path is None:
-            return _error("bad_path", "dot segments are not allowed in agent paths", 400)
         headers = {h: request.headers[h] for h in ("Authorization",) if h in request.headers}
         try:
             upstream = await self.session.ws_connect(route.address + path, headers=headers,
                                                      max_msg_size=MAX_FRAME, heartbeat=30.0)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 404:
-                return _error("agent_moving", f"agent {key} is not on shard {route.shard} any more; retry", 503)
+                return _error("agent_moving", f"agent {key} is not on shard {route.shard} any more; retry")
             codes = {401: "unauthenticated", 403: "forbidden", 503: "unavailable", 429: "busy"}
             return _error(codes.get(exc.status, "upstream_refused"), f"shard {route.shard} refused: {exc.message}",
                           exc.status)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return _error("shard_unavailable", f"shard {route.shard} of agent {key} is unreachable: {exc}; retry", 503)
+            return _error("shard_unavailable", f"shard {route.shard} of agent {key} is unreachable: {exc}; retry")
         client = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30.0)
         sock = ProxiedSocket(key, client)
         sock.upstream = upstream
@@ -230,23 +239,27 @@ class Router:
                 sock.close_code = client.close_code or 1000
                 await upstream.close(code=sock.close_code)
 
-        tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
-        try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                exc = t.exception()
-                if exc is not None and not isinstance(exc, (ConnectionResetError, aiohttp.ClientError)):
+        ended = asyncio.Event()  # one direction is done
+
+        async def side(direction: Coroutine[Any, Any, None]) -> None:
+            try:
+                await direction
+            except Exception as exc:  # noqa: BLE001 - ends this direction; the socket is closed below
+                if not ended.is_set() and not isinstance(exc, (ConnectionResetError, aiohttp.ClientError)):
                     log.warning("proxy %s: %r", sock.key, exc)
-            if sock.close_code is None:
-                await sock.close(CLOSE_MOVED, b"proxy error; reconnect with your cursor")
-            if pending:  # the other side is finishing its close handshake: let it, briefly
-                await asyncio.wait(pending, timeout=5)
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(BaseException):
-                    await t
+            finally:
+                ended.set()
+
+        # Both directions in one TaskGroup; when one ends, the other gets 5 s to finish its close
+        # handshake, then the deadline cancels it (the group waits for it either way).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tg:
+                tg.create_task(side(down()), name=f"down:{sock.key}")
+                tg.create_task(side(up()), name=f"up:{sock.key}")
+                await ended.wait()
+                if sock.close_code is None:
+                    await sock.close(CLOSE_MOVED, b"proxy error; reconnect with your cursor")
+                deadline.reschedule(asyncio.get_running_loop().time() + 5)
 
     # -- misc -------------------------------------------------------------------------------------
 
@@ -259,7 +272,7 @@ class Router:
 
     async def not_here(self, request: web.Request) -> web.Response:
         return _error("not_supported", "in Kubernetes mode agents are managed with kubectl (kubectl get/apply agents); "
-                      "the router serves /v1/agents/{namespace}/{name}/...", 501)
+                      "the router serves /v1/agents/{namespace}/{name}/...")
 
     async def _shutdown(self, app: web.Application) -> None:
         for key in list(self.sockets):
@@ -295,23 +308,22 @@ async def run_router(config: RouterConfig, kube: KubeClient | None, router: Rout
         await runner.setup()
         site = web.TCPSite(runner, config.listen_host, config.listen_port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001
-        port = int(sockets[0].getsockname()[1]) if sockets else config.listen_port
-        url = f"http://{config.listen_host}:{port}"
+        url = f"http://{config.listen_host}:{bound_port(site, config.listen_port)}"
+        reflectors = [] if kube is None else [
+            reflector for ns in config.namespaces or (None,)
+            for reflector in (Reflector(kube, agents_path(ns), router.on_agent),
+                              Reflector(kube, leases_path(ns), router.on_lease, label_selector=POOL_LABEL))]
+        stop = asyncio.Event()
         try:
-            async with asyncio.TaskGroup() as tg:
-                reflectors: list[asyncio.Task[None]] = []
-                if kube is not None:
-                    for ns in config.namespaces or (None,):
-                        reflectors.append(tg.create_task(Reflector(kube, agents_path(ns), router.on_agent).run()))
-                        reflectors.append(tg.create_task(Reflector(kube, leases_path(ns), router.on_lease,
-                                                                   label_selector=POOL_LABEL).run()))
+            async with asyncio.TaskGroup() as tg:  # the watches, and the socket closes they start
+                router.tasks = tg
+                tg.create_task(run_until(stop, *(r.run() for r in reflectors)), name="watches")
                 try:
                     yield router, url
                 finally:
-                    for t in reflectors:
-                        t.cancel()
+                    stop.set()
         finally:
+            router.tasks = None
             await runner.cleanup()
 
 

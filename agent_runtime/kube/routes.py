@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 from typing import Any
 
+from agent_runtime import errors
 from agent_runtime.kube.names import ADDRESS_ANNOTATION, DRAINING_ANNOTATION
 
 
@@ -33,13 +34,17 @@ class Route:
     address: str
 
 
-class RouteError(Exception):
-    """Why a request cannot be routed: `code` (protocol error code) and HTTP `status`."""
+class RouteError(errors.Error, code="shard_unavailable"):
+    """Why a request cannot be routed: `code` is `agent_not_found`, `agent_not_placed` or
+    `shard_unavailable` (HTTP status and retryability from `errors.CODES`)."""
 
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+
+    @property
+    def status(self) -> int:
+        """The HTTP status (`http_status`)."""
+        return self.http_status
 
 
 def parse_time(value: str | None) -> float:
@@ -89,15 +94,15 @@ class RouteTable:
     def resolve(self, namespace: str, name: str, now: float) -> Route:
         key = f"{namespace}/{name}"
         if key not in self.agents:
-            raise RouteError("agent_not_found", f"no agent {key!r}", 404)
+            raise RouteError("agent_not_found", f"no agent {key!r}")
         shard = self.agents[key]
         if not shard:
-            raise RouteError("agent_not_placed", f"agent {key} is not placed on a shard yet; retry", 503)
+            raise RouteError("agent_not_placed", f"agent {key} is not placed on a shard yet; retry")
         info = self.shards.get(f"{namespace}/{shard}")
         if info is None or not info.address:
-            raise RouteError("shard_unavailable", f"shard {shard} of agent {key} has no Lease/address; retry", 503)
+            raise RouteError("shard_unavailable", f"shard {shard} of agent {key} has no Lease/address; retry")
         if not info.alive(now):
-            raise RouteError("shard_unavailable", f"shard {shard} of agent {key} is not renewing its Lease; retry", 503)
+            raise RouteError("shard_unavailable", f"shard {shard} of agent {key} is not renewing its Lease; retry")
         return Route(key, shard, info.address.rstrip("/"))
 
 

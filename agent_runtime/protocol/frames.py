@@ -12,11 +12,13 @@ contract, with examples, is `docs/protocol.md`.
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import orjson
 import pydantic
+
+from agent_runtime.errors import CODES, error_body
+from agent_runtime.errors import ErrorCode as ErrorCode  # the vocabulary of error frames lives with the error tree
 
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME_BYTES: Final = 1024 * 1024
@@ -29,43 +31,10 @@ ServerFrame: TypeAlias = dict[str, Any]
 """An outgoing frame, ready for `encode_frame`."""
 
 
-class ErrorCode(enum.StrEnum):
-    """The `code` of an `error` frame (and of the JSON body of a refused upgrade request)."""
-
-    BAD_JSON = "bad_json"
-    """The frame is not valid UTF-8 JSON."""
-    BAD_FRAME = "bad_frame"
-    """The frame is JSON but breaks the schema of its type; `field` names the culprit."""
-    UNKNOWN_TYPE = "unknown_type"
-    """`type` is a string but not a client frame type."""
-    FRAME_TOO_LARGE = "frame_too_large"
-    """The frame is longer (in UTF-8 bytes) than the server's limit (`max_bytes`)."""
-    HELLO_REQUIRED = "hello_required"
-    """A frame other than `hello` came first."""
-    HELLO_REPEATED = "hello_repeated"
-    """A second `hello` on the same connection (reconnect to move the cursor)."""
-    PERMISSION_DENIED = "permission_denied"
-    """A `viewer` sent `user_message`, `approval` or `interrupt`."""
-    UNAUTHENTICATED = "unauthenticated"
-    """Upgrade refused with HTTP 401: no or invalid bearer token."""
-    FORBIDDEN = "forbidden"
-    """Upgrade refused with HTTP 403: the token does not cover this agent."""
-    AGENT_NOT_FOUND = "agent_not_found"
-    """Upgrade refused with HTTP 404: no such agent."""
-    BUSY = "busy"
-    """The agent's mailbox is full (backpressure); resend the same `user_message` `id` later."""
-    UNKNOWN_TOOL_CALL = "unknown_tool_call"
-    """An `approval` for a tool call that is not waiting for one."""
-    INTERNAL = "internal"
-    """The server failed; the connection may be closed. Not the client's fault; retrying may help."""
-
-
 HTTP_STATUS: Final[dict[ErrorCode, int]] = {
-    ErrorCode.UNAUTHENTICATED: 401,
-    ErrorCode.FORBIDDEN: 403,
-    ErrorCode.AGENT_NOT_FOUND: 404,
+    code: CODES[code.value].status for code in (ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN, ErrorCode.AGENT_NOT_FOUND)
 }
-"""The HTTP status of the error codes that refuse the upgrade request itself."""
+"""The HTTP status of the error codes that refuse the upgrade request itself (from `errors.CODES`)."""
 
 
 class _Frame(pydantic.BaseModel):
@@ -185,14 +154,7 @@ def error_frame(
     max_bytes: int | None = None,
 ) -> ServerFrame:
     """An `error` frame; optional keys are present only when set."""
-    frame: ServerFrame = {"type": "error", "code": code.value, "message": message}
-    if field is not None:
-        frame["field"] = field
-    if id is not None:
-        frame["id"] = id
-    if max_bytes is not None:
-        frame["max_bytes"] = max_bytes
-    return frame
+    return error_body(code.value, message, field=field, id=id, max_bytes=max_bytes)
 
 
 def encode_frame(frame: ServerFrame) -> str:

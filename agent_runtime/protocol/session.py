@@ -33,6 +33,7 @@ from typing import Any, Final, TypeAlias
 import orjson
 import pydantic
 
+from agent_runtime import errors
 from agent_runtime import events
 from agent_runtime.protocol import frames
 from agent_runtime.protocol.frames import ErrorCode
@@ -81,15 +82,15 @@ Output: TypeAlias = Command | frames.ServerFrame
 # --- errors raised to the shell ----------------------------------------------------------------
 
 
-class ProtocolError(Exception):
+class ProtocolError(errors.Error, code="protocol_error"):
     """Base of the errors the session raises to the shell (never to the client)."""
 
 
-class LocalProtocolError(ProtocolError):
+class LocalProtocolError(ProtocolError, code="protocol_misuse"):
     """The shell used the session out of order (a bug in the shell; retrying does not help)."""
 
 
-class GapError(ProtocolError):
+class GapError(ProtocolError, code="gap"):
     """The shell tried to send past something the client does not have yet.
 
     For events (`message_id is None`): seqs `have + 1 .. got - 1` are missing; read them from the
@@ -106,7 +107,7 @@ class GapError(ProtocolError):
         self.message_id = message_id
 
 
-class CursorAheadError(ProtocolError):
+class CursorAheadError(ProtocolError, code="cursor_ahead"):
     """The client's cursor is past the agent's head (another agent's log, or a reset log).
 
     Send `frame` (an `error` frame, `bad_frame` on `cursor`); the session is back to waiting for

@@ -1,7 +1,7 @@
 """The provider interface: one canonical request in, one canonical event stream out.
 
 Adapters (Anthropic, OpenAI, Gemini, the in-process simulated model) translate to and from their
-wire formats; the loop (`agent_runtime.actor`) only ever sees these types. Text deltas are live and
+wire formats; the loop (`agent_runtime.agent.actor`) only ever sees these types. Text deltas are live and
 not durable; the loop makes the completed message durable.
 """
 
@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
+from agent_runtime import errors
 from agent_runtime.messages import Message, ProviderState, StopReason, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ StreamEvent = (
 )
 
 
-class ProviderError(Exception):
+class ProviderError(errors.Error, code="provider_error"):
     """A model call failed. `retryable` says whether trying again may help; `retry_after_s` is the
     provider's own hint (`retry-after-ms`, `retry-after`, Gemini `RetryInfo`) when it gave one;
     `status` is the HTTP status (200 for an error inside a started stream, None without a response)."""
@@ -119,7 +120,7 @@ class ProviderError(Exception):
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
-        self.code = code
+        self.code = code  # the provider's own vocabulary: the row of `provider_error` still applies
         self.retry_after_s = retry_after_s
         self.status = status
 

@@ -3,7 +3,7 @@
 Providers say when to come back in three ways: `retry-after-ms` (milliseconds, Anthropic/OpenAI),
 `retry-after` (seconds or an HTTP date), and Gemini's `google.rpc.RetryInfo` detail in the error body
 (`"retryDelay": "36s"`). `retry_hint` reads all three; `backoff_delay` honours the hint (capped) and
-otherwise backs off exponentially with jitter; `RetryBudget` is a token bucket so one agent cannot
+otherwise backs off exponentially with jitter (`agent_runtime.backoff`); `RetryBudget` is a token bucket so one agent cannot
 spend unbounded time retrying a provider that keeps failing.
 """
 
@@ -13,6 +13,8 @@ import email.utils
 import random
 from collections.abc import Mapping
 from typing import Any
+
+from agent_runtime.backoff import Backoff
 
 
 def _seconds(text: str) -> float | None:
@@ -68,8 +70,7 @@ def backoff_delay(
     otherwise `base_s * 2**attempt`, capped, times a jitter factor in [0.5, 1.5)."""
     if hint_s is not None:
         return min(max(0.0, hint_s), cap_s)
-    r: float = (rng or random).random()
-    return float(min(cap_s, base_s * (2**attempt)) * (0.5 + r))
+    return Backoff(first_s=base_s, cap_s=cap_s).delay(attempt, rng)
 
 
 class RetryBudget:

@@ -1,9 +1,11 @@
 """Agent tools: specs, confinement to a workspace folder, built-ins, and safe execution.
 
 `base` defines the contracts (`Tool`, `ToolSpec`, `ToolContext`, `ToolOutput`, the `ToolError`
-tree); `workspace` confines paths; `output` bounds output; `builtin` holds `shell`, `read_file`,
-`write_file`, `list_dir`, `edit_file`; `sandbox` limits tool processes (`landlock` builds their filesystem policy, the
-`confine` wrapper enters it); `registry` validates and executes `ToolCall`s into `ToolResult`s
+tree); `workspace` confines paths and `beneath` does the file IO under the workspace; `output`
+bounds output. The built-ins: `shell` (supervised by `process`, limited by `sandbox`: `landlock`
+builds the filesystem policy, the `confine` wrapper enters it); `files` holds `read_file`,
+`write_file`, `list_dir`; `edit` holds `edit_file`, which merges against the `versions` store.
+`registry` lists the built-ins and validates and executes `ToolCall`s into `ToolResult`s
 (`agent_runtime.messages`), which the agent loop records and returns to the model.
 """
 
@@ -18,8 +20,10 @@ from agent_runtime.tools.base import (
     ToolTimeout,
     UnknownTool,
 )
-from agent_runtime.tools.builtin import EditFileTool, ListDirTool, ReadFileTool, ShellTool, WriteFileTool
+from agent_runtime.tools.edit import EditFileTool
+from agent_runtime.tools.files import ListDirTool, ReadFileTool, WriteFileTool
 from agent_runtime.tools.registry import ToolRegistry, default_registry
+from agent_runtime.tools.shell import ShellTool
 from agent_runtime.tools.workspace import resolve_in_workspace
 
 __all__ = [

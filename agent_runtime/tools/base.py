@@ -8,7 +8,7 @@ a stable `code` string, never bare exceptions.
 
 Tools never build `ToolResult`s themselves: `agent_runtime.tools.registry` validates arguments,
 runs the tool, turns `ToolOutput` / `ToolError` into the canonical `agent_runtime.messages.ToolResult`
-and measures its duration. The built-in tools live in `agent_runtime.tools.builtin`.
+and measures its duration. The built-in tools are listed in `agent_runtime.tools.registry.BUILTIN_TOOLS`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import concurrent.futures
 import dataclasses
 from pathlib import Path
 from typing import Any
+
+from agent_runtime import errors
 
 __all__ = [
     "PathEscape",
@@ -116,44 +118,34 @@ class Tool(abc.ABC):
         raise NotImplementedError
 
 
-class ToolError(Exception):
+class ToolError(errors.Error, code="tool_error"):
     """An expected tool failure; the registry reports it to the model as an error result.
 
     `code` is a stable machine-readable name (`invalid_arguments`, `path_escape`, `timeout`,
     `unknown_tool`, `not_found`, ...); the message is written for the model to act on.
     """
 
-    code: str = "tool_error"
-
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
-            self.code = code
+            self.code = code  # the tools' own vocabulary: the row of `tool_error` still applies
 
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
-class ToolArgumentsInvalid(ToolError):
+class ToolArgumentsInvalid(ToolError, code="invalid_arguments"):
     """The call's arguments do not match the tool's input schema."""
 
-    code = "invalid_arguments"
 
-
-class PathEscape(ToolError):
+class PathEscape(ToolError, code="path_escape"):
     """A path argument points outside the agent's workspace."""
 
-    code = "path_escape"
 
-
-class ToolTimeout(ToolError):
+class ToolTimeout(ToolError, code="timeout"):
     """The call ran past its wall-clock limit and was stopped."""
 
-    code = "timeout"
 
-
-class UnknownTool(ToolError):
+class UnknownTool(ToolError, code="unknown_tool"):
     """No tool of that name is registered."""
-
-    code = "unknown_tool"

@@ -5,7 +5,8 @@ the model's context window. `HeadTail` is fed chunks as they are read: the first
 kept as the head, the rest as a rolling tail, and only a byte counter grows. Rendering joins them
 with a note `[... N bytes elided ...]`, trimmed to UTF-8 character boundaries at the cut.
 
-Used by `agent_runtime.tools.builtin` (the shell's stdout/stderr, directory listings) and by
+Used by `agent_runtime.tools.process` (the shell's stdout/stderr), `agent_runtime.tools.files` and
+`agent_runtime.tools.edit` (file reads, directory listings, edit results), and by
 `agent_runtime.tools.registry` (a last-resort cap on any tool's content).
 """
 

@@ -9,8 +9,9 @@ Schema (Draft 2020-12, validators compiled once per schema and cached), a `ToolE
 turn; the tools clean up on the way out). `duration_ms` is measured with `time.perf_counter`.
 
 `specs(names)` gives the tool specs to advertise to a provider, in the order asked for, so prompts
-(and their prompt-cache prefixes) are deterministic. `default_registry()` holds the four built-ins
-of `agent_runtime.tools.builtin`.
+(and their prompt-cache prefixes) are deterministic. `default_registry()` holds the five built-ins,
+`BUILTIN_TOOLS`: `shell` (`agent_runtime.tools.shell`), `read_file`, `write_file`, `list_dir`
+(`agent_runtime.tools.files`) and `edit_file` (`agent_runtime.tools.edit`).
 
 Next step: the agent loop records the returned `ToolResult` (a `tool_result` event, see
 `agent_runtime.events`) and sends it back to the model as a `ToolResultMessage`.
@@ -39,11 +40,17 @@ from agent_runtime.tools.base import (
     ToolTimeout,
     UnknownTool,
 )
+from agent_runtime.tools.edit import EditFileTool
+from agent_runtime.tools.files import ListDirTool, ReadFileTool, WriteFileTool
 from agent_runtime.tools.output import cap_text
+from agent_runtime.tools.shell import ShellTool
 
-__all__ = ["ToolRegistry", "default_registry", "format_tool_error"]
+__all__ = ["BUILTIN_TOOLS", "ToolRegistry", "default_registry", "format_tool_error"]
 
 log = logging.getLogger(__name__)
+
+BUILTIN_TOOLS: tuple[type[Tool], ...] = (ShellTool, ReadFileTool, WriteFileTool, ListDirTool, EditFileTool)
+"""The built-in tools, in registration order (the order `specs()` gives them in without names)."""
 
 # Extra seconds past ctx.timeout_s before the registry stops a tool that ignores its own limit
 # (the shell enforces ctx.timeout_s itself and needs a moment to kill and reap).
@@ -215,7 +222,5 @@ class ToolRegistry:
 
 
 def default_registry() -> ToolRegistry:
-    """A new registry holding the four built-ins: shell, read_file, write_file, list_dir."""
-    from agent_runtime.tools.builtin import BUILTIN_TOOLS
-
+    """A new registry holding the five built-ins: shell, read_file, write_file, list_dir, edit_file."""
     return ToolRegistry(cls() for cls in BUILTIN_TOOLS)

@@ -24,7 +24,7 @@ The argv, outermost first: the cgroup join (`sh -c 'echo $$ > cgroup.procs; exec
 write outside the Landlock policy), the confine wrapper (before the rlimits: the interpreter
 needs more address space than a small `memory_mb`), `prlimit`, `/bin/sh -c COMMAND`.
 
-The shell around it (`builtin.ShellTool`) keeps the scrubbed environment, the new session, the
+The shell around it (`shell.ShellTool`) keeps the scrubbed environment, the new session, the
 wall-clock timeout and the head+tail output cap.
 """
 

@@ -1,15 +1,16 @@
 """Workspace confinement: map a model-supplied path to a real path inside the agent's folder.
 
-Every file tool (`agent_runtime.tools.builtin`) calls `resolve_in_workspace` before touching the
-filesystem. The path is resolved the way the kernel would follow it (`os.path.realpath`: symlinks
-first, then `..`), and the result must lie inside the resolved workspace. This refuses `..` that
-climbs out, absolute paths elsewhere, and symlinks (anywhere along the path) that lead outside,
-while allowing `a/../b`, absolute paths that are inside, and symlinks that stay inside.
+Every file tool (`agent_runtime.tools.files`, `agent_runtime.tools.edit`) calls
+`resolve_in_workspace` before touching the filesystem. The path is resolved the way the kernel
+would follow it (`os.path.realpath`: symlinks first, then `..`), and the result must lie inside the
+resolved workspace. This refuses `..` that climbs out, absolute paths elsewhere, and symlinks
+(anywhere along the path) that lead outside, while allowing `a/../b`, absolute paths that are
+inside, and symlinks that stay inside.
 
 The check is point-in-time (a process swapping a directory for a symlink between the check and the
-open could race it): the caller (`builtin.py`) does the IO next through `beneath.py`, which opens
-beneath the workspace's fd and so cannot be raced out. The `shell` tool is confined by Landlock
-(`sandbox.py`), not by this.
+open could race it): the caller (`files.py`, `edit.py`) does the IO next through `beneath.py`,
+which opens beneath the workspace's fd and so cannot be raced out. The `shell` tool is confined by
+Landlock (`sandbox.py`), not by this.
 """
 
 from __future__ import annotations

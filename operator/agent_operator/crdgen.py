@@ -22,7 +22,6 @@ from pydantic import BaseModel
 from agent_operator import models
 from agent_runtime import manifest
 
-GROUP = manifest.API_GROUP
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 CHART_CRD_DIR = ROOT / "charts" / "agent-runtime" / "crds"  # Helm installs these before the templates
@@ -165,7 +164,7 @@ def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], status: dict[
          columns: list[dict[str, Any]], root_rules: list[dict[str, str]], description: str,
          selectable: tuple[str, ...] = ()) -> dict[str, Any]:
     version: dict[str, Any] = {
-        "name": models.VERSION, "served": True, "storage": True,
+        "name": manifest.VERSION, "served": True, "storage": True,
         "subresources": {"status": {}},
         "additionalPrinterColumns": columns,
     }
@@ -174,9 +173,9 @@ def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], status: dict[
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{manifest.API_GROUP}"},
         "spec": {
-            "group": GROUP,
+            "group": manifest.API_GROUP,
             "scope": "Namespaced",
             "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(),
                       "shortNames": [short], "categories": ["agentruntime"]},

@@ -11,9 +11,9 @@ from typing import Any
 import kopf
 
 from agent_operator.controller import Controller
-from agent_operator.models import POOL_LABEL, VERSION
 from agent_runtime.kube.config import KubeConfig
-from agent_runtime.manifest import API_GROUP
+from agent_runtime.kube.names import POOL_LABEL
+from agent_runtime.manifest import API_GROUP, VERSION
 
 
 def build_registry(controller: Controller, conn: KubeConfig) -> kopf.OperatorRegistry:

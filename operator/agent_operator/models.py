@@ -13,10 +13,8 @@ from pydantic.config import JsonDict
 
 from agent_runtime.manifest import API_GROUP
 
-VERSION = "v1alpha1"
-POOL_LABEL = f"{API_GROUP}/pool"
-ADDRESS_ANNOTATION = f"{API_GROUP}/address"
-DRAINING_ANNOTATION = f"{API_GROUP}/draining"
+# The API group/version and the labels shared with the shards are in agent_runtime.manifest and
+# agent_runtime.kube.names; these are the operator's own.
 FINALIZER = f"{API_GROUP}/finalizer"
 FIELD_MANAGER = "agent-operator"
 

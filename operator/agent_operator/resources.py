@@ -19,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agent_operator.models import FIELD_MANAGER, POOL_LABEL, VERSION, RuntimePoolSpec
+from agent_operator.models import FIELD_MANAGER, RuntimePoolSpec
 from agent_operator.shards import ordinal
-from agent_runtime.manifest import API_GROUP
+from agent_runtime import layout
+from agent_runtime.kube.names import POOL_LABEL
+from agent_runtime.manifest import API_GROUP, API_VERSION
 
 APP_LABEL = "app.kubernetes.io/name"
 SHARD_APP = "agent-runtime-shard"
@@ -32,9 +34,10 @@ TOKEN_MOUNT = "/run/agent-runtime/admin-token"
 KEYS_MOUNT = "/run/agent-runtime/provider-keys"
 
 
-# Exactly what a shard calls (agent_runtime/kube/shard.py): list + watch its Agents (field selector
-# status.shard), merge-patch their status, get/create/replace/merge-patch its own Lease, and list +
-# watch that Lease (field selector metadata.name: a drain is known at once). The
+# Exactly what a shard calls (agent_runtime/kube/: placement_watch.py, reporter.py, lease.py): list +
+# watch its Agents (field selector status.shard), merge-patch their status, get/create/replace/
+# merge-patch its own Lease, and list + watch that Lease (field selector metadata.name: a drain is
+# known at once). The
 # operator must hold all of these in the pool's namespace itself (the chart's operator Role):
 # Kubernetes refuses to let it grant more than it has.
 SHARD_RULES: list[dict[str, Any]] = [
@@ -74,7 +77,7 @@ def _meta(pool: PoolRef, name: str, component: str) -> dict[str, Any]:
         "namespace": pool.namespace,
         "labels": {APP_LABEL: SHARD_APP, POOL_LABEL: pool.name, "app.kubernetes.io/component": component,
                    "app.kubernetes.io/managed-by": FIELD_MANAGER},
-        "ownerReferences": [{"apiVersion": f"{API_GROUP}/{VERSION}", "kind": "RuntimePool", "name": pool.name,
+        "ownerReferences": [{"apiVersion": API_VERSION, "kind": "RuntimePool", "name": pool.name,
                              "uid": pool.uid, "controller": True, "blockOwnerDeletion": True}],
     }
 
@@ -109,7 +112,7 @@ def data_claim(pool: PoolRef, spec: RuntimePoolSpec) -> dict[str, Any]:
 
 def admin_token_secret(pool: PoolRef, token: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(pool, f"{pool.name}-admin-token", "auth"),
-            "type": "Opaque", "stringData": {"admin.token": token}}
+            "type": "Opaque", "stringData": {layout.ADMIN_TOKEN_FILE: token}}
 
 
 def shard_rbac(pool: PoolRef) -> list[dict[str, Any]]:
@@ -131,7 +134,7 @@ def shard_args(pool: PoolRef, spec: RuntimePoolSpec) -> list[str]:
             "--data", DATA_MOUNT, "--listen", f"0.0.0.0:{spec.port}",
             "--advertise", f"http://$(POD_NAME).{pool.name}.$(POD_NAMESPACE).svc:{spec.port}",
             "--lease-duration", str(spec.lease_duration_seconds),
-            "--admin-token-file", f"{TOKEN_MOUNT}/admin.token",
+            "--admin-token-file", f"{TOKEN_MOUNT}/{layout.ADMIN_TOKEN_FILE}",
             *(["--tool-confinement-required"] if spec.tool_sandbox.confinement_required else []),
             *(arg for path in spec.tool_sandbox.read_paths for arg in ("--tool-read-path", path))]
 

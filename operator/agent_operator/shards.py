@@ -8,9 +8,10 @@ operator notes, on its own monotonic clock, when it saw renewTime change, and th
 leaseDurationSeconds after that (client-go's leader election does the same with its
 `observedTime`). So a shard or an operator whose wall clock is off by minutes neither expires early
 nor lives on. renewTime values are only compared with each other (the same writer's clock): a
-renewTime moved BACK is a shard that ended its Lease on a graceful stop (`Shard.give_up_lease`), so
-it is expired at once. A Lease seen for the first time (operator start, re-list) counts as renewed
-when seen: a dead shard's agents are re-placed at most one duration after the operator starts.
+renewTime moved BACK is a shard that ended its Lease on a graceful stop
+(`agent_runtime.kube.lease.Lease.give_up`), so it is expired at once. A Lease seen for the first
+time (operator start, re-list) counts as renewed when seen: a dead shard's agents are re-placed at
+most one duration after the operator starts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent_operator.models import ADDRESS_ANNOTATION, DRAINING_ANNOTATION, POOL_LABEL
+from agent_runtime.kube.names import ADDRESS_ANNOTATION, DRAINING_ANNOTATION, POOL_LABEL
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ def test_operator_does_its_job_with_the_chart_rbac_and_no_more(apiserver: Cluste
     assert not can_i(apiserver, op, "create", "roles", other)
     assert not can_i(apiserver, op, "list", "agents.agentruntime.dev", other)  # watches its namespaces only
     assert not can_i(apiserver, op, "delete", "statefulsets", namespace)
-    # the shards' service account (written by the operator): exactly what agent_runtime/kube/shard.py calls
+    # the shards' service account (written by the operator): exactly what a shard (agent_runtime/kube/) calls
     shard = f"system:serviceaccount:{namespace}:p-shard"
     for verb, what in (("list", "agents.agentruntime.dev"), ("watch", "agents.agentruntime.dev"),
                        ("patch", "agents.agentruntime.dev/status"), ("get", "leases.coordination.k8s.io"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,17 +19,19 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.manifest import make_manifest
 from agent_runtime.providers.simulated import SimulatedModelConfig
 from agent_runtime.standalone import Running, ServerConfig, serve
-from agent_runtime.state import AgentState
+from agent_runtime.agent.state import AgentState
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers.texts import TASK  # noqa: E402
 
 RECV_TIMEOUT = 15.0
 # A model slow enough to attach or interrupt mid-message: 1 token (4 chars) per 50 ms chunk.
 SLOW_MODEL = SimulatedModelConfig(tokens_per_s=20, ttft_s=0.1)
 # A message text that makes the simulated model do a real coding task (tool subprocesses).
-TASK = "task: write fib"
 
 
 class Closed(Exception):
@@ -176,12 +179,18 @@ class Server:
         """Every committed event of `key` after `after`, from the log (via the host)."""
         return [e.to_frame() for e in await self.host.read_events(key, after)]
 
-    async def wait_idle(self, key: str, timeout: float = RECV_TIMEOUT) -> list[dict[str, Any]]:
-        """Wait until the agent is not running (and has run); return its whole log."""
+    async def wait_idle(self, key: str, timeout: float = RECV_TIMEOUT, or_asleep: bool = False) -> list[dict[str, Any]]:
+        """Wait until the agent is not running (and has run); return its whole log. `or_asleep`: an
+        agent that already fell asleep again after running counts too (a short idle timeout can put
+        it to sleep between two polls; only for a caller whose message was acknowledged, so the
+        agent cannot be asleep before it ran)."""
         async with asyncio.timeout(timeout):
             while True:
-                actor = self.host.get(key).actor
+                handle = self.host.get(key)
+                actor = handle.actor
                 if actor is not None and not actor.state.running and actor.state.seq > 0 and actor.mailbox.empty():
+                    return await self.events(key)
+                if or_asleep and actor is None and handle.summary.get("seq", 0) > 0:
                     return await self.events(key)
                 await asyncio.sleep(0.02)
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import aiohttp
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.events import Event
 from agent_runtime.manifest import make_manifest
-from agent_runtime.mock_providers.server import MockConfig, MockServer
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings
 from agent_runtime.standalone import ServerConfig, serve
+from mock_providers.server import MockConfig, MockServer
 
 MODELS = {"anthropic": "claude-sonnet-5", "openai": "gpt-4.1-mini", "openai-responses": "gpt-4.1-mini",
           "gemini": "gemini-2.5-flash"}

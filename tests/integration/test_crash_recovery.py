@@ -42,7 +42,7 @@ from agent_runtime.events import Event  # noqa: E402
 from agent_runtime.manifest import API_VERSION  # noqa: E402
 from agent_runtime.messages import AssistantMessage, UserMessage  # noqa: E402
 from agent_runtime.providers.simulated import PROGRAMS  # noqa: E402
-from agent_runtime.state import AgentState  # noqa: E402
+from agent_runtime.agent.state import AgentState  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(100), pytest.mark.asyncio]
 

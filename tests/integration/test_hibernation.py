@@ -23,13 +23,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.logcheck import assert_gap_free, fds_open_to, last_status, read_events, read_snapshots  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
 from agent_runtime.eventlog.sqlite import SqliteEventLog  # noqa: E402
 from agent_runtime.events import Event, encode_data  # noqa: E402
 from agent_runtime.host import AgentHandle, Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider  # noqa: E402
-from agent_runtime.state import CONVERSATION_KINDS, AgentState  # noqa: E402
+from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState  # noqa: E402
 from agent_runtime.tools.registry import default_registry  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_runtime import layout
 from agent_runtime.kube import fence
 
 HOLDER = """
@@ -77,6 +78,6 @@ async def test_cancelled_acquire_does_not_leave_the_lock_held(tmp_path: Path) ->
         else:
             await fence.release(fd)
         await asyncio.sleep(0.05)  # let the worker thread finish
-        other = fence.try_lock(tmp_path / fence.LOCK_NAME, "shard-b")
+        other = fence.try_lock(layout.owner_lock(tmp_path), "shard-b")
         assert other is not None, "the cancelled acquire left the owner lock held"
         fence.unlock(other)

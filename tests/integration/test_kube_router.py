@@ -14,6 +14,7 @@ import orjson
 import pytest_asyncio
 
 from agent_runtime.kube.router import CLOSE_MOVED, Router, RouterConfig, run_router
+from agent_runtime.listen import bound_port
 from agent_runtime.kube.routes import ShardInfo
 
 
@@ -212,7 +213,7 @@ async def test_a_hung_shard_gets_a_typed_timeout_not_a_pinned_request(http: aioh
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    port = bound_port(site, 0)
     try:
         async with run_router(RouterConfig(listen_port=0), kube=None, router=Router(http_timeout_s=0.5)) as (router, url):
             routed = Routed(router, url, http)

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from conftest import TASK, Server, ServerFactory
 
-from agent_runtime.actor import ActorConfig, AgentBusy, AgentStopped
+from agent_runtime import errors
+from agent_runtime.agent.actor import ActorConfig
+from agent_runtime.agent.mail import AgentBusy, AgentStopped
 from agent_runtime.host import AgentNotFound, Host, HostConfig
 from agent_runtime.manifest import make_manifest
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
 from agent_runtime.standalone import ServerConfig, serve
 from agent_runtime.tools.registry import default_registry
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers.texts import TASK  # noqa: E402
+
+if TYPE_CHECKING:
+    from conftest import Server, ServerFactory
 
 
 class Watcher:
@@ -93,6 +102,33 @@ async def test_a_failed_command_is_answered_and_the_connection_goes_on(
         assert ack["id"] == "after" and ack["duplicate"] is False
 
 
+@pytest.mark.parametrize("exc", [AgentBusy("agent default/x has 64 messages waiting"), AgentNotFound("default/x"),
+                                 AgentStopped("agent default/x stopped"), RuntimeError("a bug")],
+                         ids=lambda e: type(e).__name__)
+async def test_one_failure_one_answer_over_http_and_ws(
+    server: Server, monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    """The same exception from the host is answered with the same body (errors.body) over HTTP and
+    the same frame (errors.frame) over the WebSocket; the connection goes on."""
+    key = await server.agent()
+
+    async def fail(key: str) -> bool:
+        raise exc
+
+    monkeypatch.setattr(server.host, "interrupt", fail)
+    status, body = await server.request("POST", f"/v1/agents/{key}/interrupt")
+    assert (status, body) == (errors.http_status(exc), errors.body(exc))
+    async with server.peer(key) as p:
+        await p.hello(0)
+        await p.send({"type": "interrupt"})
+        frame = await p.until(lambda f: f["type"] == "error")
+        assert frame == errors.frame(exc)
+        if frame["code"] != "internal":
+            assert frame == body
+        await p.send({"type": "user_message", "id": "after", "text": TASK})
+        assert (await p.until(lambda f: f["type"] == "ack"))["id"] == "after"
+
+
 async def test_oversized_manifest_requests_are_refused_whole(server: Server) -> None:
     doc = "apiVersion: agentruntime.dev/v1alpha1\nkind: Agent\nmetadata: {{name: n{}}}\n"
     many = "---\n".join(doc.format(i) for i in range(201))
@@ -110,7 +146,8 @@ async def test_reading_events_of_a_hibernating_agent_wakes_it(start_server: Serv
     key = await server.agent()
     status, _ = await server.request("POST", f"/v1/agents/{key}/messages", json={"id": "m", "text": TASK})
     assert status == 200
-    log = await server.wait_idle(key)
+    log = await server.wait_idle(key, or_asleep=True)  # idle 50 ms: it may be asleep again already
+    assert log[-1]["kind"] == "status" and log[-1]["data"]["state"] == "idle"
     for _ in range(20):  # reads while the agent keeps falling asleep
         await asyncio.sleep(0.03)
         status, body = await server.request("GET", f"/v1/agents/{key}/events")

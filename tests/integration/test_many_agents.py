@@ -24,13 +24,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.logcheck import assert_gap_free, count_children, count_fds, count_threads, last_status, read_events, read_snapshots, turn_problems  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
 from agent_runtime.eventlog.sqlite import SqliteEventLog  # noqa: E402
 from agent_runtime.host import AgentHandle, Host, HostConfig  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.metrics import rss_bytes  # noqa: E402
 from agent_runtime.providers.simulated import PROGRAMS, SimulatedModelConfig, SimulatedProvider  # noqa: E402
-from agent_runtime.state import AgentState  # noqa: E402
+from agent_runtime.agent.state import AgentState  # noqa: E402
 from agent_runtime.tools.registry import default_registry  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(110), pytest.mark.asyncio]

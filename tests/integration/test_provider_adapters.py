@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import collect, conversation_at_step_two, mock_and_adapters, request  # noqa: E402
 
 from agent_runtime.messages import AssistantMessage, ToolCall, UserMessage  # noqa: E402
-from agent_runtime.mock_providers.server import Fault, MockConfig
 from agent_runtime.providers.simulated import CHAT_LINES
 from agent_runtime.providers.base import (
     MessageCompleted,
@@ -28,6 +27,7 @@ from agent_runtime.providers.base import (
 )
 from agent_runtime.providers.http import HttpProvider, ProviderSession, Secret
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings, codec_for
+from mock_providers.server import Fault, MockConfig
 
 APIS = list(HTTP_PROVIDERS)
 

@@ -18,10 +18,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import collect, mock_and_adapters, request, run_turn  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UserMail  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.mail import InterruptMail, UserMail  # noqa: E402
 from agent_runtime.eventlog.executor import SqliteExecutor  # noqa: E402
 from agent_runtime.eventlog.sqlite import SqliteEventLog  # noqa: E402
-from agent_runtime.hub import Hub  # noqa: E402
+from agent_runtime.agent.hub import Hub  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.messages import (  # noqa: E402
     AssistantMessage,
@@ -33,7 +34,6 @@ from agent_runtime.messages import (  # noqa: E402
     UserMessage,
 )
 from agent_runtime.metrics import Metrics  # noqa: E402
-from agent_runtime.mock_providers.server import Fault, MockConfig, MockServer  # noqa: E402
 from agent_runtime.providers.base import (  # noqa: E402
     MessageCompleted,
     ModelRequest,
@@ -46,6 +46,7 @@ from agent_runtime.providers.simulated import SimulatedProvider  # noqa: E402
 from agent_runtime.providers.wire import HttpRequest  # noqa: E402
 from agent_runtime.tools.base import Tool, ToolContext, ToolOutput, ToolSpec  # noqa: E402
 from agent_runtime.tools.registry import ToolRegistry  # noqa: E402
+from mock_providers.server import Fault, MockConfig, MockServer  # noqa: E402
 
 REASONING_APIS = ["anthropic", "gemini", "openai-responses"]
 BUDGET = 2048
@@ -260,7 +261,7 @@ async def test_an_interrupt_after_an_early_call_keeps_the_reasoning_so_far(api: 
             actor.submit(UserMail("m1", "task: write fib.py", reply))
             await reply
             for _ in range(2000):
-                if actor._early:  # noqa: SLF001 - a read-only call is announced only with its message
+                if actor._runs is not None and actor._runs.schedule.early_calls():  # noqa: SLF001 - a read-only call is announced only with its message
                     break
                 await asyncio.sleep(0.005)
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

@@ -14,17 +14,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import run_turn  # noqa: E402
 
-from agent_runtime.actor import ActorConfig, AgentActor  # noqa: E402
+from agent_runtime.agent.actor import ActorConfig, AgentActor  # noqa: E402
 from agent_runtime.eventlog.memory import MemoryEventLog  # noqa: E402
 from agent_runtime.events import Event  # noqa: E402
-from agent_runtime.hub import Hub  # noqa: E402
+from agent_runtime.agent.hub import Hub  # noqa: E402
 from agent_runtime.manifest import make_manifest  # noqa: E402
 from agent_runtime.metrics import Metrics  # noqa: E402
-from agent_runtime.mock_providers.server import Fault, MockServer  # noqa: E402
 from agent_runtime.providers.registry import ProviderRouter, ProviderSettings, build_router  # noqa: E402
 from agent_runtime.providers.simulated import SimulatedProvider  # noqa: E402
 from agent_runtime.tools.base import Tool, ToolContext, ToolOutput, ToolSpec  # noqa: E402
 from agent_runtime.tools.registry import ToolRegistry  # noqa: E402
+from mock_providers.server import Fault, MockServer  # noqa: E402
 
 MODELS = {"anthropic": "claude-sonnet-5", "openai": "gpt-4.1-mini", "openai-responses": "gpt-4.1-mini",
           "gemini": "gemini-2.5-flash"}

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers.providers import SYSTEM, TOOLS, conversation_at_step_two, request  # noqa: E402
 
 from agent_runtime.messages import UserMessage  # noqa: E402
-from agent_runtime.mock_providers.server import Fault, MockConfig, MockServer  # noqa: E402
 from agent_runtime.providers import anthropic as anthropic_codec  # noqa: E402
 from agent_runtime.providers import openai_chat, openai_responses  # noqa: E402
+from mock_providers.server import Fault, MockConfig, MockServer  # noqa: E402
 
 
 # google-genai subclasses aiohttp.ClientSession for its async transport; aiohttp warns about that.

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import aiohttp
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.manifest import make_manifest
-from agent_runtime.mock_providers.server import MockServer
 from agent_runtime.providers.http import HttpProvider
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderRouter, ProviderSettings
 from agent_runtime.standalone import ServerConfig, serve
+from mock_providers.server import MockServer
 
 MODELS = {"simulated": "sim-coder-1", "anthropic": "claude-sonnet-5", "openai": "gpt-4.1-mini",
           "openai-responses": "gpt-4.1-mini", "gemini": "gemini-2.5-flash"}

@@ -15,8 +15,8 @@ import aiohttp
 import orjson
 import pytest
 
-from agent_runtime import server as server_module
-from agent_runtime.actor import ActorConfig
+from agent_runtime.server import ws as server_module
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.messages import UserMessage
 from agent_runtime.protocol import frames
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.host import Host, HostConfig
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import ToolCall

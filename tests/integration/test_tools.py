@@ -16,7 +16,7 @@ import pytest
 
 from agent_runtime.messages import ToolCall, ToolResult
 from agent_runtime.tools import ToolContext, ToolRegistry, default_registry
-from agent_runtime.tools.builtin import file_version
+from agent_runtime.tools.versions import file_version
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("error"), pytest.mark.asyncio]
 

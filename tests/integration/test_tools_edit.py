@@ -11,7 +11,9 @@ import pytest
 
 from agent_runtime.messages import ToolCall, ToolResult
 from agent_runtime.tools import ToolContext, ToolRegistry
-from agent_runtime.tools.builtin import EditFileTool, ReadFileTool, VersionStore, WriteFileTool, file_version
+from agent_runtime.tools.edit import EditFileTool
+from agent_runtime.tools.files import ReadFileTool, WriteFileTool
+from agent_runtime.tools.versions import VersionStore, file_version
 
 BASE = "".join(f"line {i}\n" for i in range(1, 21))
 

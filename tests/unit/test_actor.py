@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from agent_runtime.actor import ActorConfig, AgentActor, AgentBusy, InterruptMail, UserMail
+from agent_runtime.agent.actor import ActorConfig, AgentActor
+from agent_runtime.agent.mail import AgentBusy, InterruptMail, UserMail
 from agent_runtime.eventlog.memory import MemoryEventLog
 from agent_runtime.events import Event, NewEvent
-from agent_runtime.hub import Hub
+from agent_runtime.agent.hub import Hub
 from agent_runtime.manifest import make_manifest
 from agent_runtime.metrics import Metrics
 from agent_runtime.providers.base import MessageCompleted, ModelRequest, Provider, ProviderError, StreamEvent, TextDelta

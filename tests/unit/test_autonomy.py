@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent_runtime.autonomy import AutonomyPolicy
+from agent_runtime.agent.autonomy import AutonomyPolicy
 from agent_runtime.manifest import Autonomy, ManifestError, make_manifest
 
 

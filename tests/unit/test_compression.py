@@ -22,11 +22,13 @@ from agent_runtime import compression
 from agent_runtime.events import Event, EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec, make_manifest
 from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, Usage, UserMessage
+from agent_runtime.messages import decode_message, encode_message
 from agent_runtime.providers import anthropic
 from agent_runtime.providers.base import ModelRequest
 from agent_runtime.providers.wire import FragmentCache
-from agent_runtime.state import CONVERSATION_KINDS, AgentState
-from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine
+from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState
+from agent_runtime.tokens import count, message_tokens
+from agent_runtime.agent.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine
 
 
 def spec(budget: int = 600, keep: int = 200, folded: int = 40, frozen: int = 1_000_000) -> AgentSpec:
@@ -96,7 +98,7 @@ def test_fold_elides_superseded_reads_duplicates_and_cuts_long_outputs() -> None
         tool_result("r3", "read_file", big),
     ]
     paths = [None, None, "src/app.py", None, None, "src/app.py", "notes.md", "lib.py"]
-    tokens = [compression.message_tokens(m) for m in span]
+    tokens = [message_tokens(m) for m in span]
     f = compression.fold(span, tokens, paths, {"lib.py"}, 40)
     out = f.messages
     assert out[0] == span[0]  # user messages unchanged
@@ -110,7 +112,7 @@ def test_fold_elides_superseded_reads_duplicates_and_cuts_long_outputs() -> None
     assert "superseded" in texts[5]  # read again in the live tail
     assert (f.superseded, f.duplicates, f.truncated) == (2, 1, 2)
     assert f.tokens_after < f.tokens_before
-    assert list(f.tokens) == [compression.message_tokens(m) for m in out]
+    assert list(f.tokens) == [message_tokens(m) for m in out]
     # deterministic: the same span folds to the same bytes
     again = compression.fold(span, tokens, paths, {"lib.py"}, 40)
     assert orjson.dumps(again.event_data(1)) == orjson.dumps(f.event_data(1))
@@ -120,7 +122,7 @@ def test_head_tail_keeps_both_ends_and_says_what_was_cut() -> None:
     text = "\n".join(f"row {i}" for i in range(1000))
     short = compression.head_tail(text, 50, "output")
     assert short is not None and short.startswith("row 0\n") and short.endswith("row 999")
-    assert "1000 lines" in short and compression.count(short) < 120
+    assert "1000 lines" in short and count(short) < 120
     assert compression.head_tail("small", 50, "output") is None
 
 
@@ -133,7 +135,7 @@ def test_messages_round_trip_through_the_chunk_encoding() -> None:
                          provider_state=ProviderState.of("anthropic", {"blocks": [{"type": "thinking", "b": 1}]})),
         ToolResultMessage(ToolResult("c", "shell", "out", is_error=True)),
     ]
-    assert [compression.decode_message(compression.encode_message(m)) for m in msgs] == msgs
+    assert [decode_message(encode_message(m)) for m in msgs] == msgs
 
 
 # -- the loop, property-tested ---------------------------------------------------------------------
@@ -256,7 +258,7 @@ class Loop:
 def fields(state: AgentState) -> dict[str, Any]:
     """Every field of the state (messages compared by their encoding)."""
     out = {name: getattr(state, name) for name in AgentState.__slots__}
-    out["messages"] = [compression.encode_message(m) for m in state.messages]
+    out["messages"] = [encode_message(m) for m in state.messages]
     out["pending"] = [m.text for m in state.pending]
     return out
 
@@ -272,7 +274,7 @@ def test_prefix_is_byte_stable_across_folds_and_restarts(seed: int, turns: int, 
         consolidated = len(loop.consolidations)
         loop.run_turn(f"task {t}: " + "word " * rng.randint(1, 60))
         # frozen chunks never change once written (until a consolidation replaces them all)
-        now = [orjson.dumps(compression.encode_message(m)) for m in loop.state.messages[: loop.state.frozen]]
+        now = [orjson.dumps(encode_message(m)) for m in loop.state.messages[: loop.state.frozen]]
         if len(loop.consolidations) == consolidated:
             assert now[: len(frozen_seen)] == frozen_seen
         frozen_seen = now
@@ -406,7 +408,7 @@ def test_archive_lists_user_messages_and_decisions_in_order() -> None:
         AssistantMessage("Fixed."),
     ]
     first_lines = [compression.digest(m) for m in frozen]
-    out = compression.consolidate(first_lines, [compression.count(x) for x in first_lines], 5000, 48_000)
+    out = compression.consolidate(first_lines, [count(x) for x in first_lines], 5000, 48_000)
     assert len(out.messages) == 1 and compression.is_archive(out.messages[0])
     text = out.messages[0].text  # type: ignore[union-attr]
     body = text.split("\n")[1:]
@@ -418,11 +420,11 @@ def test_archive_lists_user_messages_and_decisions_in_order() -> None:
         "you: Fixed.",
     ]
     assert "x = 1" not in text and out.tokens_after < 100
-    assert out.tokens_after == compression.count(text)
+    assert out.tokens_after == count(text)
     assert list(out.digest) == body
     # a second consolidation keeps the first archive's lines on top, as they were
     lines = [*out.digest, *(compression.digest(m) for m in [UserMessage("now the lexer"), AssistantMessage("On it.")])]
-    again = compression.consolidate(lines, [compression.count(x) for x in lines], 200, 48_000)
+    again = compression.consolidate(lines, [count(x) for x in lines], 200, 48_000)
     assert again.messages[0].text.split("\n")[1:] == [*body, "user: now the lexer", "you: On it."]  # type: ignore[union-attr]
 
 
@@ -442,7 +444,7 @@ def test_a_pointer_never_points_at_an_elided_output() -> None:
     calls = (ToolCall("r1", "read_file", {"path": "a.py"}), ToolCall("r2", "read_file", {"path": "a.py"}))
     span: list[Message] = [AssistantMessage("", calls, "tool_use"), tool_result("r1", "read_file", text),
                            tool_result("r2", "read_file", text)]
-    f = compression.fold(span, [compression.message_tokens(m) for m in span], [None, "a.py", "a.py"], set(), 200)
+    f = compression.fold(span, [message_tokens(m) for m in span], [None, "a.py", "a.py"], set(), 200)
     first, second = (m.result.content for m in f.messages[1:])  # type: ignore[union-attr]
     assert "superseded" in first and second == text  # the kept one is the newest read, shown whole
     assert f.duplicates == 0
@@ -454,7 +456,7 @@ def test_a_long_near_duplicate_output_becomes_a_diff() -> None:
     calls = (ToolCall("s1", "shell", {"command": "pytest"}), ToolCall("s2", "shell", {"command": "pytest"}))
     span: list[Message] = [AssistantMessage("", calls, "tool_use"), tool_result("s1", "shell", log1),
                            tool_result("s2", "shell", log2)]
-    f = compression.fold(span, [compression.message_tokens(m) for m in span], [None, None, None], set(), 100)
+    f = compression.fold(span, [message_tokens(m) for m in span], [None, None, None], set(), 100)
     first, second = (m.result.content for m in f.messages[1:])  # type: ignore[union-attr]
     assert "folded" in first  # cut to head and tail
     assert second.startswith("[folded: the output of tool call s1") and "+tests/test_7.py::test_case FAILED" in second

@@ -17,8 +17,9 @@ from agent_runtime import compression
 from agent_runtime.events import Event, EventKind, NewEvent, decode_data, encode_data
 from agent_runtime.manifest import AgentSpec, make_manifest
 from agent_runtime.messages import AssistantMessage, ProviderState, ToolCall, ToolResult, Usage
-from agent_runtime.state import CONVERSATION_KINDS, AgentState
-from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
+from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState
+from agent_runtime.tokens import count, message_tokens
+from agent_runtime.agent.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
 
 
 def spec(frozen: int = 1024) -> AgentSpec:
@@ -334,7 +335,7 @@ def test_an_unchanged_file_read_twice_keeps_its_content_once() -> None:
     span = [UserMessage("fix a.py"), AssistantMessage("", (r1,), "tool_use"),
             ToolResultMessage(ToolResult("r1", "read_file", FILE)),
             AssistantMessage("once more", (r2,), "tool_use"), ToolResultMessage(ToolResult("r2", "read_file", FILE))]
-    f = compression.fold(span, [compression.message_tokens(m) for m in span], [None, None, "a.py", None, "a.py"],
+    f = compression.fold(span, [message_tokens(m) for m in span], [None, None, "a.py", None, "a.py"],
                          set(), 200)
     outputs = [m.result.content for m in f.messages if isinstance(m, ToolResultMessage)]
     assert any("def f29" in o for o in outputs), outputs
@@ -349,7 +350,7 @@ def test_a_denied_write_does_not_supersede_the_read_before_it() -> None:
             AssistantMessage("", (w1,), "tool_use"),
             ToolResultMessage(ToolResult("w1", "write_file", "error[denied]: tool call refused: an operator denied it",
                                          is_error=True))]
-    f = compression.fold(span, [compression.message_tokens(m) for m in span], [None, None, "a.py", None, "a.py"],
+    f = compression.fold(span, [message_tokens(m) for m in span], [None, None, "a.py", None, "a.py"],
                          set(), 200)
     assert "def f29" in f.messages[2].result.content  # type: ignore[union-attr]
 
@@ -363,15 +364,15 @@ def test_folding_never_makes_a_message_longer() -> None:
     span = [UserMessage("x"), AssistantMessage("", (s1, s2), "tool_use"), ToolResultMessage(ToolResult("s1", "shell", "ok")),
             ToolResultMessage(ToolResult("s2", "shell", "ok")), AssistantMessage("", (s3,), "tool_use"),
             ToolResultMessage(ToolResult("s3", "shell", text))]
-    tokens = [compression.message_tokens(m) for m in span]
-    f = compression.fold(span, tokens, [None] * len(span), set(), compression.count(text) - 1)
+    tokens = [message_tokens(m) for m in span]
+    f = compression.fold(span, tokens, [None] * len(span), set(), count(text) - 1)
     assert all(after <= before for before, after in zip(tokens, f.tokens, strict=True)), (tokens, f.tokens)
 
 
 def test_the_archive_digest_of_a_short_argument_is_not_longer_than_the_argument() -> None:
     arg = "pytest -q tests/unit/test_compression.py -k something --maxfail=1 -x"
     line = compression._line(arg, 12)
-    assert compression.count(line) <= compression.count(arg) and "\n" not in line, line
+    assert count(line) <= count(arg) and "\n" not in line, line
 
 
 def test_a_single_huge_frozen_message_is_consolidated_instead_of_stopping_every_turn() -> None:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from agent_runtime.events import Event, NewEvent
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, Usage
-from agent_runtime.state import CONVERSATION_KINDS, AgentState
-from agent_runtime.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait
+from agent_runtime.agent.state import CONVERSATION_KINDS, AgentState
+from agent_runtime.agent.turn import CallModel, FinishTurn, RunTools, TurnMachine, Wait
 
 SPEC = make_manifest("p").spec
 

@@ -1,6 +1,11 @@
 """Streaming tool execution in the actor: when calls start, what an unfinished message does to
 them, approvals, limits and the order of results. Scripted model (exact stream events at exact
-times), in-memory log, in-process tools that record when they ran."""
+times), in-memory log, in-process tools that record when they ran.
+
+The rules themselves (which call starts when, barriers, triage) are decided by the pure
+`ToolSchedule` and tested exhaustively in test_schedule.py; these tests check that the shell
+(`ModelCalls`, `ToolRuns`, the actor) carries them out with real tasks and real time: commits and
+their order, mid-stream starts, cancellation, approvals, interrupts, limits."""
 
 from __future__ import annotations
 
@@ -14,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_runtime.actor import ActorConfig, AgentActor, InterruptMail, UnknownToolCall, UserMail
+from agent_runtime.agent.actor import ActorConfig, AgentActor
+from agent_runtime.agent.mail import InterruptMail, UnknownToolCall, UserMail
 from agent_runtime.eventlog.memory import MemoryEventLog
 from agent_runtime.events import Event
-from agent_runtime.hub import Hub
+from agent_runtime.agent.hub import Hub
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import ToolCall
 from agent_runtime.metrics import Metrics
@@ -217,23 +223,6 @@ async def test_results_are_committed_in_call_order_whatever_order_tools_finish()
     assert [r["tool_call_id"] for r in results(events)] == ["c1", "c2", "c3"]
     result_seqs = [e.seq for e in events if e.kind == "tool_result"]
     assert result_seqs == list(range(result_seqs[0], result_seqs[0] + 3))  # one batch, nothing between
-
-
-async def test_a_read_after_a_write_of_the_same_message_sees_the_write() -> None:
-    # [write_file a, read_file a]: the read must not run before (or during) the write, although
-    # it is read-only and complete mid-stream.
-    script = [Call(tc("w1", "write_file", path="a", sleep=0.05)), Call(tc("r1", "read_file", path="a2")),
-              Say("more", after_s=0.05), Stop("tool_use")]
-    async with World([script]) as w:
-        await w.send()
-        events = await w.idle()
-    end = w.provider.busy[0][1]
-    w_start, w_end = w.span("a")
-    r_start, _ = w.span("a2")
-    assert w_start >= end and r_start >= w_end  # no early start after a side effect
-    assert [r["tool_call_id"] for r in results(events)] == ["w1", "r1"]
-    message = kinds(events).index("assistant_message")
-    assert [e.data.get("early") for e in events[message + 1: message + 3]] == [None, None]  # both start at the stop
 
 
 async def test_reads_run_together_a_side_effect_runs_alone_between_them() -> None:

@@ -9,8 +9,8 @@ import pytest
 from agent_runtime.events import Event, EventKind, NewEvent
 from agent_runtime.manifest import make_manifest
 from agent_runtime.messages import AssistantMessage, ToolCall, ToolResult, ToolResultMessage, Usage, UserMessage
-from agent_runtime.state import AgentState
-from agent_runtime.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
+from agent_runtime.agent.state import AgentState
+from agent_runtime.agent.turn import CallModel, Compress, FinishTurn, RunTools, TurnMachine, Wait
 
 
 class Harness:
@@ -284,9 +284,11 @@ def test_calls_announced_with_their_message_in_one_commit() -> None:
     h = Harness()
     h.commit(h.machine.user_message("m1", "x"))
     h.commit(h.machine.tool_calls_started([CALL2], early=True))  # a side effect started mid-stream
-    h.machine.announce = ((CALL, True), (CALL2, True), (ToolCall("zz", "shell", {}), False))
-    events = h.machine.model_message(AssistantMessage("", (CALL, CALL2), "tool_use"), Usage(), "a1")
+    announce = ((CALL, True), (CALL2, True), (ToolCall("zz", "shell", {}), False))
+    message = AssistantMessage("", (CALL, CALL2), "tool_use")
+    events = h.machine.model_message(message, Usage(), "a1", announce)
     assert [(e.kind, e.data.get("early")) for e in events] == [
         ("assistant_message", None), ("tool_call", True), ("usage", None),  # CALL2 once; "zz" is not in it
     ]
-    assert h.machine.announce == ()
+    # Nothing is kept between calls: without `announce`, a message announces no call.
+    assert [e.kind for e in h.machine.model_message(message, Usage(), "a2")] == ["assistant_message", "usage"]

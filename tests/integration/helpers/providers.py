@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from agent_runtime.actor import AgentActor, UserMail
+from agent_runtime.agent.actor import AgentActor
+from agent_runtime.agent.mail import UserMail
 from agent_runtime.messages import (
     AssistantMessage,
     Message,
@@ -16,12 +17,12 @@ from agent_runtime.messages import (
     ToolResultMessage,
     UserMessage,
 )
-from agent_runtime.mock_providers.anthropic import thinking_signature
-from agent_runtime.mock_providers.server import MockConfig, MockServer
 from agent_runtime.providers.base import ModelRequest, Provider, StreamEvent
 from agent_runtime.providers.http import HttpProvider, ProviderSession, Secret
 from agent_runtime.providers.registry import HTTP_PROVIDERS, ProviderSettings, codec_for
 from agent_runtime.tools.base import ToolSpec
+from mock_providers.anthropic import thinking_signature
+from mock_providers.server import MockConfig, MockServer
 
 MODEL = {"anthropic": "claude-sonnet-5", "openai": "gpt-4.1-mini", "openai-responses": "gpt-4.1-mini",
          "gemini": "gemini-2.5-flash", "simulated": "sim-coder-1"}

@@ -23,7 +23,7 @@ import signal
 import sys
 from pathlib import Path
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.providers.simulated import SimulatedModelConfig
 from agent_runtime.standalone import ServerConfig, serve
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from agent_runtime.kube.shard import KeyQueue, manifest_of, ready_conditions
+from agent_runtime.kube.placement_watch import KeyQueue, manifest_of
+from agent_runtime.kube.reporter import ready_conditions
 from agent_runtime.manifest import ManifestError
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent_operator.controller import Controller, Settings, lease_quiet_wait
+from agent_operator.controller import Controller, Settings
+from agent_operator.planner import lease_quiet_wait
 from agent_runtime.kube.client import KubeClient
 from agent_runtime.kube.config import KubeConfig
 
@@ -49,9 +50,9 @@ def controller(clock: Clock) -> Controller:
 def queued(ctl: Controller) -> dict[str, str | None]:
     """Drain the job queue; the agents' targets say where each queued patch puts it."""
     keys = []
-    while not ctl._queue.empty():  # noqa: SLF001
-        keys.append(ctl._queue.get_nowait()[0])  # noqa: SLF001
-    ctl._inflight.clear()  # noqa: SLF001  (as if every patch landed)
+    while not ctl.work.queue.empty():
+        keys.append(ctl.work.queue.get_nowait()[0])
+    ctl.work.inflight.clear()  # (as if every patch landed)
     out = {k: ctl.agents[k].target for k in keys}
     for k, target in out.items():
         ctl.agents[k].status_shard = target
@@ -117,9 +118,9 @@ async def test_lease_expiry_is_one_duration_of_the_operators_clock_after_the_las
     clock.now += 10
     ctl.on_lease("MODIFIED", lease("p-0", "2026-11-25T09:00:05.000000Z"))  # renewed (5 s on ITS clock)
     clock.now += 14.9
-    assert ctl.eligible("ns", "p", clock.now) == ["p-0"]
+    assert ctl.view.eligible("ns", "p", clock.now) == ["p-0"]
     clock.now += 0.1  # 15 s of OUR clock since the renewal was seen: expired
-    assert ctl.eligible("ns", "p", clock.now) == []
+    assert ctl.view.eligible("ns", "p", clock.now) == []
     await ctl.step()
     assert queued(ctl) == {"ns/a0": None}  # Pending: no eligible shard
 
@@ -138,9 +139,9 @@ def test_only_eligibility_changes_of_leases_count_as_lease_changes() -> None:
     clock = Clock()
     ctl = controller(clock)
     ctl.on_lease("ADDED", lease("p-0", "2026-11-25T10:00:00.000000Z"))
-    assert ctl._lease_changed == clock.now  # noqa: SLF001  (a new shard)
+    assert ctl.view.lease_changed == clock.now  # (a new shard)
     clock.now += 5
     ctl.on_lease("MODIFIED", lease("p-0", "2026-11-25T10:00:05.000000Z"))  # a heartbeat
-    assert ctl._lease_changed == clock.now - 5  # noqa: SLF001
+    assert ctl.view.lease_changed == clock.now - 5
     ctl.on_lease("MODIFIED", lease("p-0", "2026-11-25T10:00:05.000000Z", draining=True))
-    assert ctl._lease_changed == clock.now  # noqa: SLF001
+    assert ctl.view.lease_changed == clock.now

@@ -18,7 +18,7 @@ def _lease(name: str) -> dict[str, object]:
 
 async def test_a_step_larger_than_the_queue_sends_what_fits_and_the_rest_later() -> None:
     ctl = Controller(KubeClient(KubeConfig("http://127.0.0.1:9")), Settings(namespaces=("ns",), manage_pools=False))
-    ctl._queue = type(ctl._queue)(maxsize=10)  # noqa: SLF001  (the real one holds 10,000)
+    ctl.work.queue = type(ctl.work.queue)(maxsize=10)  # (the real one holds 10,000)
     ctl.on_pool("ADDED", {"metadata": {"namespace": "ns", "name": "p", "uid": "u", "generation": 1},
                           "spec": {"region": "r", "shards": 2, "capacityPerShard": 100}})
     for shard in ("p-0", "p-1"):
@@ -27,10 +27,10 @@ async def test_a_step_larger_than_the_queue_sends_what_fits_and_the_rest_later()
         ctl.on_agent("ADDED", {"metadata": {"namespace": "ns", "name": f"a{i}", "uid": f"u{i}", "resourceVersion": "1",
                                             "generation": 1}, "spec": {"model": {"provider": "simulated", "name": "m"}}})
     await ctl.step()  # raised asyncio.QueueFull
-    assert ctl._queue.qsize() == 10  # noqa: SLF001
+    assert ctl.work.queue.qsize() == 10
     queued = set()
-    while not ctl._queue.empty():  # noqa: SLF001
-        queued.add(ctl._queue.get_nowait()[0])  # noqa: SLF001
-    assert ctl._inflight == queued  # noqa: SLF001  (nothing marked in flight that was not queued)
+    while not ctl.work.queue.empty():
+        queued.add(ctl.work.queue.get_nowait()[0])
+    assert ctl.work.inflight == queued  # (nothing marked in flight that was not queued)
     waiting = [a for a in ctl.agents.values() if a.key not in queued]
     assert len(waiting) == 15 and all(a.target is None for a in waiting)

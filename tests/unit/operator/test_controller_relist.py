@@ -33,9 +33,9 @@ async def test_a_relist_deletion_with_identity_only_drops_the_agent_and_plans_no
     r._apply_list([_agent("a", "5"), _agent("b", "6")])  # noqa: SLF001
     assert set(ctl.agents) == {"ns/a", "ns/b"} and ctl.agents["ns/a"].on_delete == "remove"
     await ctl.step()
-    assert ctl._queue.empty()  # noqa: SLF001  (both already where they belong)
+    assert ctl.work.queue.empty()  # (both already where they belong)
 
     r._apply_list([_agent("b", "6")])  # noqa: SLF001  (a was deleted while the watch was gone)
     assert set(ctl.agents) == {"ns/b"}
     await ctl.step()
-    assert ctl._queue.empty() and not ctl._inflight  # noqa: SLF001
+    assert ctl.work.queue.empty() and not ctl.work.inflight

@@ -16,7 +16,7 @@ from agent_operator.agents import agent_view, placement_patch
 from agent_operator.controller import Controller, Settings
 from agent_runtime.kube.client import KubeClient
 from agent_runtime.kube.config import KubeConfig
-from agent_runtime.kube.shard import RETRY_MAX_S, retry_delay
+from agent_runtime.kube.placement_watch import RETRY, retry_delay
 
 NOW = "2026-11-25T10:00:00Z"
 
@@ -48,7 +48,7 @@ def test_the_operator_keeps_a_shards_failed_while_the_agent_stays_there() -> Non
 
 def test_shard_retry_backoff_doubles_to_a_minute() -> None:
     assert [retry_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
-    assert retry_delay(100) == RETRY_MAX_S
+    assert retry_delay(100) == RETRY.cap_s == 60
 
 
 async def test_a_failing_job_backs_off_with_one_line_and_no_stack_trace(caplog: pytest.LogCaptureFixture) -> None:
@@ -62,24 +62,24 @@ async def test_a_failing_job_backs_off_with_one_line_and_no_stack_trace(caplog: 
         calls += 1
         raise RuntimeError("no such thing")
 
-    worker = asyncio.create_task(ctl._worker())  # noqa: SLF001
+    worker = asyncio.create_task(ctl.work.worker())
     caplog.set_level(logging.INFO, logger="agent_operator")
     try:
         delays = []
         for _ in range(3):
-            ctl._submit("job", broken)  # noqa: SLF001
-            while "job" in ctl._inflight:  # noqa: SLF001
+            ctl.work.submit("job", broken)
+            while "job" in ctl.work.inflight:
                 await asyncio.sleep(0)
-            delays.append(ctl._retry_at["job"] - now[0])  # noqa: SLF001
+            delays.append(ctl.work.retry_at["job"] - now[0])
         assert delays == [5.0, 10.0, 20.0] and calls == 3
 
         async def fine() -> None:
             pass
 
-        ctl._submit("job", fine)  # noqa: SLF001
-        while "job" in ctl._inflight:  # noqa: SLF001
+        ctl.work.submit("job", fine)
+        while "job" in ctl.work.inflight:
             await asyncio.sleep(0)
-        assert "job" not in ctl._failures  # noqa: SLF001  (a success resets the backoff)
+        assert "job" not in ctl.work.failures  # (a success resets the backoff)
     finally:
         worker.cancel()
     lines = [r for r in caplog.records if "no such thing" in r.getMessage()]

@@ -81,10 +81,10 @@ async def _planned(status: dict[str, Any], region: str) -> list[dict[str, Any]]:
         if status_patch is not None:
             sent.append(status_patch["status"])
 
-    ctl._patch_agent = record  # type: ignore[method-assign]  # noqa: SLF001
+    ctl.writes.patch = record  # type: ignore[method-assign]
     await ctl.step()
-    while not ctl._queue.empty():  # noqa: SLF001
-        _, job = ctl._queue.get_nowait()  # noqa: SLF001
+    while not ctl.work.queue.empty():
+        _, job = ctl.work.queue.get_nowait()
         await job()
     return sent
 

@@ -160,8 +160,8 @@ def _role_allows(rules: list[dict[str, Any]], group: str, resource: str, verb: s
 
 
 def test_shard_role_grants_every_call_a_shard_makes_and_nothing_more() -> None:
-    """Found on real pods (make cluster): a shard's Lease watch (agent_runtime/kube/shard.py,
-    `lease_reflector`: list + watch with field selector metadata.name) got 403 in a loop when the
+    """Found on real pods (make cluster): a shard's watch of its own Lease (agent_runtime/kube/lease.py:
+    list + watch with field selector metadata.name) got 403 in a loop when the
     Role lacked list/watch on leases. Each call a shard makes, and only those, is granted."""
     role = by_kind(resources.desired_objects(POOL, spec(), 1, "tok"))["Role/eu-shard"]
     calls = {("agentruntime.dev", "agents", "list"), ("agentruntime.dev", "agents", "watch"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_runtime import layout
 from agent_runtime.kube import folders
 from agent_operator.shards import observe_lease, ordinal
 
@@ -56,7 +57,7 @@ def test_a_renewal_is_a_changed_renew_time_and_nothing_else() -> None:
 
 
 def test_a_renew_time_moved_back_ends_the_lease_at_once() -> None:
-    """`Shard.give_up_lease` (graceful stop) moves renewTime a whole duration back: expired now,
+    """`Lease.give_up` (a shard's graceful stop) moves renewTime a whole duration back: expired now,
     without comparing it to the operator's clock; the restarted shard's next renewal is fresh."""
     alive = observe_lease(lease("2026-11-25T10:00:05.000000Z"), now=1000.0)
     ended = observe_lease(lease("2026-11-25T09:59:49.000000Z"), now=1001.0, previous=alive)
@@ -71,7 +72,7 @@ def test_ordinal() -> None:
 
 
 def make_agent(data: Path) -> Path:
-    folder = folders.agent_folder(data, "ns", "a")
+    folder = layout.agent_folder(data, "ns", "a")
     (folder / "workspace").mkdir(parents=True)
     (folder / "events.db").write_bytes(b"events")
     return folder

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runtime.mock_providers.caching import Block, CacheRequestError, PromptCache, block_of
 from agent_runtime.native import count_tokens
+from mock_providers.caching import Block, CacheRequestError, PromptCache, block_of
 
 
 def text_block(i: int, words: int = 300, ttl: str | None = None) -> Block:

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, UserMessage
-from agent_runtime.mock_providers.caching import Block, block_of
-from agent_runtime.mock_providers.common import TEXT_PIECE, Answer, BadRequest, ParsedRequest, pieces, sign, sse, verify
 from agent_runtime.tools.base import ToolSpec
+from mock_providers.caching import Block, block_of
+from mock_providers.common import TEXT_PIECE, Answer, BadRequest, ParsedRequest, pieces, sign, sse, verify
 
 FINISH = {"end_turn": "STOP", "tool_use": "STOP", "max_tokens": "MAX_TOKENS", "content_filter": "SAFETY"}
 

@@ -36,15 +36,16 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from agent_runtime.listen import bound_port
 from agent_runtime.messages import AssistantMessage
-from agent_runtime.mock_providers import anthropic as anthropic_wire
-from agent_runtime.mock_providers import gemini as gemini_wire
-from agent_runtime.mock_providers import openai as openai_wire
-from agent_runtime.mock_providers.caching import CacheRequestError, CacheUsage, PromptCache
-from agent_runtime.mock_providers.common import Answer, BadRequest, ParsedRequest
 from agent_runtime.native import TokenCache, count_tokens
 from agent_runtime.providers.base import ModelRequest
 from agent_runtime.providers.simulated import SimulatedModelConfig, SimulatedProvider
+from mock_providers import anthropic as anthropic_wire
+from mock_providers import gemini as gemini_wire
+from mock_providers import openai as openai_wire
+from mock_providers.caching import CacheRequestError, CacheUsage, PromptCache
+from mock_providers.common import Answer, BadRequest, ParsedRequest
 
 FAULT_KINDS = ("rate_limit", "overloaded", "server_error", "midstream_error", "cut", "malformed", "slow")
 APIS = ("anthropic", "openai", "openai-responses", "gemini")
@@ -345,10 +346,7 @@ class MockServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=4096)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp has no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        self.port = bound_port(site, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

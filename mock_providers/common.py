@@ -8,8 +8,8 @@ import hashlib
 from typing import Any
 
 from agent_runtime.messages import AssistantMessage, Message
-from agent_runtime.mock_providers.caching import Block, CacheUsage
 from agent_runtime.tools.base import ToolSpec
+from mock_providers.caching import Block, CacheUsage
 
 TEXT_PIECE = 16  # characters per streamed text delta (about 4 tokens)
 ARGS_PIECE = 12  # characters per tool-argument fragment (fragments split keys and strings anywhere)

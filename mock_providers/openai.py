@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 
 from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, UserMessage
-from agent_runtime.mock_providers.caching import Block, block_of
-from agent_runtime.mock_providers.common import (
+from agent_runtime.tools.base import ToolSpec
+from mock_providers.caching import Block, block_of
+from mock_providers.common import (
     ARGS_PIECE,
     TEXT_PIECE,
     Answer,
@@ -27,7 +28,6 @@ from agent_runtime.mock_providers.common import (
     sse,
     verify,
 )
-from agent_runtime.tools.base import ToolSpec
 
 FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length", "content_filter": "content_filter"}
 CREATED = 1_764_000_000

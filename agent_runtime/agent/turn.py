@@ -2,7 +2,7 @@
 
 `TurnMachine` never does IO. Each input (a user message, the model's completed message, tool
 results, an interrupt, a model error) becomes a list of `NewEvent`s; the shell
-(`agent_runtime.actor`) appends them to the log, applies them to `AgentState`, and then asks
+(`agent_runtime.agent.actor`) appends them to the log, applies them to `AgentState`, and then asks
 `next_effect()` what to do: call the model, run tools, finish the turn, or wait. Because the effect
 is a function of the state alone, a restarted agent resumes an interrupted turn by asking the
 same question of its replayed state.
@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent_runtime import compression, pricing
-from agent_runtime.compression import count
+from agent_runtime.metrics import CompressionMeter
+from agent_runtime.tokens import assistant_texts, count
 from agent_runtime.events import EventKind, NewEvent
 from agent_runtime.manifest import AgentSpec
 from agent_runtime.messages import (
@@ -29,7 +30,7 @@ from agent_runtime.messages import (
     Usage,
     UserMessage,
 )
-from agent_runtime.state import AgentState
+from agent_runtime.agent.state import AgentState
 
 INCOMPLETE_STOPS = frozenset({"max_tokens", "content_filter", "error", "interrupted"})
 """Stop reasons of a message the model did not finish: its calls not yet started never run, the
@@ -89,19 +90,14 @@ LIMIT_ERRORS = {
 class TurnMachine:
     """Decides the loop of one agent. Holds the state it reads; never mutates it."""
 
-    def __init__(self, state: AgentState, spec: AgentSpec, meter: compression.CompressionMeter | None = None) -> None:
+    def __init__(self, state: AgentState, spec: AgentSpec, meter: CompressionMeter | None = None) -> None:
         self.state = state
         self.spec = spec
-        self.meter = meter or compression.CompressionMeter()
+        self.meter = meter or CompressionMeter()
         # each live message prepared for folding when it arrives (by identity: the message object
         # is held, so an id is not reused while cached); a fold takes these and drops them
         self._prepared: dict[int, tuple[Message, compression.Prepared]] = {}
         self.prefix_tokens = count(spec.system_prompt) + 32 * len(spec.tools)
-        self.announce: tuple[tuple[ToolCall, bool], ...] = ()
-        """Calls to announce (`tool_call` event) in the same commit as the next model message:
-        (call, early). Set by the shell at the end of the stream: read-only calls already running
-        (early) and allowed calls that start as soon as the message is committed. Consumed by
-        `model_message`."""
 
     # -- inputs -> events -------------------------------------------------------------------
 
@@ -119,25 +115,19 @@ class TurnMachine:
             events.append(NewEvent(EventKind.STATUS, {"state": "running", "turn": self.state.turns + 1}))
         return events
 
-    def model_message(self, message: AssistantMessage, usage: Usage, message_id: str) -> list[NewEvent]:
+    def model_message(
+        self, message: AssistantMessage, usage: Usage, message_id: str, announce: Sequence[tuple[ToolCall, bool]] = ()
+    ) -> list[NewEvent]:
         """The model's completed message, a `tool_call` event for each call in `announce` (one
-        commit instead of two), and the usage of the call. Other calls get their `tool_call`
-        when they start (`tool_calls_started`, `approval`); a call that never starts has none."""
-        announce, self.announce = self.announce, ()
+        commit instead of two), and the usage of the call. `announce`: (call, early) pairs, from
+        the message's `ToolSchedule.announce` — calls already running (early) and allowed calls that
+        start as soon as the message is committed. Other calls get their `tool_call` when they start
+        (`tool_calls_started`, `approval`); a call that never starts has none."""
         ids = {c.id for c in message.tool_calls}
         started = self.state.started_call_ids
-        tokens = self._count(*compression.assistant_texts(message.text, message.tool_calls))
-        data: dict[str, Any] = {
-            "id": message_id,
-            "text": message.text,
-            "tool_calls": [c.to_dict() for c in message.tool_calls],
-            "stop_reason": message.stop_reason,
-            "tokens": tokens,
-        }
-        if message.provider_state is not None:
-            data["provider_state"] = message.provider_state.to_dict()
+        tokens = self._count(*assistant_texts(message.text, message.tool_calls))
         return [
-            NewEvent(EventKind.ASSISTANT_MESSAGE, data),
+            NewEvent(EventKind.ASSISTANT_MESSAGE, {"id": message_id, **message.to_dict(tokens=tokens)}),
             *(
                 NewEvent(EventKind.TOOL_CALL, {**c.to_dict(), **({"early": True} if early else {})})
                 for c, early in announce
@@ -289,13 +279,9 @@ class TurnMachine:
         if not open_calls:
             started = list(early_calls)
             if partial_text or started:
-                tokens = sum(count(t) for t in compression.assistant_texts(partial_text, started))
-                data: dict[str, Any] = {"id": message_id, "text": partial_text,
-                                        "tool_calls": [c.to_dict() for c in started], "stop_reason": "interrupted",
-                                        "tokens": tokens}
-                if provider_state is not None:
-                    data["provider_state"] = provider_state.to_dict()
-                events.append(NewEvent(EventKind.ASSISTANT_MESSAGE, data))
+                tokens = sum(count(t) for t in assistant_texts(partial_text, started))
+                partial = AssistantMessage(partial_text, tuple(started), "interrupted", provider_state=provider_state)
+                events.append(NewEvent(EventKind.ASSISTANT_MESSAGE, {"id": message_id, **partial.to_dict(tokens=tokens)}))
                 if spent is not None:
                     events.extend(self.attempt_usage(spent, "interrupted"))
                     spent = None

@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 
 from agent_runtime.messages import AssistantMessage, Message, ToolCall, ToolResult, ToolResultMessage, UserMessage
-from agent_runtime.mock_providers.caching import Block, block_of
-from agent_runtime.mock_providers.common import (
+from agent_runtime.tools.base import ToolSpec
+from mock_providers.caching import Block, block_of
+from mock_providers.common import (
     ARGS_PIECE,
     TEXT_PIECE,
     Answer,
@@ -25,7 +26,6 @@ from agent_runtime.mock_providers.common import (
     sse,
     verify,
 )
-from agent_runtime.tools.base import ToolSpec
 
 STOP = {"end_turn": "end_turn", "tool_use": "tool_use", "max_tokens": "max_tokens", "content_filter": "refusal"}
 

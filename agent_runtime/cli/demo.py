@@ -31,8 +31,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from agent_runtime.actor import ActorConfig
+from agent_runtime.agent.actor import ActorConfig
 from agent_runtime.cli.client import Client
+from agent_runtime.looplag import sample_loop_lag
 from agent_runtime.manifest import API_VERSION
 from agent_runtime.metrics import percentile, rss_bytes, thread_count
 from agent_runtime.providers.registry import HTTP_PROVIDERS, KEY_VARIABLES, ProviderSettings
@@ -220,10 +221,7 @@ class View:
 
     async def watch_loop_lag(self) -> None:
         """How late a 50 ms timer fires: the event loop's responsiveness under this load."""
-        while True:
-            t0 = time.perf_counter()
-            await asyncio.sleep(0.05)
-            self.lags.append(time.perf_counter() - t0 - 0.05)
+        await sample_loop_lag(0.05, self.lags.append)
 
     async def run(self) -> None:
         drawn = 0
@@ -321,7 +319,7 @@ async def run_demo(cfg: DemoConfig) -> int:
 
 @contextlib.asynccontextmanager
 async def mock_process(cfg: DemoConfig) -> AsyncIterator[str]:
-    """`python -m agent_runtime.mock_providers` with the demo's model pacing; yields its base URL.
+    """`python -m mock_providers` with the demo's model pacing; yields its base URL.
 
     Started with `subprocess.Popen` on a port picked here and polled until it answers: asyncio's
     child watcher would keep a thread waiting on the process for the whole demo."""
@@ -331,7 +329,7 @@ async def mock_process(cfg: DemoConfig) -> AsyncIterator[str]:
     # Each streamed text event carries about 4 tokens.
     interval = 4 / cfg.tokens_per_s if cfg.tokens_per_s > 0 else 0.0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent_runtime.mock_providers", "--port", str(port), "--seed", str(cfg.seed),
+        [sys.executable, "-m", "mock_providers", "--port", str(port), "--seed", str(cfg.seed),
          "--ttft-base", str(cfg.ttft_s / 2), "--ttft-per-token", str(cfg.ttft_per_uncached_token_s),
          "--event-interval", str(interval), "--run-probability", str(cfg.run_probability)],
         stdout=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""`python -m agent_runtime.mock_providers [--port N] [--ttft-per-token S] ...`: serve the mocks until killed.
+"""`python -m mock_providers [--port N] [--ttft-per-token S] ...`: serve the mocks until killed.
 
 Prints one line `mock providers listening on http://127.0.0.1:PORT` once bound (the demo and the
 benchmark start it as a subprocess and read that line).
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from agent_runtime.mock_providers.server import MockConfig, MockServer
 from agent_runtime.providers.simulated import SimulatedModelConfig
+from mock_providers.server import MockConfig, MockServer
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -23,7 +23,7 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m agent_runtime.mock_providers")
+    parser = argparse.ArgumentParser(prog="python -m mock_providers")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ttft-base", type=float, default=0.0)

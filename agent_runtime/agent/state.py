@@ -18,6 +18,9 @@ the conversation at the next point where the provider formats allow a user messa
 complete set of tool results, or after the model's final answer), which the loop then answers.
 A turn that ends early (a model error, an interrupt, a limit) releases them into the conversation
 at its closing `status idle`; the next turn answers them.
+
+(Over 400 lines on purpose: `apply`, `snapshot` and `restore` are one contract — replaying the
+log, or a snapshot plus its tail, must give the same state — and are kept side by side.)
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from agent_runtime import compression
 from agent_runtime.events import Event, EventKind
 from agent_runtime.messages import (
     AssistantMessage,
-    ProviderState,
     Message,
     ToolCall,
     ToolResult,
     ToolResultMessage,
     UserMessage,
+    decode_message,
 )
 
 CONVERSATION_KINDS = (
@@ -67,24 +70,6 @@ COUNTER_FIELDS = (
     "last_activity",
     "status_reason",
 )
-
-
-def assistant_of(data: dict[str, Any]) -> AssistantMessage:
-    """The message of an `assistant_message` event."""
-    ps = data.get("provider_state")
-    return AssistantMessage(data.get("text", ""), tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ())),
-                            data.get("stop_reason", "end_turn"), provider_state=ProviderState.from_dict(ps) if ps else None)
-
-
-def result_of(data: dict[str, Any]) -> ToolResult:
-    """The result of a `tool_result` event."""
-    return ToolResult(
-        tool_call_id=data["tool_call_id"],
-        name=data.get("name", ""),
-        content=data.get("content", ""),
-        is_error=bool(data.get("is_error", False)),
-        duration_ms=float(data.get("duration_ms", 0.0)),
-    )
 
 
 class AgentState:
@@ -188,7 +173,7 @@ class AgentState:
             raise ValueError(f"compression consolidates {n} messages but {self.frozen} are frozen")
         if n < 1 or end > len(self.messages):
             raise ValueError(f"compression folds {n} messages but the live tail has {len(self.messages) - start}")
-        chunk = [compression.decode_message(d) for d in data["messages"]]
+        chunk = [decode_message(d) for d in data["messages"]]
         tokens = [int(t) for t in data["message_tokens"]]
         if len(chunk) != len(tokens):
             raise ValueError("compression chunk: messages and message_tokens differ in length")
@@ -245,7 +230,7 @@ class AgentState:
         data = event.data
         tokens = int(data.get("tokens", 0))
         if event.kind == EventKind.USER_MESSAGE:
-            message = UserMessage(data["text"])
+            message = UserMessage.from_dict(data)
             if data.get("deferred") and (self.open_call_ids or self._awaiting_model()):
                 self.pending.append(message)
                 self.pending_tokens.append(tokens)
@@ -253,7 +238,7 @@ class AgentState:
             else:
                 self._add_message(message, tokens, ref=event.seq)
         elif event.kind == EventKind.ASSISTANT_MESSAGE:
-            answer = assistant_of(data)
+            answer = AssistantMessage.from_dict(data)
             calls = answer.tool_calls
             self._add_message(answer, tokens, ref=event.seq)
             self.open_call_ids = [c.id for c in calls]
@@ -281,7 +266,7 @@ class AgentState:
         elif event.kind == EventKind.COMPRESSION:
             self._apply_compression(data, event.seq)
         elif event.kind == EventKind.TOOL_RESULT:
-            result = result_of(data)
+            result = ToolResult.from_dict(data)
             # a failed call (denied, refused, an error) read or changed nothing: it supersedes no read
             path = None if result.is_error else self.call_paths.get(result.tool_call_id)
             self._add_message(ToolResultMessage(result), tokens, path, event.seq)
@@ -384,7 +369,7 @@ class AgentState:
 
         for seq in conv.get("chunks", ()):
             data = event(seq).data
-            chunk = [compression.decode_message(d) for d in data["messages"]]
+            chunk = [decode_message(d) for d in data["messages"]]
             chunk_tokens = [int(t) for t in data["message_tokens"]]
             if data.get("consolidated"):
                 self.messages, self.message_tokens, self.chunk_ends, self.chunk_seqs = [], [], [], []
@@ -403,20 +388,20 @@ class AgentState:
             e = event(seq)
             n = int(e.data.get("tokens", 0))
             if e.kind == EventKind.USER_MESSAGE:
-                self._add_message(UserMessage(e.data["text"]), n, ref=seq)
+                self._add_message(UserMessage.from_dict(e.data), n, ref=seq)
             elif e.kind == EventKind.ASSISTANT_MESSAGE:
-                message = assistant_of(e.data)
+                message = AssistantMessage.from_dict(e.data)
                 paths.update((c.id, p) for c in message.tool_calls if (p := compression.path_of(c)) is not None)
                 self._add_message(message, n, ref=seq)
             elif e.kind == EventKind.TOOL_RESULT:
-                result = result_of(e.data)
+                result = ToolResult.from_dict(e.data)
                 path = None if result.is_error else paths.get(result.tool_call_id)
                 self._add_message(ToolResultMessage(result), n, path, seq)
             else:
                 raise ValueError(f"snapshot names event {seq} ({e.kind}) as a message")
         for seq in conv.get("pending", ()):
             e = event(seq)
-            self.pending.append(UserMessage(e.data["text"]))
+            self.pending.append(UserMessage.from_dict(e.data))
             self.pending_tokens.append(int(e.data.get("tokens", 0)))
             self.pending_refs.append(seq)
         self.open_call_ids = [str(i) for i in conv.get("open_call_ids", ())]

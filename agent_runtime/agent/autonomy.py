@@ -15,7 +15,7 @@ A rule matches a call when all its matchers match:
   (fnmatch), so `src/*` covers the whole `src/` tree. A listed argument the call lacks: no match.
 - `readOnly`: true / false to match only tools that do / do not declare the read-only hint.
 
-Used by the actor (`agent_runtime.actor`) on each tool call the moment it is complete in the
+Used by the actor (`agent_runtime.agent.actor`) on each tool call the moment it is complete in the
 stream; the verdict decides whether it starts, waits for an operator or gets an error result.
 """
 
