@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 NATIVE_SRC := $(shell find native -path native/target -prune -o \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-native test-python bench lint clean k8s
+.PHONY: setup demo test test-native test-python bench lint clean k8s image cluster cluster-down
 
 setup: $(STAMP)
 
@@ -32,6 +32,22 @@ test-python: setup k8s
 # and cached under ~/.cache/agent-runtime/k8s/ (scripts/k8s/build.sh).
 k8s:
 	@bash scripts/k8s/build.sh >/dev/null
+
+# The image (operator, router, shards), built with no network inside the build: a Debian base from
+# debootstrap, wheels built on the host, `podman build --network none`; cached by the inputs' hash
+# (scripts/image/build.sh). Prints the image name.
+image:
+	@bash scripts/cluster/deps.sh
+	@bash scripts/image/build.sh
+
+# A real single-node cluster on this machine (root): kubelet, containerd, CNI, CoreDNS, Traefik, the
+# chart with the local image; prints how to attach. `cluster-down` stops it and restores the machine
+# (sysctls, iptables, links, mounts). See docs/cluster.md.
+cluster:
+	@bash scripts/cluster/up.sh
+
+cluster-down:
+	@bash scripts/cluster/down.sh
 
 # Every benchmark prints one JSON document; files starting with _ are their helpers.
 bench: setup

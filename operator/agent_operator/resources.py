@@ -36,13 +36,15 @@ KEYS_MOUNT = "/run/agent-runtime/provider-keys"
 
 # Exactly what a shard calls (agent_runtime/kube/: placement_watch.py, reporter.py, lease.py): list +
 # watch its Agents (field selector status.shard), merge-patch their status, get/create/replace/
-# merge-patch its own Lease. The
+# merge-patch its own Lease, and list + watch that Lease (field selector metadata.name: a drain is
+# known at once). The
 # operator must hold all of these in the pool's namespace itself (the chart's operator Role):
 # Kubernetes refuses to let it grant more than it has.
 SHARD_RULES: list[dict[str, Any]] = [
     {"apiGroups": [API_GROUP], "resources": ["agents"], "verbs": ["list", "watch"]},
     {"apiGroups": [API_GROUP], "resources": ["agents/status"], "verbs": ["patch"]},
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
 ]
 
 

@@ -153,3 +153,24 @@ def test_secrets_are_mounted_outside_what_tool_processes_may_read() -> None:
         assert under == [], f"{mount} is readable by tool processes (under {under})"
     assert resources.shard_args(POOL, pool_spec)[resources.shard_args(POOL, pool_spec).index("--admin-token-file") + 1] == (
         f"{resources.TOKEN_MOUNT}/admin.token")
+
+
+def _role_allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
+
+
+def test_shard_role_grants_every_call_a_shard_makes_and_nothing_more() -> None:
+    """Found on real pods (make cluster): a shard's watch of its own Lease (agent_runtime/kube/lease.py:
+    list + watch with field selector metadata.name) got 403 in a loop when the
+    Role lacked list/watch on leases. Each call a shard makes, and only those, is granted."""
+    role = by_kind(resources.desired_objects(POOL, spec(), 1, "tok"))["Role/eu-shard"]
+    calls = {("agentruntime.dev", "agents", "list"), ("agentruntime.dev", "agents", "watch"),
+             ("agentruntime.dev", "agents/status", "patch"),
+             ("coordination.k8s.io", "leases", "list"), ("coordination.k8s.io", "leases", "watch"),
+             ("coordination.k8s.io", "leases", "get"), ("coordination.k8s.io", "leases", "create"),
+             ("coordination.k8s.io", "leases", "update"), ("coordination.k8s.io", "leases", "patch")}
+    for group, resource, verb in sorted(calls):
+        assert _role_allows(role["rules"], group, resource, verb), (group, resource, verb)
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    assert granted == calls
