@@ -18,7 +18,7 @@ for t in podman debootstrap; do
 done
 key() {
   cd "$ROOT"
-  git ls-files -co --exclude-standard -- pyproject.toml README.md native agent_runtime operator scripts/image \
+  git ls-files -co --exclude-standard -- pyproject.toml README.md native agent_runtime mock_providers operator scripts/image \
     | grep -v -E '^native/(target|fuzz/target)/' | LC_ALL=C sort \
     | while read -r f; do [ -f "$f" ] && printf '%s %s\n' "$(sha256sum < "$f" | cut -c1-64)" "$f"; done \
     | sha256sum | cut -c1-16
