@@ -33,7 +33,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from agent_runtime import errors
+from agent_runtime import atomicfile, errors
 
 
 class Role(enum.StrEnum):
@@ -115,12 +115,9 @@ def _digest(token: str) -> str:
 
 
 def write_grants(path: Path, grants: dict[str, Grant]) -> None:
-    """Write the digest file atomically (0600): a temporary file, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({d: g.to_dict() for d, g in grants.items()}, indent=1), encoding="utf-8")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Write the digest file atomically (0600, never readable in between; a failed write leaves
+    the old file and no temporary file)."""
+    atomicfile.write_text_atomic(path, json.dumps({d: g.to_dict() for d, g in grants.items()}, indent=1))
 
 
 def read_grants(path: Path) -> dict[str, Grant]:

@@ -22,16 +22,14 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from agent_runtime import errors, layout
+from agent_runtime import atomicfile, errors, layout
 from agent_runtime.agent.actor import ActorConfig, AgentActor
 from agent_runtime.agent.mail import AgentStopped, InterruptMail, UnknownToolCall, UserMail
 from agent_runtime.eventlog.base import LogClosed, LogCorrupt
@@ -414,14 +412,5 @@ def _write_manifest(folder: Path, text: str) -> None:
     with contextlib.suppress(OSError):
         if path.read_text(encoding="utf-8") == text:
             return
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk (ENOSPC) or any other failure: no temp file left behind
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomicfile.write_text_atomic(path, text)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from agent_runtime import host as host_module
+from agent_runtime import atomicfile
 from agent_runtime.manifest import make_manifest
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ async def test_apply_failing_with_enospc_leaves_no_temp_file(start_server: Serve
     folder = server.host.get("default/a").folder
     before = (folder / "manifest.yaml").read_text()
     real_fdopen = os.fdopen
-    monkeypatch.setattr(host_module.os, "fdopen", lambda *a, **k: _FullFile(real_fdopen(*a, **k)))
+    monkeypatch.setattr(atomicfile.os, "fdopen", lambda *a, **k: _FullFile(real_fdopen(*a, **k)))
     with pytest.raises(OSError) as caught:
         await server.host.apply(make_manifest("a", systemPrompt=BIG_PROMPT))
     assert caught.value.errno == errno.ENOSPC
@@ -121,3 +121,23 @@ async def test_apply_failing_with_enospc_leaves_no_temp_file(start_server: Serve
     monkeypatch.undo()
     await server.host.apply(make_manifest("a", systemPrompt=BIG_PROMPT))
     assert leftovers(folder) == []
+
+
+def test_a_token_write_failing_with_enospc_leaves_the_old_file_and_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent_runtime.auth import Grant, Role, read_grants, write_grants
+
+    path = tmp_path / "tokens.json"
+    write_grants(path, {"d1": Grant(Role("admin"), None, None)})
+    before = path.read_bytes()
+    assert path.stat().st_mode & 0o777 == 0o600
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(atomicfile.os, "fdopen", lambda *a, **k: _FullFile(real_fdopen(*a, **k)))
+    with pytest.raises(OSError) as caught:
+        write_grants(path, {"d1": Grant(Role("admin"), None, None), "d2": Grant(Role("viewer"), "ns", None)})
+    assert caught.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.json"] and path.read_bytes() == before
+    monkeypatch.undo()
+    write_grants(path, {"d2": Grant(Role("viewer"), "ns", None)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.json"] and set(read_grants(path)) == {"d2"}
+    assert path.stat().st_mode & 0o777 == 0o600
