@@ -233,30 +233,25 @@ class ToolSchedule:
         """The calls to start now (in call order); each is named once."""
         out = []
         for i, c in enumerate(self._calls):
-            if c.fate == "run" and not c.started and not c.held and not self._blocked(i):
+            if c.fate == "run" and not c.started and not c.held and not self._barriers(i):
                 c.started = True
                 out.append(c.facts.call)
         return out
 
-    def _blocked(self, i: int) -> bool:
-        """Whether an earlier call the order makes call `i` wait for has not ended. Calls still
-        undecided (the message is streaming) count as barriers."""
+    def _barriers(self, i: int) -> list[_Call]:
+        """The earlier calls the order makes call `i` wait for that have not ended: every one for a
+        side effect, the last side effect for a read. Calls still undecided (the message is
+        streaming) count as barriers."""
+        earlier = self._calls[:i]
         if self._calls[i].facts.side_effect:
-            return any(not c.ended and c.fate != "never" for c in self._calls[:i])
-        for c in reversed(self._calls[:i]):
-            if c.fate != "never" and c.facts.side_effect:
-                return not c.ended
-        return False
+            return [c for c in earlier if not c.ended and c.fate != "never"]
+        last = next((c for c in reversed(earlier) if c.fate != "never" and c.facts.side_effect), None)
+        return [] if last is None or last.ended else [last]
 
     def waiting_for(self, call_id: str) -> list[str]:
         """The calls `call_id` waits for now (barriers not yet ended), for logs and tests."""
         i = next(n for n, c in enumerate(self._calls) if c.facts.call.id == call_id)
-        me = self._calls[i]
-        earlier = [c for c in self._calls[:i] if c.fate != "never" and not c.ended]
-        if me.facts.side_effect:
-            return [c.facts.call.id for c in earlier]
-        last = next((c for c in reversed(self._calls[:i]) if c.fate != "never" and c.facts.side_effect), None)
-        return [] if last is None or last.ended else [last.facts.call.id]
+        return [c.facts.call.id for c in self._barriers(i)]
 
     @property
     def settled(self) -> bool:
