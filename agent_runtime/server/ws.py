@@ -97,15 +97,18 @@ class Connection:
 
     def agent_deleted(self) -> None:
         """The agent is gone: tell the client, then close (1001: nothing to reconnect to)."""
-        self.send_frame(frames.error_frame(frames.ErrorCode.AGENT_NOT_FOUND, f"agent {self.key} was deleted"))
-        if not self._offer(("close", (1001, b"agent deleted"))) and not self.slow:
-            self.overflowed()
+        self._end(frames.error_frame(frames.ErrorCode.AGENT_NOT_FOUND, f"agent {self.key} was deleted"),
+                  1001, b"agent deleted")
 
     def agent_failed(self, exc: LogCorrupt) -> None:
         """The agent was quarantined (its log is damaged): tell the client, then close (1011; a
         reconnect is refused with the same code until an admin recovers the agent)."""
-        self.send_frame(errors.frame(exc))
-        if not self._offer(("close", (WSCloseCode.INTERNAL_ERROR, b"agent quarantined"))) and not self.slow:
+        self._end(errors.frame(exc), WSCloseCode.INTERNAL_ERROR, b"agent quarantined")
+
+    def _end(self, frame: frames.ServerFrame, code: int, reason: bytes) -> None:
+        """The agent's last word to this client: an error frame, then a close with `code`."""
+        self.send_frame(frame)
+        if not self._offer(("close", (code, reason))) and not self.slow:
             self.overflowed()
 
     def send_frame(self, frame: frames.ServerFrame) -> None:
